@@ -1,0 +1,6 @@
+//! shmcollab runtime: the manager (communications module, router,
+//! transaction server, coordinator) and the LP API.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+pub mod plan;

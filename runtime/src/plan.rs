@@ -1,0 +1,79 @@
+//! The plan: what the supervisor decided from the config, handed to every
+//! manager as `plan.json` (mode 0600) in the session directory.
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Restart type of a process group, as in OTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RestartType {
+    /// Always restarted when it ends.
+    Permanent,
+    /// Restarted only when it ends abnormally (non-zero exit or signal).
+    #[default]
+    Transient,
+    /// Never restarted.
+    Temporary,
+}
+
+/// Which manager is the coordinator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CoordinatorChoice {
+    /// The lowest live slot.
+    Auto,
+    /// The manager of this slot (a process named in the config).
+    Slot(u32),
+}
+
+/// One logical process: an instance of a process group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LpPlan {
+    /// Unique name: the group's name, or `group.N` when it has several instances.
+    pub name: String,
+    /// The process group it belongs to.
+    pub group: String,
+    /// Program and arguments; relative program paths are resolved against `cwd`.
+    pub command: Vec<String>,
+    /// Working directory (the config file's directory).
+    pub cwd: PathBuf,
+    /// Extra environment.
+    pub env: Vec<(String, String)>,
+    /// Names of the sub-functions it hosts (at least one).
+    pub subfns: Vec<String>,
+    /// Restart type.
+    pub restart: RestartType,
+    /// Restart intensity: at most this many restarts ...
+    pub max_restarts: u32,
+    /// ... within this many seconds.
+    pub within_secs: u64,
+}
+
+/// Everything a manager needs to know about the collaboration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    /// Collaboration name.
+    pub name: String,
+    /// Frame tags on (default) or off.
+    pub secure: bool,
+    /// State reports go to the coordinator at least this often.
+    pub report_interval_ms: u64,
+    /// Coordinator choice.
+    pub coordinator: CoordinatorChoice,
+    /// Directory of the sub-functions' state.
+    pub state_dir: PathBuf,
+    /// All sub-functions, in table order (index = id in frames).
+    pub subfns: Vec<String>,
+    /// Logical processes; the index is the registry slot.
+    pub lps: Vec<LpPlan>,
+    /// Data bytes of each ring (a power of two).
+    pub ring_capacity: usize,
+    /// Grace period between SIGTERM and SIGKILL, in milliseconds.
+    pub grace_ms: u64,
+}
+
+impl Plan {
+    /// File name of the plan in the session directory.
+    pub const FILE: &'static str = "plan.json";
+}

@@ -1,0 +1,284 @@
+//! `cargo bench -p shmcollab-shm --bench ring`
+//!
+//! In one run, side by side:
+//! * two-process round trip over a pair of rings (64 B, 1 KiB), default
+//!   adaptive wait; the same over a Unix socketpair as baseline;
+//! * one-way throughput to another process (64 B, 1 KiB; tags off and on);
+//! * tag seal + open of one 64 B frame.
+//!
+//! The child side is this binary re-executed with `SHMC_BENCH_CHILD`.
+//! `SHMC_BENCH_QUICK=1` shrinks the counts (smoke test).
+
+#[path = "common.rs"]
+mod common;
+
+use common::Row;
+use shmcollab_shm::auth::{link_key, Endpoint, MasterKey, Opener, Sealer};
+use shmcollab_shm::frame::{FrameHeader, FRAME_HEADER_LEN};
+use shmcollab_shm::ring::{create_ring, open_ring, Consumer, Producer};
+use shmcollab_shm::segment::Session;
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+fn quick() -> bool {
+    std::env::var_os("SHMC_BENCH_QUICK").is_some()
+}
+
+fn spawn_child(role: &str, arg: &str) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .env("SHMC_BENCH_CHILD", role)
+        .env("SHMC_BENCH_ARG", arg)
+        .spawn()
+        .unwrap()
+}
+
+// ---- child roles ---------------------------------------------------------
+
+fn child_ring_echo(dir: &Path) {
+    let s = Session::open(dir).unwrap();
+    let mut rx = Consumer::attach(&open_ring(&s, "ping").unwrap()).unwrap();
+    let mut tx = Producer::attach(&open_ring(&s, "pong").unwrap(), None).unwrap();
+    loop {
+        rx.wait(None);
+        let Some(f) = rx.peek().unwrap() else {
+            continue;
+        };
+        if f.is_empty() {
+            return;
+        }
+        let mut slot = tx.reserve_wait(f.len(), None).unwrap();
+        slot.copy_from(&f);
+        slot.commit();
+        f.release();
+        tx.flush();
+    }
+}
+
+fn child_sock_echo(path: &Path) {
+    let mut s = UnixStream::connect(path).unwrap();
+    let mut len = [0u8; 4];
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        if s.read_exact(&mut len).is_err() {
+            return;
+        }
+        let n = u32::from_le_bytes(len) as usize;
+        s.read_exact(&mut buf[..n]).unwrap();
+        s.write_all(&len).unwrap();
+        s.write_all(&buf[..n]).unwrap();
+    }
+}
+
+/// Consume frames until an empty one; with tags, open each; answer "done".
+fn child_sink(arg: &str) {
+    let (dir, secure) = arg.split_once(',').unwrap();
+    let s = Session::open(Path::new(dir)).unwrap();
+    let mut rx = Consumer::attach(&open_ring(&s, "ping").unwrap()).unwrap();
+    let mut tx = Producer::attach(&open_ring(&s, "pong").unwrap(), None).unwrap();
+    let mut opener = Opener::new((secure == "1").then(bench_key));
+    let mut out = Vec::with_capacity(4096);
+    let mut n = 0u64;
+    loop {
+        let Some(f) = rx.peek().unwrap() else {
+            rx.wait(None);
+            continue;
+        };
+        if f.is_empty() {
+            f.release();
+            break;
+        }
+        if opener.secure() {
+            opener.open(&f, &mut out).expect("genuine frame");
+        } else {
+            std::hint::black_box(&*f);
+        }
+        n += 1;
+        f.release();
+    }
+    tx.send(&n.to_le_bytes()).unwrap();
+}
+
+fn bench_key() -> shmcollab_shm::auth::LinkKey {
+    let m = MasterKey::from_bytes([7; 32]);
+    link_key(
+        &m,
+        1,
+        Endpoint {
+            id: 1,
+            generation: 0,
+        },
+        Endpoint {
+            id: 2,
+            generation: 0,
+        },
+    )
+}
+
+// ---- measurements --------------------------------------------------------
+
+fn ring_rtt(size: usize, iters: usize) -> Row {
+    let s = Session::create(&format!("bench-rtt-{}", std::process::id())).unwrap();
+    let mut tx = Producer::attach(&create_ring(&s, "ping", 1 << 16).unwrap(), None).unwrap();
+    let mut rx = Consumer::attach(&create_ring(&s, "pong", 1 << 16).unwrap()).unwrap();
+    let mut child = spawn_child("ring_echo", s.dir().to_str().unwrap());
+    let msg = vec![0xabu8; size];
+    let warm = iters / 10;
+    let mut samples = Vec::with_capacity(iters);
+    for i in 0..warm + iters {
+        let t = Instant::now();
+        tx.send(&msg).unwrap();
+        loop {
+            if let Some(f) = rx.peek().unwrap() {
+                assert_eq!(f.len(), size);
+                f.release();
+                break;
+            }
+            rx.wait(None);
+        }
+        if i >= warm {
+            samples.push(t.elapsed().as_nanos() as u64);
+        }
+    }
+    tx.send(&[]).unwrap();
+    child.wait().unwrap();
+    Row::latency(&format!("rtt_{}", label(size)), "shmcollab", &mut samples)
+}
+
+fn sock_rtt(size: usize, iters: usize) -> Row {
+    let path = std::env::temp_dir().join(format!("shmc-bench-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let l = UnixListener::bind(&path).unwrap();
+    let mut child = spawn_child("sock_echo", path.to_str().unwrap());
+    let (mut s, _) = l.accept().unwrap();
+    let _ = std::fs::remove_file(&path);
+    let msg = vec![0xabu8; size];
+    let mut back = vec![0u8; size];
+    let mut len = [0u8; 4];
+    let warm = iters / 10;
+    let mut samples = Vec::with_capacity(iters);
+    for i in 0..warm + iters {
+        let t = Instant::now();
+        s.write_all(&(size as u32).to_le_bytes()).unwrap();
+        s.write_all(&msg).unwrap();
+        s.read_exact(&mut len).unwrap();
+        s.read_exact(&mut back).unwrap();
+        if i >= warm {
+            samples.push(t.elapsed().as_nanos() as u64);
+        }
+    }
+    drop(s);
+    child.wait().unwrap();
+    Row::latency(&format!("rtt_{}", label(size)), "unix_socket", &mut samples)
+}
+
+fn one_way(size: usize, secure: bool, n: u64) -> Row {
+    let s = Session::create(&format!("bench-ow-{}", std::process::id())).unwrap();
+    let mut tx = Producer::attach(&create_ring(&s, "ping", 1 << 20).unwrap(), None).unwrap();
+    let mut rx = Consumer::attach(&create_ring(&s, "pong", 4096).unwrap()).unwrap();
+    let arg = format!("{},{}", s.dir().display(), if secure { 1 } else { 0 });
+    let mut child = spawn_child("sink", &arg);
+    let mut sealer = Sealer::new(secure.then(bench_key));
+    let payload = vec![0x5au8; size];
+    let flen = if secure { sealer.frame_len(size) } else { size };
+    let hdr = FrameHeader {
+        kind: 1,
+        payload_len: size as u32,
+        ..Default::default()
+    };
+    const BATCH: u64 = 64;
+    let t = Instant::now();
+    let mut sent = 0u64;
+    while sent < n {
+        let mut slot = tx.reserve_wait(flen, None).unwrap();
+        if secure {
+            let buf = slot.as_mut_slice();
+            buf[FRAME_HEADER_LEN..FRAME_HEADER_LEN + size].copy_from_slice(&payload);
+            sealer.seal_in_place(hdr, buf).unwrap();
+        } else {
+            slot.copy_from(&payload);
+        }
+        slot.commit();
+        sent += 1;
+        if sent.is_multiple_of(BATCH) {
+            tx.flush();
+        }
+    }
+    tx.send(&[]).unwrap();
+    let got = rx.recv_timeout(None).unwrap().unwrap();
+    let took = t.elapsed();
+    assert_eq!(u64::from_le_bytes(got[..8].try_into().unwrap()), n);
+    child.wait().unwrap();
+    let name = format!(
+        "oneway_{}_{}",
+        label(size),
+        if secure { "tags" } else { "notags" }
+    );
+    Row::throughput(&name, "shmcollab", n, took)
+}
+
+fn tag_cost(iters: usize) -> Row {
+    let mut sealer = Sealer::new(Some(bench_key()));
+    let mut opener = Opener::new(Some(bench_key()));
+    let hdr = FrameHeader {
+        kind: 1,
+        payload_len: 64,
+        ..Default::default()
+    };
+    let mut buf = vec![0u8; sealer.frame_len(64)];
+    let mut out = Vec::with_capacity(256);
+    let payload = [0x11u8; 64];
+    // Time batches of 100 so the clock's own cost does not dominate.
+    let mut samples = Vec::with_capacity(iters / 100);
+    for _ in 0..iters / 100 {
+        let t = Instant::now();
+        for _ in 0..100 {
+            sealer.seal(hdr, &payload, &mut buf).unwrap();
+            opener.open(&buf, &mut out).unwrap();
+        }
+        samples.push(t.elapsed().as_nanos() as u64 / 100);
+    }
+    Row::latency("tag_seal_open_64", "aes128gcm", &mut samples)
+}
+
+fn label(size: usize) -> String {
+    if size >= 1024 {
+        format!("{}k", size / 1024)
+    } else {
+        size.to_string()
+    }
+}
+
+fn main() {
+    if let Ok(role) = std::env::var("SHMC_BENCH_CHILD") {
+        let arg = std::env::var("SHMC_BENCH_ARG").unwrap();
+        match role.as_str() {
+            "ring_echo" => child_ring_echo(Path::new(&arg)),
+            "sock_echo" => child_sock_echo(Path::new(&arg)),
+            "sink" => child_sink(&arg),
+            _ => panic!("unknown role {role}"),
+        }
+        return;
+    }
+    // cargo bench passes --bench; nothing else to parse.
+    let q = quick();
+    let rtt_iters = if q { 2_000 } else { 200_000 };
+    let sock_iters = if q { 1_000 } else { 50_000 };
+    let n64 = if q { 100_000 } else { 20_000_000 };
+    let n1k = if q { 20_000 } else { 2_000_000 };
+    let mut rows = vec![
+        ring_rtt(64, rtt_iters),
+        sock_rtt(64, sock_iters),
+        ring_rtt(1024, rtt_iters),
+        sock_rtt(1024, sock_iters),
+        one_way(64, false, n64),
+        one_way(64, true, n64 / 5),
+        one_way(1024, false, n1k),
+        one_way(1024, true, n1k / 2),
+    ];
+    rows.push(tag_cost(if q { 10_000 } else { 1_000_000 }));
+    common::print_table(&rows);
+    let _ = Duration::ZERO;
+}

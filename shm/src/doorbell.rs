@@ -1,0 +1,188 @@
+//! Doorbell: a futex word that many producers ring and sleepers wait on.
+//!
+//! Layout (8 bytes, little-endian, inside some segment):
+//!
+//! ```text
+//! offset size field
+//!      0    4 seq      bumped by a ring when someone sleeps; the futex word
+//!      4    4 sleepers number of processes between "I am going to sleep" and waking
+//! ```
+//!
+//! Protocol (a Dekker-style handshake, so no wakeup is ever lost):
+//!
+//! * the waker first publishes its data (e.g. a ring's tail, Release), then
+//!   issues a SeqCst fence, then loads `sleepers`; only if it is non-zero does
+//!   it bump `seq` and call FUTEX_WAKE. A busy pipeline therefore makes no
+//!   system call at all.
+//! * the sleeper increments `sleepers` (SeqCst), loads `seq`, re-checks its
+//!   condition, and only then calls FUTEX_WAIT on `seq` with the value it
+//!   loaded. Either the waker sees `sleepers != 0`, or the sleeper's re-check
+//!   sees the published data.
+//!
+//! Every field is untrusted: garbage here costs at most a spurious wakeup or
+//! a sleep that ends at its timeout, never memory unsafety.
+
+use crate::sync::{fence, futex_wait, futex_wake, AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// The shared doorbell word pair. Lives in shared memory; all-zero is a valid
+/// initial state.
+#[repr(C)]
+#[derive(Default)]
+pub struct Doorbell {
+    /// Futex word. Changed only by `ring`/`notify`.
+    /// SYNC: bumped with Release after the waker's data is published; the
+    /// sleeper loads it with Acquire before re-checking.
+    seq: AtomicU32,
+    /// Count of sleepers. SYNC: SeqCst on both sides (the handshake above).
+    sleepers: AtomicU32,
+}
+#[cfg(not(loom))]
+const _: () = assert!(std::mem::size_of::<Doorbell>() == 8);
+
+/// How long to spin and yield before sleeping in the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WaitStrategy {
+    /// Spin (with the CPU's pause hint) this long first.
+    pub spin: Duration,
+    /// Then call sched_yield this many times.
+    pub yields: u32,
+}
+
+impl Default for WaitStrategy {
+    /// Spin 20 µs, yield 4 times, then sleep: a peer that answers within a
+    /// few microseconds is caught without a system call, an idle one costs
+    /// nothing.
+    fn default() -> Self {
+        WaitStrategy {
+            spin: Duration::from_micros(20),
+            yields: 4,
+        }
+    }
+}
+
+impl WaitStrategy {
+    /// Never spin or yield: go to sleep at once (lowest CPU use).
+    pub const SLEEP: WaitStrategy = WaitStrategy {
+        spin: Duration::ZERO,
+        yields: 0,
+    };
+}
+
+impl Doorbell {
+    /// A fresh doorbell (all zero).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Wake sleepers, if any, after the caller published its data.
+    #[inline]
+    pub fn ring(&self) {
+        // SYNC: orders the caller's publishing store before the load of
+        // `sleepers`; pairs with the SeqCst increment in `wait_until`.
+        fence(Ordering::SeqCst);
+        if self.sleepers.load(Ordering::Relaxed) != 0 {
+            self.notify();
+        }
+    }
+
+    /// Cheap check without the fence: wakes only if a sleeper is already
+    /// visible. Use where a later full `ring` is guaranteed.
+    #[inline]
+    pub fn ring_relaxed(&self) {
+        if self.sleepers.load(Ordering::Relaxed) != 0 {
+            self.notify();
+        }
+    }
+
+    /// Bump the sequence and wake every sleeper, unconditionally.
+    pub fn notify(&self) {
+        // SYNC: Release so that a sleeper that sees the new seq also sees
+        // what was published before it.
+        self.seq.fetch_add(1, Ordering::Release);
+        futex_wake(&self.seq, u32::MAX);
+    }
+
+    /// The current sequence value (a change counter).
+    pub fn seq(&self) -> u32 {
+        self.seq.load(Ordering::Acquire)
+    }
+
+    /// Wait until `ready()` returns `Some`, spinning, yielding and then
+    /// sleeping per `strategy`, or until `timeout` passes (`None` then).
+    pub fn wait_until<T>(
+        &self,
+        strategy: WaitStrategy,
+        timeout: Option<Duration>,
+        mut ready: impl FnMut() -> Option<T>,
+    ) -> Option<T> {
+        if let Some(v) = ready() {
+            return Some(v);
+        }
+        let start = Instant::now();
+        let deadline = timeout.map(|t| start + t);
+        // Phase 1: spin.
+        if !strategy.spin.is_zero() {
+            let spin_end = start + strategy.spin;
+            let mut i = 0u32;
+            loop {
+                for _ in 0..64 {
+                    crate::sync::spin_hint();
+                    if let Some(v) = ready() {
+                        return Some(v);
+                    }
+                }
+                i += 1;
+                // Reading the clock every 64 probes keeps its cost small.
+                if i.is_multiple_of(4) {
+                    let now = Instant::now();
+                    if now >= spin_end || deadline.is_some_and(|d| now >= d) {
+                        break;
+                    }
+                }
+            }
+        }
+        // Phase 2: yield.
+        for _ in 0..strategy.yields {
+            crate::sync::yield_now();
+            if let Some(v) = ready() {
+                return Some(v);
+            }
+        }
+        // Phase 3: sleep.
+        loop {
+            let remaining = match deadline {
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return ready();
+                    }
+                    Some(d - now)
+                }
+                None => None,
+            };
+            // SYNC: SeqCst increment, then the re-check below; pairs with the
+            // fence in `ring`.
+            self.sleepers.fetch_add(1, Ordering::SeqCst);
+            let seen = self.seq.load(Ordering::Acquire);
+            if let Some(v) = ready() {
+                self.sleepers.fetch_sub(1, Ordering::SeqCst);
+                return Some(v);
+            }
+            futex_wait(&self.seq, seen, remaining);
+            self.sleepers.fetch_sub(1, Ordering::SeqCst);
+            if let Some(v) = ready() {
+                return Some(v);
+            }
+        }
+    }
+
+    /// Wait until the sequence differs from `seen` (someone called `notify`),
+    /// or `timeout` passes. Returns the new value, or `None` on timeout.
+    pub fn wait_change(&self, seen: u32, timeout: Option<Duration>) -> Option<u32> {
+        self.wait_until(WaitStrategy::SLEEP, timeout, || {
+            let s = self.seq.load(Ordering::Acquire);
+            (s != seen).then_some(s)
+        })
+    }
+}

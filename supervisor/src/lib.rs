@@ -1,0 +1,4 @@
+//! shmcollab supervisor: config, partitioning, spawning, pidfd monitoring,
+//! restart policies. Filled by later issues.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
