@@ -24,9 +24,9 @@ enum Cmd {
     },
     /// Show the coordinator's view of a running collaboration.
     Status {
-        /// Collaboration name (all running ones if omitted).
+        /// Collaboration name (the only running one if omitted).
         name: Option<String>,
-        /// Print JSON.
+        /// Print JSON (the format is in the README).
         #[arg(long)]
         json: bool,
     },
@@ -37,19 +37,35 @@ enum Cmd {
     },
     /// Remove what crashed sessions left in /dev/shm.
     Clean,
+    /// (internal) run the manager of one LP.
+    #[command(hide = true)]
+    Manager {
+        #[arg(long)]
+        session: PathBuf,
+        #[arg(long)]
+        slot: u32,
+    },
 }
 
-fn not_yet(what: &str) -> ExitCode {
-    eprintln!("shmcollab: `{what}` is not implemented yet");
-    ExitCode::from(2)
+fn code(c: i32) -> ExitCode {
+    ExitCode::from(c.clamp(0, 255) as u8)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Launch { .. } => not_yet("launch"),
-        Cmd::Status { .. } => not_yet("status"),
-        Cmd::Stop { .. } => not_yet("stop"),
+        Cmd::Launch { config } => code(shmcollab_supervisor::launch::launch(&config)),
+        Cmd::Status { name, json } => {
+            code(shmcollab_supervisor::status::status(name.as_deref(), json))
+        }
+        Cmd::Stop { name } => code(shmcollab_supervisor::status::stop(&name)),
+        Cmd::Manager { session, slot } => match shmcollab_runtime::manager::run(&session, slot) {
+            Ok(c) => code(c),
+            Err(e) => {
+                eprintln!("shmcollab manager {slot}: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Cmd::Clean => match shmcollab_shm::segment::clean_stale_sessions(None) {
             Ok(removed) => {
                 for d in &removed {

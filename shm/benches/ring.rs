@@ -101,6 +101,42 @@ fn child_sink(arg: &str) {
     tx.send(&n.to_le_bytes()).unwrap();
 }
 
+/// A consumer with nothing to read: it must fall asleep.
+fn child_idle(dir: &Path) {
+    let s = Session::open(dir).unwrap();
+    let mut rx = Consumer::attach(&open_ring(&s, "ping").unwrap()).unwrap();
+    let f = rx.recv_timeout(None).unwrap();
+    assert_eq!(f.as_deref(), Some(&b"bye"[..]));
+}
+
+/// CPU time (user + system) of `pid` in clock ticks, from /proc/<pid>/stat.
+pub fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let Some(i) = stat.rfind(')') else { return 0 };
+    let f: Vec<&str> = stat[i + 1..].split_whitespace().collect();
+    // Fields 14 and 15 (utime, stime) are at 11 and 12 after the ')'.
+    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+}
+
+fn idle_cpu(secs: u64) -> (String, f64) {
+    let s = Session::create(&format!("bench-idle-{}", std::process::id())).unwrap();
+    let mut tx = Producer::attach(&create_ring(&s, "ping", 4096).unwrap(), None).unwrap();
+    let mut child = spawn_child("idle", s.dir().to_str().unwrap());
+    // Let it start and settle (spin phase, then sleep).
+    std::thread::sleep(Duration::from_millis(200));
+    let t0 = cpu_ticks(child.id());
+    let w = Instant::now();
+    std::thread::sleep(Duration::from_secs(secs));
+    let t1 = cpu_ticks(child.id());
+    let wall = w.elapsed().as_secs_f64();
+    tx.send(b"bye").unwrap();
+    child.wait().unwrap();
+    let hz = rustix::param::clock_ticks_per_second() as f64;
+    let pct = (t1 - t0) as f64 / hz / wall * 100.0;
+    (format!("{{\"bench\":\"idle_consumer_cpu\",\"system\":\"shmcollab\",\"cpu_percent\":{pct:.3},\"seconds\":{wall:.1}}}"), pct)
+}
+
 fn bench_key() -> shmcollab_shm::auth::LinkKey {
     let m = MasterKey::from_bytes([7; 32]);
     link_key(
@@ -258,6 +294,7 @@ fn main() {
             "ring_echo" => child_ring_echo(Path::new(&arg)),
             "sock_echo" => child_sock_echo(Path::new(&arg)),
             "sink" => child_sink(&arg),
+            "idle" => child_idle(Path::new(&arg)),
             _ => panic!("unknown role {role}"),
         }
         return;
@@ -280,5 +317,10 @@ fn main() {
     ];
     rows.push(tag_cost(if q { 10_000 } else { 1_000_000 }));
     common::print_table(&rows);
-    let _ = Duration::ZERO;
+    let secs = if q { 1 } else { 10 };
+    let (json, pct) = idle_cpu(secs);
+    println!(
+        "idle consumer over {secs} s: {pct:.3}% of one core (utime+stime from /proc/<pid>/stat)"
+    );
+    println!("{json}");
 }

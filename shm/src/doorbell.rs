@@ -50,14 +50,24 @@ pub struct WaitStrategy {
 }
 
 impl Default for WaitStrategy {
-    /// Spin 20 µs, yield 4 times, then sleep: a peer that answers within a
-    /// few microseconds is caught without a system call, an idle one costs
-    /// nothing.
+    /// Spin 20 µs, yield up to 64 times, then sleep: a peer that answers
+    /// within a few microseconds is caught without a system call, an idle
+    /// one costs nothing. `SHMCOLAB_SPIN_US` and `SHMCOLAB_YIELDS` override
+    /// the two numbers for the whole process.
     fn default() -> Self {
-        WaitStrategy {
-            spin: Duration::from_micros(20),
-            yields: 4,
-        }
+        static FROM_ENV: std::sync::OnceLock<WaitStrategy> = std::sync::OnceLock::new();
+        *FROM_ENV.get_or_init(|| {
+            let num = |k: &str, d: u64| {
+                std::env::var(k)
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(d)
+            };
+            WaitStrategy {
+                spin: Duration::from_micros(num("SHMCOLAB_SPIN_US", 20)),
+                yields: num("SHMCOLAB_YIELDS", 64) as u32,
+            }
+        })
     }
 }
 

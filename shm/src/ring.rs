@@ -531,6 +531,13 @@ impl Producer {
                 max: self.max_frame_len(),
             });
         }
+        // Another writer moved the tail (a restarted producer's predecessor,
+        // or a process that should not write here): continue after it
+        // rather than overwrite what it published.
+        let shared = self.mem.hdr().tail.0.load(Ordering::Relaxed);
+        if shared != self.published {
+            self.adopt_tail(shared)?;
+        }
         let mut off = (self.tail & (self.cap as u64 - 1)) as usize;
         let pad = if off + rec > self.cap {
             self.cap - off
@@ -555,6 +562,19 @@ impl Producer {
         Ok(WriteSlot::new(self, off, len))
     }
 
+    #[cold]
+    fn adopt_tail(&mut self, shared: u64) -> Result<(), SendError> {
+        if self.tail != self.published {
+            return Err(SendError::Corrupt("tail moved under unpublished frames"));
+        }
+        let head = self.mem.hdr().head.0.load(Ordering::Acquire);
+        check_positions(head, shared, self.cap).map_err(SendError::Corrupt)?;
+        self.tail = shared;
+        self.published = shared;
+        self.cached_head = head;
+        Ok(())
+    }
+
     /// Reserve room for `len` bytes, waiting up to `timeout` (forever if
     /// `None`) for the consumer to make space.
     pub fn reserve_wait(
@@ -562,6 +582,10 @@ impl Producer {
         len: usize,
         timeout: Option<Duration>,
     ) -> Result<WriteSlot<'_>, SendError> {
+        // Fast path: room by the cached head, no load of the consumer's line.
+        if self.fits_cached(len) {
+            return self.reserve(len);
+        }
         match self.try_space(len) {
             Ok(true) => {}
             Ok(false) => {
@@ -597,6 +621,21 @@ impl Producer {
         // SAFETY: `p` points into memory owned by self.mem, which outlives
         // the returned reference's use inside reserve_wait.
         unsafe { &*p }
+    }
+
+    #[inline]
+    fn fits_cached(&self, len: usize) -> bool {
+        if len > self.max_frame_len() {
+            return false;
+        }
+        let rec = record_len(len);
+        let off = (self.tail & (self.cap as u64 - 1)) as usize;
+        let pad = if off + rec > self.cap {
+            self.cap - off
+        } else {
+            0
+        };
+        self.cap as u64 - (self.tail - self.cached_head) >= (pad + rec) as u64
     }
 
     fn space_available(&self, len: usize) -> Result<bool, SendError> {
@@ -1074,5 +1113,34 @@ mod tests {
         p.try_send(&[0; 24]).unwrap();
         let r = p.send_timeout(&[0; 24], Some(Duration::from_millis(20)));
         assert_eq!(r, Err(SendError::WouldBlock));
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod foreign_writer {
+    use super::*;
+
+    #[test]
+    fn producer_continues_after_a_foreign_write() {
+        let (mut p, mut c) = heap_ring(256);
+        p.try_send(b"a").unwrap();
+        // A second producer handle on the same memory (what a process that
+        // should not write here would do).
+        let mut intruder = Producer::new(
+            Mem {
+                _keep: p.mem._keep.clone(),
+                hdr: p.mem.hdr,
+                data: p.mem.data,
+            },
+            p.cap,
+            None,
+        );
+        intruder.try_send(b"x").unwrap();
+        p.try_send(b"b").unwrap();
+        for want in [&b"a"[..], b"x", b"b"] {
+            let f = c.peek().unwrap().unwrap();
+            assert_eq!(&*f, want);
+            f.release();
+        }
     }
 }

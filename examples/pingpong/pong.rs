@@ -1,0 +1,37 @@
+//! pingpong, the "pong" LP: answers every request with its payload; counts
+//! one-way messages (and, if `PONG_LOG` names a file, appends each 8-byte
+//! sequence number to it); on the request "end" it answers with the count
+//! and exits 0.
+use shmcollab::runtime::{Lp, LpError, MessageKind};
+use std::io::Write;
+
+fn main() -> Result<(), LpError> {
+    let mut lp = Lp::connect()?;
+    let mut log = std::env::var_os("PONG_LOG").map(|p| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .expect("open PONG_LOG")
+    });
+    lp.ready()?;
+    let mut count = 0u64;
+    loop {
+        let m = lp.recv()?;
+        match m.kind {
+            MessageKind::Request if m.payload == b"end" => {
+                lp.reply(&m, count.to_string().as_bytes())?;
+                // Let the reply leave before we go.
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                return Ok(());
+            }
+            MessageKind::Request => lp.reply(&m, &m.payload)?,
+            _ => {
+                count += 1;
+                if let Some(f) = log.as_mut() {
+                    f.write_all(&m.payload).expect("write PONG_LOG");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,465 @@
+//! The LP API: what a logical process uses to talk to its manager.
+//!
+//! ```no_run
+//! let mut lp = shmcollab_runtime::Lp::connect()?;
+//! lp.ready()?;
+//! let msg = lp.recv()?;
+//! lp.reply(&msg, b"pong")?;
+//! # Ok::<(), shmcollab_runtime::LpError>(())
+//! ```
+//!
+//! An LP holds only the keys of its own link to its manager; every frame it
+//! sends is sealed with one, every frame it receives opened with the other.
+//! The manager stamps the sender of every message, so `Message::from` is the
+//! slot of the LP whose manager forwarded it, whatever that LP wrote.
+
+use crate::wire::{self, ctl, env, FLAG_DST_LP};
+use shmcollab_shm::auth::{LinkKey, Opener, Sealer};
+use shmcollab_shm::frame::{kind, FrameHeader, FRAME_HEADER_LEN};
+use shmcollab_shm::registry::Registry;
+use shmcollab_shm::ring::{open_ring, BellRef, Consumer, Producer, RingError, SendError};
+use shmcollab_shm::segment::Session;
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Errors of the LP API.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LpError {
+    /// Not started by a shmcollab manager, or its environment is damaged.
+    #[error("not running under a shmcollab manager: {0}")]
+    Environment(String),
+    /// The session or a segment could not be opened.
+    #[error("cannot attach to the session: {0}")]
+    Attach(String),
+    /// No sub-function of that name in this collaboration.
+    #[error("no sub-function named {0:?}")]
+    UnknownSubfn(String),
+    /// The ring to the manager is full (`try_send`) or stayed full.
+    #[error("the ring to the manager is full")]
+    WouldBlock,
+    /// Nothing arrived in time.
+    #[error("timed out")]
+    Timeout,
+    /// The message is larger than a ring carries.
+    #[error("message of {len} bytes is larger than the maximum {max}")]
+    TooLarge {
+        /// Length asked for.
+        len: usize,
+        /// Largest payload.
+        max: usize,
+    },
+    /// The shared ring is inconsistent (the manager misbehaved or memory was overwritten).
+    #[error("ring from the manager is corrupt: {0}")]
+    Corrupt(String),
+    /// The collaboration state is not available.
+    #[error("collaboration state unavailable: {0}")]
+    State(String),
+}
+
+/// What kind of message arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageKind {
+    /// A plain message (`send`).
+    Data,
+    /// A request: answer it with [`Lp::reply`].
+    Request,
+    /// A reply to a request of ours.
+    Reply,
+    /// A broadcast.
+    Broadcast,
+}
+
+/// A received message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// Slot of the sending LP, as its manager stamped it.
+    pub from: u32,
+    /// Sub-function it was addressed to (`None` for replies and broadcasts).
+    pub to: Option<String>,
+    /// Kind.
+    pub kind: MessageKind,
+    /// Correlation id (requests and replies).
+    pub corr: u32,
+    /// The bytes.
+    pub payload: Vec<u8>,
+}
+
+/// A connection of a logical process to its manager.
+pub struct Lp {
+    _session: Session,
+    registry: Registry,
+    slot: u32,
+    name: String,
+    subfns: Vec<String>,
+    tx: Producer,
+    rx: Consumer,
+    sealer: Sealer,
+    opener: Opener,
+    inbox: VecDeque<Message>,
+    next_corr: u32,
+    scratch: Vec<u8>,
+    names: Vec<Option<String>>,
+    /// The last frame handed out is released only when the next one is
+    /// asked for: if this LP dies while handling a message, its manager
+    /// delivers that message again to the restarted LP (at least once).
+    unreleased: bool,
+}
+
+fn env_var(name: &str) -> Result<String, LpError> {
+    std::env::var(name).map_err(|_| LpError::Environment(format!("{name} is not set")))
+}
+
+fn read_keys() -> Result<Option<(LinkKey, LinkKey)>, LpError> {
+    let Ok(fd) = std::env::var(env::KEY_FD) else {
+        return Ok(None);
+    };
+    let fd: i32 = fd
+        .parse()
+        .map_err(|_| LpError::Environment(format!("{} is not a number", env::KEY_FD)))?;
+    use std::io::Read;
+    use std::os::fd::FromRawFd;
+    // SAFETY: the manager hands the read end of a pipe down as this fd and
+    // nothing else in the process uses it; we take ownership and close it.
+    let mut f = unsafe { std::fs::File::from_raw_fd(fd) };
+    let mut b = [0u8; 32];
+    f.read_exact(&mut b)
+        .map_err(|e| LpError::Environment(format!("cannot read link keys: {e}")))?;
+    let mut tx = [0u8; 16];
+    let mut rx = [0u8; 16];
+    tx.copy_from_slice(&b[..16]);
+    rx.copy_from_slice(&b[16..]);
+    b.fill(0);
+    Ok(Some((LinkKey::from_bytes(tx), LinkKey::from_bytes(rx))))
+}
+
+impl Lp {
+    /// Connect from the environment the manager set.
+    pub fn connect() -> Result<Lp, LpError> {
+        let dir = PathBuf::from(env_var(env::SESSION)?);
+        let slot: u32 = env_var(env::SLOT)?
+            .parse()
+            .map_err(|_| LpError::Environment(format!("{} is not a number", env::SLOT)))?;
+        let name = env_var(env::NAME)?;
+        let ring_in = env_var(env::RING_IN)?;
+        let ring_out = env_var(env::RING_OUT)?;
+        let subfns = env_var(env::SUBFNS)?
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let keys = read_keys()?;
+        let attach = |e: &dyn std::fmt::Display| LpError::Attach(e.to_string());
+        let session = Session::open(&dir).map_err(|e| attach(&e))?;
+        let registry = Registry::open(&session).map_err(|e| attach(&e))?;
+        let bell_ptr = registry.doorbell(slot).map_err(|e| attach(&e))? as *const _;
+        // SAFETY: `bell_ptr` points at the doorbell of our slot inside the
+        // registry segment, which BellRef keeps mapped.
+        let bell = unsafe { BellRef::new(registry.segment().clone(), bell_ptr) };
+        let out_seg = open_ring(&session, &ring_out).map_err(|e| attach(&e))?;
+        let in_seg = open_ring(&session, &ring_in).map_err(|e| attach(&e))?;
+        let tx = Producer::attach(&out_seg, Some(bell)).map_err(|e| attach(&e))?;
+        let rx = Consumer::attach(&in_seg).map_err(|e| attach(&e))?;
+        let (sealer, opener) = match keys {
+            Some((t, r)) => (Sealer::new(Some(t)), Opener::new(Some(r))),
+            None => (Sealer::new(None), Opener::new(None)),
+        };
+        Ok(Lp {
+            _session: session,
+            registry,
+            slot,
+            name,
+            subfns,
+            tx,
+            rx,
+            sealer,
+            opener,
+            inbox: VecDeque::new(),
+            next_corr: 1,
+            scratch: Vec::with_capacity(4096),
+            names: Vec::new(),
+            unreleased: false,
+        })
+    }
+
+    /// This LP's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// This LP's registry slot (its identity in `Message::from`).
+    pub fn slot(&self) -> u32 {
+        self.slot
+    }
+
+    /// The sub-functions this LP hosts.
+    pub fn subfunctions(&self) -> &[String] {
+        &self.subfns
+    }
+
+    /// All sub-functions of the collaboration.
+    pub fn all_subfunctions(&self) -> Vec<String> {
+        (0..self.registry.subfn_count())
+            .filter_map(|i| self.registry.subfn_name(i).ok())
+            .collect()
+    }
+
+    /// Name of the LP in `slot` (as registered by its manager).
+    pub fn name_of(&mut self, slot: u32) -> Option<String> {
+        let i = slot as usize;
+        if i >= self.registry.max_slots() as usize {
+            return None;
+        }
+        if self.names.len() <= i {
+            self.names.resize(i + 1, None);
+        }
+        if self.names[i].is_none() {
+            let n = self.registry.slot(slot).ok()?.name;
+            if !n.is_empty() {
+                self.names[i] = Some(n);
+            }
+        }
+        self.names[i].clone()
+    }
+
+    /// Frames from the manager that failed authentication (dropped).
+    pub fn auth_failures(&self) -> u64 {
+        self.opener.stats().rejected()
+    }
+
+    fn subfn_id(&self, subfn: &str) -> Result<u32, LpError> {
+        self.registry
+            .subfn_index(subfn)
+            .ok_or_else(|| LpError::UnknownSubfn(subfn.to_owned()))
+    }
+
+    fn emit(
+        &mut self,
+        hdr: FrameHeader,
+        payload: &[u8],
+        wait: Option<Option<Duration>>,
+    ) -> Result<(), LpError> {
+        let len = self.sealer.frame_len(payload.len());
+        let max = self.tx.max_frame_len();
+        if len > max {
+            return Err(LpError::TooLarge {
+                len: payload.len(),
+                max: max.saturating_sub(len - payload.len()),
+            });
+        }
+        let slot = match wait {
+            None => self.tx.reserve(len),
+            Some(t) => self.tx.reserve_wait(len, t),
+        };
+        let mut slot = slot.map_err(|e| match e {
+            SendError::WouldBlock => LpError::WouldBlock,
+            other => LpError::Corrupt(other.to_string()),
+        })?;
+        let buf = slot.as_mut_slice();
+        buf[FRAME_HEADER_LEN..FRAME_HEADER_LEN + payload.len()].copy_from_slice(payload);
+        let hdr = FrameHeader {
+            payload_len: payload.len() as u32,
+            ..hdr
+        };
+        let n = self
+            .sealer
+            .seal_in_place(hdr, buf)
+            .map_err(|e| LpError::Corrupt(e.to_string()))?;
+        slot.commit_len(n);
+        self.tx.flush();
+        Ok(())
+    }
+
+    fn header(k: u8, dst: u32, aux: u32) -> FrameHeader {
+        FrameHeader {
+            kind: k,
+            dst,
+            aux,
+            ..Default::default()
+        }
+    }
+
+    /// Send `bytes` to sub-function `subfn`, waiting while the ring is full.
+    pub fn send(&mut self, subfn: &str, bytes: &[u8]) -> Result<(), LpError> {
+        let dst = self.subfn_id(subfn)?;
+        self.emit(Self::header(kind::DATA, dst, 0), bytes, Some(None))
+    }
+
+    /// Send, or fail at once with [`LpError::WouldBlock`] if the ring is full.
+    pub fn try_send(&mut self, subfn: &str, bytes: &[u8]) -> Result<(), LpError> {
+        let dst = self.subfn_id(subfn)?;
+        self.emit(Self::header(kind::DATA, dst, 0), bytes, None)
+    }
+
+    /// Send, waiting at most `timeout` for room.
+    pub fn send_timeout(
+        &mut self,
+        subfn: &str,
+        bytes: &[u8],
+        timeout: Duration,
+    ) -> Result<(), LpError> {
+        let dst = self.subfn_id(subfn)?;
+        self.emit(Self::header(kind::DATA, dst, 0), bytes, Some(Some(timeout)))
+    }
+
+    /// Send `bytes` to every other LP.
+    pub fn broadcast(&mut self, bytes: &[u8]) -> Result<(), LpError> {
+        self.emit(Self::header(kind::BROADCAST, 0, 0), bytes, Some(None))
+    }
+
+    /// Send a request to `subfn` and wait up to `timeout` for its reply.
+    /// Messages that arrive meanwhile are kept for `recv`.
+    pub fn request(
+        &mut self,
+        subfn: &str,
+        bytes: &[u8],
+        timeout: Duration,
+    ) -> Result<Message, LpError> {
+        let dst = self.subfn_id(subfn)?;
+        let corr = self.next_corr;
+        self.next_corr = self.next_corr.wrapping_add(1).max(1);
+        self.emit(
+            Self::header(kind::REQUEST, dst, corr),
+            bytes,
+            Some(Some(timeout)),
+        )?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next_frame(Some(left))? {
+                Some(m) if m.kind == MessageKind::Reply && m.corr == corr => return Ok(m),
+                Some(m) => self.inbox.push_back(m),
+                None => return Err(LpError::Timeout),
+            }
+        }
+    }
+
+    /// Answer a request.
+    pub fn reply(&mut self, req: &Message, bytes: &[u8]) -> Result<(), LpError> {
+        let mut h = Self::header(kind::REPLY, req.from, req.corr);
+        h.flags = FLAG_DST_LP;
+        self.emit(h, bytes, Some(None))
+    }
+
+    /// Tell the manager (and through it the supervisor) that this LP is ready.
+    pub fn ready(&mut self) -> Result<(), LpError> {
+        self.emit(Self::header(kind::CONTROL, 0, 0), &[ctl::READY], Some(None))
+    }
+
+    /// Publish a custom `key = value` in this LP's state report.
+    pub fn report(&mut self, key: &str, value: &str) -> Result<(), LpError> {
+        let mut p = Vec::with_capacity(2 + key.len() + value.len());
+        p.push(ctl::REPORT);
+        p.extend_from_slice(key.as_bytes());
+        p.push(0);
+        p.extend_from_slice(value.as_bytes());
+        self.emit(Self::header(kind::CONTROL, 0, 0), &p, Some(None))
+    }
+
+    /// The coordinator's view of the collaboration (JSON, see the README).
+    pub fn collaboration_state(&self) -> Result<serde_json::Value, LpError> {
+        let bytes = self
+            .registry
+            .read_status()
+            .map_err(|e| LpError::State(e.to_string()))?;
+        if bytes.is_empty() {
+            return Err(LpError::State(
+                "the coordinator has not published yet".into(),
+            ));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| LpError::State(e.to_string()))
+    }
+
+    /// Wait for the next message.
+    pub fn recv(&mut self) -> Result<Message, LpError> {
+        loop {
+            if let Some(m) = self.recv_timeout(Duration::from_secs(3600))? {
+                return Ok(m);
+            }
+        }
+    }
+
+    /// Wait up to `timeout` for the next message.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<Message>, LpError> {
+        if let Some(m) = self.inbox.pop_front() {
+            return Ok(Some(m));
+        }
+        self.next_frame(Some(timeout))
+    }
+
+    /// Take the next message without waiting.
+    pub fn try_recv(&mut self) -> Result<Option<Message>, LpError> {
+        if let Some(m) = self.inbox.pop_front() {
+            return Ok(Some(m));
+        }
+        self.next_frame(Some(Duration::ZERO))
+    }
+
+    fn next_frame(&mut self, timeout: Option<Duration>) -> Result<Option<Message>, LpError> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let corrupt = |e: RingError| LpError::Corrupt(e.to_string());
+        if self.unreleased {
+            self.unreleased = false;
+            if let Some(f) = self.rx.peek().map_err(corrupt)? {
+                f.release();
+            }
+        }
+        loop {
+            let got = self.rx.peek().map_err(corrupt)?;
+            if let Some(f) = got {
+                let res = self.opener.open(&f, &mut self.scratch);
+                let Ok(h) = res else {
+                    f.release();
+                    continue; // counted in the opener's stats
+                };
+                let kind = match h.kind {
+                    kind::DATA => MessageKind::Data,
+                    kind::REQUEST => MessageKind::Request,
+                    kind::REPLY => MessageKind::Reply,
+                    kind::BROADCAST => MessageKind::Broadcast,
+                    _ => {
+                        f.release();
+                        continue;
+                    }
+                };
+                // Not released: see `unreleased`.
+                self.unreleased = true;
+                let _ = f;
+                let to = if h.flags & FLAG_DST_LP == 0
+                    && matches!(kind, MessageKind::Data | MessageKind::Request)
+                {
+                    self.registry.subfn_name(h.dst).ok()
+                } else {
+                    None
+                };
+                return Ok(Some(Message {
+                    from: h.src,
+                    to,
+                    kind,
+                    corr: h.aux,
+                    payload: std::mem::take(&mut self.scratch),
+                }));
+            }
+            let left = match deadline {
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return Ok(None);
+                    }
+                    Some(d - now)
+                }
+                None => None,
+            };
+            self.rx.wait(left);
+        }
+    }
+}
+
+/// Whether this process was started by a shmcollab manager.
+pub fn under_manager() -> bool {
+    std::env::var_os(env::SESSION).is_some() && std::env::var_os(env::SLOT).is_some()
+}
+
+#[doc(hidden)]
+pub use wire::KEY_FD as _KEY_FD;

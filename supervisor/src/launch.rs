@@ -1,0 +1,578 @@
+//! `shmcollab launch`: the supervisor.
+//!
+//! One event loop (epoll) over a signalfd, one pidfd per manager and the
+//! output pipes of the managers (their LPs inherit them), with an explicit
+//! state per child: Running -> (Exited | Restarting) -> ..., and for the
+//! whole collaboration Running -> Stopping(slot, deadline) -> Done.
+
+use crate::config::Config;
+use anyhow::{anyhow, Context};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use rustix::event::epoll;
+use shmcollab_runtime::manager::EXIT_LP_FAILED;
+use shmcollab_runtime::plan::Plan;
+use shmcollab_runtime::wire;
+use shmcollab_shm::auth::MasterKey;
+use shmcollab_shm::registry::{LpState, Registry, DEFAULT_STATUS_CAP};
+use shmcollab_shm::segment::Session;
+use std::collections::VecDeque;
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Exit codes of `launch`.
+pub mod code {
+    /// Every LP ended successfully, or the collaboration was stopped on request.
+    pub const OK: i32 = 0;
+    /// The collaboration failed (a reason is printed).
+    pub const FAILED: i32 = 1;
+    /// The config was refused; nothing was started.
+    pub const CONFIG: i32 = 2;
+}
+
+struct Mgr {
+    name: String,
+    child: Option<Child>,
+    pidfd: Option<OwnedFd>,
+    restarts: VecDeque<Instant>,
+    restart_at: Option<Instant>,
+    done: bool,
+}
+
+const TAG_SIGNAL: u64 = u64::MAX;
+const OUT_BASE: u64 = 1 << 32;
+const ERR_BASE: u64 = 2 << 32;
+
+struct Out {
+    prefix: String,
+    buf: Vec<u8>,
+    fd: OwnedFd,
+    is_err: bool,
+}
+
+/// Run `config` in the foreground; returns the process exit code.
+pub fn launch(config_path: &Path) -> i32 {
+    let cfg = match Config::load(config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("shmcollab: {e}");
+            return code::CONFIG;
+        }
+    };
+    match run(&cfg) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("shmcollab: {e:#}");
+            code::FAILED
+        }
+    }
+}
+
+fn block_signals() -> anyhow::Result<SignalFd> {
+    let mut set = SigSet::empty();
+    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        set.add(s);
+    }
+    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
+    Ok(SignalFd::with_flags(
+        &set,
+        SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK,
+    )?)
+}
+
+fn run(cfg: &Config) -> anyhow::Result<i32> {
+    let plan = cfg.plan().clone();
+    if let Some(build) = cfg.build_command() {
+        let st = Command::new(&build[0])
+            .args(&build[1..])
+            .current_dir(&plan.lps[0].cwd)
+            .status()
+            .with_context(|| format!("running the build command {build:?}"))?;
+        if !st.success() {
+            return Err(anyhow!("the build command {build:?} failed: {st}"));
+        }
+    }
+    if let Some(dir) = find_live_session(&plan.name) {
+        return Err(anyhow!(
+            "collaboration {:?} is already running ({})",
+            plan.name,
+            dir.display()
+        ));
+    }
+    let sigfd = block_signals()?;
+    let started = Instant::now();
+    let session = Session::create(&plan.name).context("creating the session")?;
+    let subfns: Vec<&str> = plan.subfns.iter().map(String::as_str).collect();
+    let registry = Registry::create(
+        &session,
+        &plan.name,
+        plan.lps.len() as u32,
+        &subfns,
+        DEFAULT_STATUS_CAP,
+    )
+    .context("creating the registry")?;
+    registry.set_secure(plan.secure);
+    for (slot, lp) in plan.lps.iter().enumerate() {
+        for sf in &lp.subfns {
+            let i = registry
+                .subfn_index(sf)
+                .ok_or_else(|| anyhow!("sub-function {sf} missing from the registry"))?;
+            registry.set_subfn_owner(i, Some(slot as u32))?;
+        }
+    }
+    write_private(
+        &session.dir().join(Plan::FILE),
+        &serde_json::to_vec_pretty(&plan)?,
+    )?;
+    let master = MasterKey::generate();
+
+    let ep = epoll::create(epoll::CreateFlags::CLOEXEC)?;
+    epoll::add(
+        &ep,
+        &sigfd,
+        epoll::EventData::new_u64(TAG_SIGNAL),
+        epoll::EventFlags::IN,
+    )?;
+    let width = plan.lps.iter().map(|l| l.name.len()).max().unwrap_or(4);
+    let mut outs: std::collections::HashMap<u64, Out> = Default::default();
+    let mut mgrs: Vec<Mgr> = Vec::new();
+    for (slot, lp) in plan.lps.iter().enumerate() {
+        mgrs.push(Mgr {
+            name: lp.name.clone(),
+            child: None,
+            pidfd: None,
+            restarts: VecDeque::new(),
+            restart_at: None,
+            done: false,
+        });
+        spawn_manager(
+            &session,
+            slot as u32,
+            &master,
+            plan.secure,
+            &ep,
+            &mut mgrs[slot],
+            &mut outs,
+            width,
+            plan.lps.len(),
+        )?;
+    }
+    spawn_ready_watch(registry.clone(), plan.lps.len(), started);
+
+    let mut failure: Option<String> = None;
+    let mut stop_requested = false;
+    // Shutdown: slots left to stop, in reverse start order, and the deadline
+    // of the one being stopped.
+    let mut stopping: Option<(Vec<usize>, Option<Instant>)> = None;
+    let grace = Duration::from_millis(plan.grace_ms);
+    let mut events: Vec<epoll::Event> = Vec::with_capacity(64);
+    loop {
+        // Next timer: a restart or a shutdown deadline.
+        let now = Instant::now();
+        let mut timeout = Duration::from_secs(1);
+        for m in &mgrs {
+            if let Some(t) = m.restart_at {
+                timeout = timeout.min(t.saturating_duration_since(now));
+            }
+        }
+        if let Some((_, Some(d))) = &stopping {
+            timeout = timeout.min(d.saturating_duration_since(now));
+        }
+        let ts = rustix::time::Timespec {
+            tv_sec: timeout.as_secs() as i64,
+            tv_nsec: i64::from(timeout.subsec_nanos()),
+        };
+        events.clear();
+        match epoll::wait(&ep, rustix::buffer::spare_capacity(&mut events), Some(&ts)) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+        for ev in events.iter().copied() {
+            let data = ev.data;
+            let tag = data.u64();
+            if tag == TAG_SIGNAL {
+                while let Ok(Some(si)) = sigfd.read_signal() {
+                    let sig = Signal::try_from(si.ssi_signo as i32)
+                        .map(|s| s.as_str())
+                        .unwrap_or("signal");
+                    if !stop_requested {
+                        eprintln!("shmcollab: {sig}: stopping {}", plan.name);
+                    }
+                    stop_requested = true;
+                }
+            } else if tag >= OUT_BASE {
+                pump_output(&ep, &mut outs, tag, width);
+            } else {
+                let slot = tag as usize;
+                let m = &mut mgrs[slot];
+                let Some(mut child) = m.child.take() else {
+                    continue;
+                };
+                let st = child.wait()?;
+                if let Some(fd) = m.pidfd.take() {
+                    let _ = epoll::delete(&ep, &fd);
+                }
+                let _ = registry.mark_dead(slot as u32);
+                registry.changes().notify();
+                let in_shutdown = stop_requested || stopping.is_some() || failure.is_some();
+                match st.code() {
+                    Some(0) => m.done = true,
+                    Some(EXIT_LP_FAILED) => {
+                        m.done = true;
+                        failure.get_or_insert_with(|| format!("{} failed for good", m.name));
+                    }
+                    _ if in_shutdown => m.done = true,
+                    _ => {
+                        // The manager itself died: one_for_one restart.
+                        let lp = &plan.lps[slot];
+                        let now = Instant::now();
+                        let window = Duration::from_secs(lp.within_secs);
+                        while m
+                            .restarts
+                            .front()
+                            .is_some_and(|t| now.duration_since(*t) > window)
+                        {
+                            m.restarts.pop_front();
+                        }
+                        if m.restarts.len() as u32 >= lp.max_restarts {
+                            m.done = true;
+                            failure.get_or_insert_with(|| {
+                                format!(
+                                    "manager of {} died ({st}) more than {} times within {} s",
+                                    m.name, lp.max_restarts, lp.within_secs
+                                )
+                            });
+                        } else {
+                            eprintln!("shmcollab: manager of {} died ({st}); restarting", m.name);
+                            m.restarts.push_back(now);
+                            m.restart_at =
+                                Some(now + Duration::from_millis(10u64 << m.restarts.len().min(6)));
+                        }
+                    }
+                }
+            }
+        }
+        // Restarts due.
+        let now = Instant::now();
+        for (slot, m) in mgrs.iter_mut().enumerate() {
+            if m.restart_at.is_some_and(|t| now >= t) {
+                m.restart_at = None;
+                if stop_requested || failure.is_some() {
+                    m.done = true;
+                    continue;
+                }
+                spawn_manager(
+                    &session,
+                    slot as u32,
+                    &master,
+                    plan.secure,
+                    &ep,
+                    m,
+                    &mut outs,
+                    width,
+                    plan.lps.len(),
+                )?;
+            }
+        }
+        // Begin a shutdown on request or failure.
+        if stopping.is_none() && (stop_requested || failure.is_some()) {
+            let order: Vec<usize> = (0..mgrs.len()).collect(); // popped from the back
+            stopping = Some((order, None));
+        }
+        if let Some((order, deadline)) = &mut stopping {
+            while let Some(&slot) = order.last() {
+                let m = &mut mgrs[slot];
+                if m.child.is_none() {
+                    m.restart_at = None;
+                    order.pop();
+                    *deadline = None;
+                    continue;
+                }
+                match deadline {
+                    None => {
+                        signal(m, rustix::process::Signal::TERM);
+                        *deadline = Some(Instant::now() + grace + Duration::from_millis(500));
+                    }
+                    Some(d) if Instant::now() >= *d => {
+                        signal(m, rustix::process::Signal::KILL);
+                        *deadline = Some(Instant::now() + Duration::from_secs(5));
+                    }
+                    Some(_) => {}
+                }
+                break;
+            }
+        }
+        if mgrs
+            .iter()
+            .all(|m| m.child.is_none() && m.restart_at.is_none())
+        {
+            break;
+        }
+    }
+    // Drain what is left in the pipes.
+    let tags: Vec<u64> = outs.keys().copied().collect();
+    for t in tags {
+        pump_output(&ep, &mut outs, t, width);
+    }
+    for o in outs.values_mut() {
+        flush_partial(o, width);
+    }
+    drop(session);
+    let _ = registry;
+    match failure {
+        Some(reason) => {
+            eprintln!("shmcollab: {} failed: {reason}", plan.name);
+            Ok(code::FAILED)
+        }
+        None => {
+            if stop_requested {
+                eprintln!("shmcollab: {} stopped", plan.name);
+            }
+            Ok(code::OK)
+        }
+    }
+}
+
+fn signal(m: &Mgr, sig: rustix::process::Signal) {
+    if let Some(fd) = &m.pidfd {
+        let _ = rustix::process::pidfd_send_signal(fd, sig);
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)?;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn spawn_manager(
+    session: &Session,
+    slot: u32,
+    master: &MasterKey,
+    secure: bool,
+    ep: &OwnedFd,
+    m: &mut Mgr,
+    outs: &mut std::collections::HashMap<u64, Out>,
+    width: usize,
+    procs: usize,
+) -> anyhow::Result<()> {
+    let exe = std::env::current_exe()?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("manager")
+        .arg("--session")
+        .arg(session.dir())
+        .arg("--slot")
+        .arg(slot.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // With more processes than cores a spinning waiter keeps the core that
+    // the process it waits for needs: then wait by yielding, not spinning
+    // (measured: 16 µs instead of 55 µs per LP round trip with 4 processes
+    // on 2 cores). The user's own setting wins.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if 2 * procs > cores && std::env::var_os("SHMCOLAB_SPIN_US").is_none() {
+        cmd.env("SHMCOLAB_SPIN_US", "0");
+        if std::env::var_os("SHMCOLAB_YIELDS").is_none() {
+            cmd.env("SHMCOLAB_YIELDS", "1000");
+        }
+    }
+    let key_read = if secure {
+        let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+        rustix::io::write(&w, master.as_bytes())?;
+        drop(w);
+        Some(r)
+    } else {
+        None
+    };
+    let key_fd = key_read.as_ref().map(|f| f.as_raw_fd()).unwrap_or(-1);
+    // SAFETY: runs in the child between fork and exec; only async-signal-safe
+    // calls (dup2, fcntl, setpgid, sigprocmask).
+    unsafe {
+        cmd.pre_exec(move || {
+            if key_fd >= 0 {
+                if libc::dup2(key_fd, wire::KEY_FD) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::fcntl(wire::KEY_FD, libc::F_SETFD, 0);
+            }
+            // Own process group: a terminal's Ctrl-C reaches the supervisor,
+            // which stops everything in order.
+            libc::setpgid(0, 0);
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().context("spawning a manager")?;
+    drop(key_read);
+    let pid =
+        rustix::process::Pid::from_raw(child.id() as i32).ok_or_else(|| anyhow!("bad pid"))?;
+    let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())?;
+    epoll::add(
+        ep,
+        &pidfd,
+        epoll::EventData::new_u64(slot as u64),
+        epoll::EventFlags::IN,
+    )?;
+    for (is_err, fd) in [
+        (false, child.stdout.take().map(OwnedFd::from)),
+        (true, child.stderr.take().map(OwnedFd::from)),
+    ] {
+        let Some(fd) = fd else { continue };
+        rustix::fs::fcntl_setfl(&fd, rustix::fs::OFlags::NONBLOCK)?;
+        let tag = if is_err { ERR_BASE } else { OUT_BASE } + slot as u64;
+        if let Some(old) = outs.remove(&tag) {
+            let _ = epoll::delete(ep, &old.fd);
+        }
+        epoll::add(
+            ep,
+            &fd,
+            epoll::EventData::new_u64(tag),
+            epoll::EventFlags::IN,
+        )?;
+        outs.insert(
+            tag,
+            Out {
+                prefix: format!("{:<width$} | ", m.name),
+                buf: Vec::new(),
+                fd,
+                is_err,
+            },
+        );
+    }
+    m.child = Some(child);
+    m.pidfd = Some(pidfd);
+    Ok(())
+}
+
+fn pump_output(
+    ep: &OwnedFd,
+    outs: &mut std::collections::HashMap<u64, Out>,
+    tag: u64,
+    width: usize,
+) {
+    let Some(o) = outs.get_mut(&tag) else { return };
+    let mut chunk = [0u8; 8192];
+    loop {
+        match rustix::io::read(&o.fd, &mut chunk) {
+            Ok(0) => {
+                flush_partial(o, width);
+                let _ = epoll::delete(ep, &o.fd);
+                outs.remove(&tag);
+                return;
+            }
+            Ok(n) => {
+                o.buf.extend_from_slice(&chunk[..n]);
+                while let Some(i) = o.buf.iter().position(|&b| b == b'\n') {
+                    let line: Vec<u8> = o.buf.drain(..=i).collect();
+                    emit(o, &line);
+                }
+                if o.buf.len() > 64 * 1024 {
+                    let line: Vec<u8> = std::mem::take(&mut o.buf);
+                    emit(o, &line);
+                }
+            }
+            Err(rustix::io::Errno::AGAIN) => return,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => {
+                let _ = epoll::delete(ep, &o.fd);
+                outs.remove(&tag);
+                return;
+            }
+        }
+    }
+}
+
+fn flush_partial(o: &mut Out, _width: usize) {
+    if !o.buf.is_empty() {
+        let mut line = std::mem::take(&mut o.buf);
+        line.push(b'\n');
+        emit(o, &line);
+    }
+}
+
+fn emit(o: &Out, line: &[u8]) {
+    let mut v = Vec::with_capacity(o.prefix.len() + line.len() + 1);
+    v.extend_from_slice(o.prefix.as_bytes());
+    v.extend_from_slice(line);
+    if !v.ends_with(b"\n") {
+        v.push(b'\n');
+    }
+    let _ = if o.is_err {
+        std::io::stderr().lock().write_all(&v)
+    } else {
+        std::io::stdout().lock().write_all(&v)
+    };
+}
+
+/// Print once when every LP has said ready.
+fn spawn_ready_watch(reg: Registry, n: usize, started: Instant) {
+    let _ = std::thread::Builder::new()
+        .name("ready".into())
+        .spawn(move || {
+            let mut seen = reg.changes().seq();
+            let deadline = Instant::now() + Duration::from_secs(600);
+            while Instant::now() < deadline {
+                let ready = (0..n as u32)
+                    .filter(|&s| reg.slot(s).is_ok_and(|v| v.lp_state == LpState::Ready))
+                    .count();
+                if ready == n {
+                    eprintln!(
+                        "shmcollab: all {n} LPs ready after {:.1} ms",
+                        started.elapsed().as_secs_f64() * 1e3
+                    );
+                    return;
+                }
+                match reg
+                    .changes()
+                    .wait_change(seen, Some(Duration::from_secs(1)))
+                {
+                    Some(s) => seen = s,
+                    None => seen = reg.changes().seq(),
+                }
+            }
+        });
+}
+
+/// The directory of a running collaboration called `name`, if any.
+pub fn find_live_session(name: &str) -> Option<std::path::PathBuf> {
+    let root = shmcollab_shm::segment::shm_root();
+    let stale = shmcollab_shm::segment::stale_sessions(&root).unwrap_or_default();
+    let prefix = format!("shmc.{name}.");
+    std::fs::read_dir(&root)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&prefix) && n.len() == prefix.len() + 16)
+                && !stale.contains(p)
+        })
+}
+
+/// Owner pid of a session directory.
+pub fn session_owner(dir: &Path) -> Option<u32> {
+    std::fs::read_to_string(dir.join("owner"))
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[doc(hidden)]
+pub fn _unused(_: &dyn AsFd) {}

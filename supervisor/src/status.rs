@@ -1,0 +1,147 @@
+//! `shmcollab status` and `shmcollab stop`.
+
+use crate::launch::{find_live_session, session_owner};
+use serde_json::Value;
+use shmcollab_shm::registry::Registry;
+use shmcollab_shm::segment::{shm_root, stale_sessions, Session};
+use std::time::{Duration, Instant};
+
+fn live_names() -> Vec<String> {
+    let root = shm_root();
+    let stale = stale_sessions(&root).unwrap_or_default();
+    let mut v: Vec<String> = std::fs::read_dir(&root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| !stale.contains(p))
+        .filter_map(|p| {
+            let n = p.file_name()?.to_str()?.to_owned();
+            let rest = n.strip_prefix("shmc.")?;
+            let (name, id) = rest.rsplit_once('.')?;
+            (id.len() == 16).then(|| name.to_owned())
+        })
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// The coordinator's published view of collaboration `name` as JSON.
+pub fn read_state(name: &str) -> Result<Value, String> {
+    let dir = find_live_session(name)
+        .ok_or_else(|| format!("no running collaboration named {name:?}"))?;
+    let session = Session::open(&dir).map_err(|e| e.to_string())?;
+    let reg = Registry::open(&session).map_err(|e| e.to_string())?;
+    let bytes = reg.read_status().map_err(|e| e.to_string())?;
+    if bytes.is_empty() {
+        return Err(format!(
+            "{name}: the coordinator has not published a state yet"
+        ));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| format!("{name}: bad state document: {e}"))
+}
+
+/// `shmcollab status [NAME] [--json]`.
+pub fn status(name: Option<&str>, json: bool) -> i32 {
+    let name = match name {
+        Some(n) => n.to_owned(),
+        None => {
+            let names = live_names();
+            match names.as_slice() {
+                [one] => one.clone(),
+                [] => {
+                    eprintln!("shmcollab: no collaboration is running");
+                    return 1;
+                }
+                many => {
+                    eprintln!(
+                        "shmcollab: several collaborations are running, name one: {}",
+                        many.join(", ")
+                    );
+                    return 2;
+                }
+            }
+        }
+    };
+    let v = match read_state(&name) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("shmcollab: {e}");
+            return 1;
+        }
+    };
+    if json {
+        println!("{v}");
+        return 0;
+    }
+    let c = &v["coordinator"];
+    println!(
+        "collaboration {}   coordinator: {} (slot {}, epoch {})",
+        v["name"].as_str().unwrap_or("?"),
+        c["name"].as_str().unwrap_or("?"),
+        c["slot"],
+        c["epoch"]
+    );
+    println!(
+        "{:<16} {:>4} {:>8} {:>8} {:<10} {:>8} {:>10} {:>10} {:>6}  sub-functions",
+        "LP", "slot", "pid", "manager", "state", "restarts", "msgs in", "msgs out", "auth!"
+    );
+    for lp in v["lps"].as_array().into_iter().flatten() {
+        let num = |k: &str| {
+            lp[k]
+                .as_u64()
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| "-".into())
+        };
+        let subfns: Vec<&str> = lp["subfunctions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str())
+            .collect();
+        println!(
+            "{:<16} {:>4} {:>8} {:>8} {:<10} {:>8} {:>10} {:>10} {:>6}  {}",
+            lp["name"].as_str().unwrap_or("?"),
+            num("slot"),
+            num("pid"),
+            num("manager_pid"),
+            lp["state"].as_str().unwrap_or("?"),
+            num("restarts"),
+            num("msgs_in"),
+            num("msgs_out"),
+            num("auth_failures"),
+            subfns.join(",")
+        );
+    }
+    0
+}
+
+/// `shmcollab stop NAME`: SIGTERM to the supervisor, then wait for it to go.
+pub fn stop(name: &str) -> i32 {
+    let Some(dir) = find_live_session(name) else {
+        eprintln!("shmcollab: no running collaboration named {name:?}");
+        return 1;
+    };
+    let Some(pid) = session_owner(&dir) else {
+        eprintln!("shmcollab: {}: no owner recorded", dir.display());
+        return 1;
+    };
+    let Some(pid) = rustix::process::Pid::from_raw(pid as i32) else {
+        return 1;
+    };
+    if let Err(e) = rustix::process::kill_process(pid, rustix::process::Signal::TERM) {
+        eprintln!("shmcollab: cannot signal the supervisor (pid {pid:?}): {e}");
+        return 1;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while dir.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if dir.exists() {
+        eprintln!("shmcollab: {name} did not stop within 60 s");
+        return 1;
+    }
+    println!("stopped {name}");
+    0
+}

@@ -1,0 +1,439 @@
+//! End-to-end tests: real collaborations launched with the real binary, real
+//! managers and LPs (the example programs, built by `cargo test`), real
+//! shared memory.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_shmcollab"))
+}
+
+/// An example program built next to the binary by `cargo test`.
+fn example(name: &str) -> PathBuf {
+    let p = bin().parent().unwrap().join("examples").join(name);
+    assert!(p.exists(), "{} is not built", p.display());
+    p
+}
+
+/// A temporary directory removed on drop, even when the test fails.
+struct TempDir(PathBuf);
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let d = std::env::temp_dir().join(format!("shmc-e2e-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        TempDir(d)
+    }
+}
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A launched collaboration; killed (with its process group's managers)
+/// if the test ends without it having exited.
+struct Launched {
+    child: Option<Child>,
+    name: String,
+}
+impl Launched {
+    fn start(config: &Path, name: &str) -> Launched {
+        let child = Command::new(bin())
+            .arg("launch")
+            .arg(config)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Launched {
+            child: Some(child),
+            name: name.to_owned(),
+        }
+    }
+
+    /// Wait for the end with a watchdog; returns (exit code, stdout, stderr).
+    fn wait(mut self, limit: Duration) -> (i32, String, String) {
+        let mut child = self.child.take().unwrap();
+        let mut out = child.stdout.take().unwrap();
+        let mut err = child.stderr.take().unwrap();
+        let t_out = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = out.read_to_string(&mut s);
+            s
+        });
+        let t_err = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            s
+        });
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                break st;
+            }
+            if Instant::now() > deadline {
+                let _ = Command::new(bin()).args(["stop", &self.name]).output();
+                let _ = child.kill();
+                let _ = child.wait();
+                let (o, e) = (t_out.join().unwrap(), t_err.join().unwrap());
+                panic!(
+                    "watchdog: {} did not finish in {limit:?}\nstdout:\n{o}\nstderr:\n{e}",
+                    self.name
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        (
+            status.code().unwrap_or(-1),
+            t_out.join().unwrap(),
+            t_err.join().unwrap(),
+        )
+    }
+}
+impl Drop for Launched {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new(bin()).args(["stop", &self.name]).output();
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn status_json(name: &str) -> Option<serde_json::Value> {
+    let out: Output = Command::new(bin())
+        .args(["status", name, "--json"])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+fn lp_entry<'a>(v: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
+    v["lps"].as_array()?.iter().find(|l| l["name"] == name)
+}
+
+/// Poll the coordinator's view until `pred` holds (watchdog: 30 s).
+fn wait_status(
+    name: &str,
+    what: &str,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(v) = status_json(name) {
+            if pred(&v) {
+                return v;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "watchdog: status of {name} never showed {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn unique(tag: &str) -> String {
+    format!("{tag}{}", std::process::id())
+}
+
+// ---------------------------------------------------------------------------
+
+#[test]
+fn wordcount_matches_a_count_made_here() {
+    let dir = TempDir::new("wc");
+    // A generated text with a known count.
+    let vocab: Vec<String> = (0..300)
+        .map(|i| format!("w{}x{}", i * 7919 % 1000, i % 13))
+        .collect();
+    let mut text = String::new();
+    let mut want = std::collections::BTreeMap::<String, u64>::new();
+    let mut x: u64 = 12345;
+    for i in 0..20_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        // Skewed: low indexes far more frequent.
+        let k = ((x % 300) * (x % 300) / 300) as usize;
+        let w = &vocab[k];
+        text.push_str(w);
+        text.push(if i % 11 == 10 { '\n' } else { ' ' });
+        *want.entry(w.clone()).or_default() += 1;
+    }
+    std::fs::write(dir.0.join("text.txt"), &text).unwrap();
+    let out_file = dir.0.join("counts.txt");
+    let name = unique("wc");
+    let cfg = format!(
+        r#"
+name = "{name}"
+report_interval_ms = 100
+[[subfunction]]
+name = "split"
+[[subfunction]]
+name = "count"
+partitions = 8
+[[process]]
+name = "splitter"
+command = ["{splitter}", "text.txt"]
+hosts = ["split"]
+env = {{ WC_OUT = "{out}" }}
+[[process]]
+name = "counter"
+instances = 4
+command = ["{counter}"]
+hosts = ["count/*"]
+"#,
+        splitter = example("wordcount-splitter").display(),
+        counter = example("wordcount-counter").display(),
+        out = out_file.display(),
+    );
+    let cfg_path = dir.0.join("config.toml");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    let (code, stdout, stderr) = Launched::start(&cfg_path, &name).wait(Duration::from_secs(120));
+    assert_eq!(
+        code, 0,
+        "launch failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    let got: std::collections::BTreeMap<String, u64> = std::fs::read_to_string(&out_file)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (w, n) = l.rsplit_once(' ').unwrap();
+            (w.to_owned(), n.parse().unwrap())
+        })
+        .collect();
+    assert_eq!(got, want, "per-word counts differ");
+    // The printed top 10, prefixed with the LP's name.
+    let mut top: Vec<(&String, &u64)> = want.iter().collect();
+    top.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    let printed: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("splitter"))
+        .collect();
+    for (w, n) in top.iter().take(10) {
+        let line = format!("{n:>8} {w}");
+        assert!(
+            printed.iter().any(|l| l.ends_with(&line)),
+            "top-10 line {line:?} missing from:\n{stdout}"
+        );
+    }
+    assert!(
+        printed
+            .iter()
+            .any(|l| l.contains("20000 words sent, 20000 counted")),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn pong_killed_mid_stream_loses_nothing() {
+    let dir = TempDir::new("kill");
+    let log = dir.0.join("pong.log");
+    let name = unique("pk");
+    const N: u64 = 30_000;
+    let cfg = format!(
+        r#"
+name = "{name}"
+report_interval_ms = 20
+[[subfunction]]
+name = "ping"
+[[subfunction]]
+name = "pong"
+[[process]]
+name = "pong"
+command = ["{pong}"]
+hosts = ["pong"]
+restart = "transient"
+env = {{ PONG_LOG = "{log}" }}
+[[process]]
+name = "ping"
+command = ["{ping}", "stream", "{N}"]
+hosts = ["ping"]
+restart = "temporary"
+"#,
+        pong = example("pingpong-pong").display(),
+        ping = example("pingpong-ping").display(),
+        log = log.display(),
+    );
+    let cfg_path = dir.0.join("config.toml");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    let run = Launched::start(&cfg_path, &name);
+    // Once messages flow, kill the receiving LP with SIGKILL.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0) < 8 * 2000 {
+        assert!(
+            Instant::now() < deadline,
+            "watchdog: no traffic reached pong"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let v = wait_status(&name, "pong's pid", |v| {
+        lp_entry(v, "pong").is_some_and(|p| p["pid"].as_u64().is_some())
+    });
+    let pid = lp_entry(&v, "pong").unwrap()["pid"].as_u64().unwrap();
+    let before = std::fs::metadata(&log).unwrap().len() / 8;
+    let killed = Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let (code, stdout, stderr) = run.wait(Duration::from_secs(120));
+    assert_eq!(
+        code, 0,
+        "launch failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(
+        before < N,
+        "the kill came after the stream ended; make N larger"
+    );
+    assert!(
+        stderr.contains("pong exited (signal: 9"),
+        "no restart seen:\n{stderr}"
+    );
+    let bytes = std::fs::read(&log).unwrap();
+    let mut seen = vec![false; N as usize];
+    for c in bytes.chunks_exact(8) {
+        let i = u64::from_le_bytes(c.try_into().unwrap());
+        assert!(i < N, "pong logged {i}, never sent");
+        seen[i as usize] = true;
+    }
+    let missing: Vec<usize> = seen
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| !**s)
+        .map(|(i, _)| i)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} messages lost, first {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
+}
+
+#[test]
+fn forged_frame_is_rejected_counted_and_the_collaboration_goes_on() {
+    use shmcollab::shm::frame::{kind, FrameHeader};
+    use shmcollab::shm::ring::{open_ring, Producer};
+    use shmcollab::shm::segment::Session;
+    let dir = TempDir::new("forge");
+    let go = dir.0.join("go");
+    let name = unique("fg");
+    let cfg = format!(
+        r#"
+name = "{name}"
+report_interval_ms = 20
+[[subfunction]]
+name = "ping"
+[[subfunction]]
+name = "pong"
+[[process]]
+name = "ping"
+command = ["{ping}", "wait", "{go}"]
+hosts = ["ping"]
+[[process]]
+name = "pong"
+command = ["{pong}"]
+hosts = ["pong"]
+"#,
+        pong = example("pingpong-pong").display(),
+        ping = example("pingpong-ping").display(),
+        go = go.display(),
+    );
+    let cfg_path = dir.0.join("config.toml");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    let run = Launched::start(&cfg_path, &name);
+    wait_status(&name, "both LPs ready", |v| {
+        ["ping", "pong"]
+            .iter()
+            .all(|n| lp_entry(v, n).is_some_and(|l| l["state"] == "ready"))
+    });
+    // ping (slot 0) is idle now, waiting for the go file: write a frame into
+    // its outbound ring, well formed (valid CRC) but sealed with no key.
+    let shm = std::env::var_os("SHMCOLAB_SHM_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or("/dev/shm".into());
+    let sdir = std::fs::read_dir(&shm)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with(&format!("shmc.{name}."))
+        })
+        .expect("session directory");
+    let ring = std::fs::read_dir(&sdir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().into_string().unwrap())
+        .find(|n| n.starts_with("lp0.") && n.ends_with(".out"))
+        .expect("ping's outbound ring");
+    let session = Session::open(&sdir).unwrap();
+    let mut p = Producer::attach(&open_ring(&session, &ring).unwrap(), None).unwrap();
+    let payload = [0x41u8; 16];
+    let hdr = FrameHeader {
+        version: 1,
+        kind: kind::DATA,
+        payload_len: 16,
+        seq: 1,
+        dst: 1,
+        ..Default::default()
+    };
+    let mut frame = hdr.encode().to_vec();
+    frame.extend_from_slice(&payload);
+    frame.extend_from_slice(&[0x99; 16]); // a made-up tag
+    let mut crc = crc32c::crc32c(&frame[..28]);
+    crc = crc32c::crc32c_append(crc, &frame[32..]);
+    frame[28..32].copy_from_slice(&crc.to_le_bytes());
+    p.try_send(&frame).unwrap();
+    drop(p);
+    let v = wait_status(&name, "the forged frame counted", |v| {
+        lp_entry(v, "ping").is_some_and(|l| l["auth_failures"].as_u64() >= Some(1))
+            && lp_entry(v, "pong").is_some_and(|l| l["msgs_in"].is_u64())
+    });
+    let l = lp_entry(&v, "ping").unwrap();
+    assert_eq!(l["rejected"]["forged"], 1, "{l}");
+    assert_eq!(l["auth_failures"], 1, "{l}");
+    // pong never saw it.
+    assert_eq!(lp_entry(&v, "pong").unwrap()["msgs_in"], 0);
+    // The collaboration goes on: ping now does real round trips and ends.
+    std::fs::write(&go, b"go").unwrap();
+    let (code, stdout, stderr) = run.wait(Duration::from_secs(60));
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("round trips of 64 B"), "{stdout}");
+}
+
+#[test]
+fn bad_config_exits_2_and_names_the_line() {
+    let dir = TempDir::new("badcfg");
+    let cfg_path = dir.0.join("config.toml");
+    std::fs::write(
+        &cfg_path,
+        "name = \"bad\"\n[[subfunction]]\nname = \"a\"\n[[process]]\nname = \"p\"\ncommand = [\"true\"]\nhosts = [\"a\"]\ninstances = \"many\"\n",
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .arg("launch")
+        .arg(&cfg_path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("config.toml:8:"), "no line 8 in: {err}");
+    assert!(err.contains("instances"), "field not named: {err}");
+}
+
+#[allow(dead_code)]
+fn lines(r: impl Read) -> Vec<String> {
+    BufReader::new(r).lines().map_while(Result::ok).collect()
+}
