@@ -1,0 +1,2 @@
+//! End-to-end benchmark (being written).
+fn main() {}
