@@ -1,6 +1,9 @@
 //! End-to-end tests: real collaborations launched with the real binary, real
-//! managers and LPs (the example programs, built by `cargo test`), real
-//! shared memory.
+//! managers and LPs (the example programs), real shared memory.
+//!
+//! The LP programs are the examples, which `cargo test --workspace` builds;
+//! `cargo test --test e2e` alone does not rebuild them (run
+//! `cargo build --examples` first in that case).
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};

@@ -30,7 +30,7 @@ fn main() -> Result<(), LpError> {
             let msg = vec![0x17u8; size];
             let t = Instant::now();
             for _ in 0..n {
-                lp.send("pong", &msg)?;
+                lp.send_buffered("pong", &msg)?;
             }
             let r = lp.request("pong", b"end", Duration::from_secs(120))?;
             let took = t.elapsed().as_secs_f64();

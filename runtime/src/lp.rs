@@ -105,6 +105,8 @@ pub struct Lp {
     /// asked for: if this LP dies while handling a message, its manager
     /// delivers that message again to the restarted LP (at least once).
     unreleased: bool,
+    /// Messages of `send_buffered` not yet written to the ring.
+    out: crate::link::Outbox,
 }
 
 fn env_var(name: &str) -> Result<String, LpError> {
@@ -180,6 +182,7 @@ impl Lp {
             scratch: Vec::with_capacity(4096),
             names: Vec::new(),
             unreleased: false,
+            out: crate::link::Outbox::new(),
         })
     }
 
@@ -240,6 +243,18 @@ impl Lp {
         payload: &[u8],
         wait: Option<Option<Duration>>,
     ) -> Result<(), LpError> {
+        // Keep the order: what was buffered goes first.
+        if !self.out.is_empty() {
+            match wait {
+                None => {
+                    self.drain_out();
+                    if !self.out.is_empty() {
+                        return Err(LpError::WouldBlock);
+                    }
+                }
+                Some(t) => self.flush_timeout(t)?,
+            }
+        }
         let len = self.sealer.frame_len(payload.len());
         let max = self.tx.max_frame_len();
         if len > max {
@@ -301,6 +316,62 @@ impl Lp {
     ) -> Result<(), LpError> {
         let dst = self.subfn_id(subfn)?;
         self.emit(Self::header(kind::DATA, dst, 0), bytes, Some(Some(timeout)))
+    }
+
+    /// Queue `bytes` for `subfn` without writing it yet: queued messages go
+    /// out together, several under one tag, at the next [`Lp::flush`] or any
+    /// other call that sends or receives (or when 64 KiB are queued). For
+    /// streams of small messages this is several times faster than `send`.
+    pub fn send_buffered(&mut self, subfn: &str, bytes: &[u8]) -> Result<(), LpError> {
+        let dst = self.subfn_id(subfn)?;
+        let max = self
+            .tx
+            .max_frame_len()
+            .saturating_sub(self.sealer.frame_len(0) + 32);
+        if bytes.len() > max {
+            return Err(LpError::TooLarge {
+                len: bytes.len(),
+                max,
+            });
+        }
+        self.out.push(&Self::header(kind::DATA, dst, 0), bytes);
+        if self.out.payload_bytes() >= 64 * 1024 {
+            // Back-pressure: wait until the ring took it all.
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Write every buffered message, waiting for room as long as it takes.
+    pub fn flush(&mut self) -> Result<(), LpError> {
+        self.flush_timeout(None)
+    }
+
+    fn drain_out(&mut self) {
+        self.out.drain(&mut self.tx, &mut self.sealer);
+        self.tx.flush();
+    }
+
+    fn flush_timeout(&mut self, timeout: Option<Duration>) -> Result<(), LpError> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            self.drain_out();
+            if self.out.is_empty() {
+                return Ok(());
+            }
+            // Room for a batch of a few messages at least.
+            let need = self.sealer.frame_len(4096.min(self.tx.max_frame_len() / 2));
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if left == Some(Duration::ZERO) {
+                return Err(LpError::WouldBlock);
+            }
+            // Wait for room for at least the first message.
+            match self.tx.reserve_wait(need, left) {
+                Ok(_) => {}
+                Err(SendError::WouldBlock) => return Err(LpError::WouldBlock),
+                Err(e) => return Err(LpError::Corrupt(e.to_string())),
+            }
+        }
     }
 
     /// Send `bytes` to every other LP.
@@ -397,6 +468,9 @@ impl Lp {
     }
 
     fn next_frame(&mut self, timeout: Option<Duration>) -> Result<Option<Message>, LpError> {
+        if !self.out.is_empty() {
+            self.flush()?;
+        }
         let deadline = timeout.map(|t| Instant::now() + t);
         let corrupt = |e: RingError| LpError::Corrupt(e.to_string());
         if self.unreleased {
@@ -406,40 +480,41 @@ impl Lp {
             }
         }
         loop {
-            let got = self.rx.peek().map_err(corrupt)?;
-            if let Some(f) = got {
-                let res = self.opener.open(&f, &mut self.scratch);
-                let Ok(h) = res else {
-                    f.release();
-                    continue; // counted in the opener's stats
-                };
-                let kind = match h.kind {
-                    kind::DATA => MessageKind::Data,
-                    kind::REQUEST => MessageKind::Request,
-                    kind::REPLY => MessageKind::Reply,
-                    kind::BROADCAST => MessageKind::Broadcast,
-                    _ => {
-                        f.release();
-                        continue;
-                    }
-                };
-                // Not released: see `unreleased`.
+            // Open the next frame; `None` if the ring is empty.
+            let opened = {
+                match self.rx.peek().map_err(corrupt)? {
+                    None => None,
+                    Some(f) => match self.opener.open(&f, &mut self.scratch) {
+                        Err(_) => {
+                            // Counted in the opener's stats; never delivered.
+                            f.release();
+                            continue;
+                        }
+                        Ok(h) => Some(h),
+                    },
+                }
+            };
+            if let Some(h) = opened {
+                // Not released yet: see `unreleased`.
                 self.unreleased = true;
-                let _ = f;
-                let to = if h.flags & FLAG_DST_LP == 0
-                    && matches!(kind, MessageKind::Data | MessageKind::Request)
-                {
-                    self.registry.subfn_name(h.dst).ok()
-                } else {
-                    None
-                };
-                return Ok(Some(Message {
-                    from: h.src,
-                    to,
-                    kind,
-                    corr: h.aux,
-                    payload: std::mem::take(&mut self.scratch),
-                }));
+                let scratch = std::mem::take(&mut self.scratch);
+                let mut msgs = Vec::new();
+                crate::link::unpack(&h, &scratch, |h, p| {
+                    if let Some(m) = self.message(&h, p) {
+                        msgs.push(m);
+                    }
+                });
+                self.scratch = scratch;
+                self.inbox.extend(msgs);
+                if let Some(m) = self.inbox.pop_front() {
+                    return Ok(Some(m));
+                }
+                // Nothing for us in it (a control frame, an empty batch).
+                self.unreleased = false;
+                if let Some(f) = self.rx.peek().map_err(corrupt)? {
+                    f.release();
+                }
+                continue;
             }
             let left = match deadline {
                 Some(d) => {
@@ -453,6 +528,32 @@ impl Lp {
             };
             self.rx.wait(left);
         }
+    }
+}
+
+impl Lp {
+    fn message(&self, h: &FrameHeader, payload: &[u8]) -> Option<Message> {
+        let kind = match h.kind {
+            kind::DATA => MessageKind::Data,
+            kind::REQUEST => MessageKind::Request,
+            kind::REPLY => MessageKind::Reply,
+            kind::BROADCAST => MessageKind::Broadcast,
+            _ => return None,
+        };
+        let to = if h.flags & FLAG_DST_LP == 0
+            && matches!(kind, MessageKind::Data | MessageKind::Request)
+        {
+            self.registry.subfn_name(h.dst).ok()
+        } else {
+            None
+        };
+        Some(Message {
+            from: h.src,
+            to,
+            kind,
+            corr: h.aux,
+            payload: payload.to_vec(),
+        })
     }
 }
 

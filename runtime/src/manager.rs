@@ -22,9 +22,9 @@ use crate::wire::{self, ctl, FLAG_DST_LP};
 use anyhow::{anyhow, Context};
 use serde_json::{json, Value};
 use shmcollab_shm::auth::{link_key, LinkKey, MasterKey, Opener, Sealer};
-use shmcollab_shm::frame::{kind, FrameHeader, FRAME_HEADER_LEN};
+use shmcollab_shm::frame::{kind, FrameHeader};
 use shmcollab_shm::registry::{monotonic_ms, LpState, Registry, SlotState};
-use shmcollab_shm::ring::{create_ring, open_ring, BellRef, Consumer, Producer, SendError};
+use shmcollab_shm::ring::{create_ring, open_ring, BellRef, Consumer, Producer};
 use shmcollab_shm::segment::{Segment, Session};
 use shmcollab_shm::WaitStrategy;
 use std::collections::{BTreeMap, VecDeque};
@@ -36,10 +36,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Payload bytes a manager queues before it stops taking frames in.
+const BACKLOG: usize = 4 << 20;
+
 /// Exit code of a manager whose LP failed for good.
 pub const EXIT_LP_FAILED: i32 = 3;
 
-type Queued = (FrameHeader, Vec<u8>);
+use crate::link::{self, Outbox};
 
 #[derive(Default, Clone, Copy)]
 struct Counters {
@@ -48,6 +51,7 @@ struct Counters {
     bytes_in: u64,
     bytes_out: u64,
     dropped: u64,
+    bad_batches: u64,
 }
 
 struct Peer {
@@ -60,7 +64,7 @@ struct Peer {
     draining: Vec<(Consumer, Opener, String)>,
     /// Frames to the peer (the peer created this ring).
     tx: Option<(Producer, Sealer)>,
-    pending: VecDeque<Queued>,
+    pending: Outbox,
 }
 
 struct LpProc {
@@ -124,7 +128,7 @@ pub fn run(dir: &Path, slot: u32) -> anyhow::Result<i32> {
         lp_opener: Opener::new(None),
         lp_gen: 0,
         lp: None,
-        lp_pending: VecDeque::new(),
+        lp_pending: Outbox::new(),
         lp_up: false,
         lp_ready: false,
         restart_at: None,
@@ -217,7 +221,7 @@ struct Manager {
     lp_opener: Opener,
     lp_gen: u32,
     lp: Option<LpProc>,
-    lp_pending: VecDeque<Queued>,
+    lp_pending: Outbox,
     lp_up: bool,
     lp_ready: bool,
     restart_at: Option<Instant>,
@@ -357,20 +361,18 @@ impl Manager {
         let me = wire::manager_endpoint(self.slot, self.gen);
         let lpe = wire::lp_endpoint(self.slot, self.gen, self.lp_gen);
         let mut opener = Opener::new(self.key(me, lpe));
-        let mut back = VecDeque::new();
+        let mut back = Outbox::new();
         let mut buf = Vec::new();
         while let Ok(Some(f)) = c.peek() {
             if let Ok(h) = FrameHeader::decode(&f) {
                 opener.resync(h.seq);
                 if let Ok(h) = opener.open(&f, &mut buf) {
-                    back.push_back((h, std::mem::take(&mut buf)));
+                    link::unpack(&h, &buf, |h, p| back.push(&h, p));
                 }
             }
             f.release();
         }
-        while let Some(q) = back.pop_back() {
-            self.lp_pending.push_front(q);
-        }
+        self.lp_pending.prepend(back);
     }
 
     fn on_lp_exit(&mut self) -> anyhow::Result<()> {
@@ -437,10 +439,20 @@ impl Manager {
 
     // ---- routing ------------------------------------------------------
 
+    /// Payload bytes queued towards peers; past [`BACKLOG`] the LP's ring
+    /// is left alone, so the LP feels back-pressure instead of this
+    /// manager's memory growing.
+    fn peer_backlog(&self) -> usize {
+        self.peers.values().map(|p| p.pending.payload_bytes()).sum()
+    }
+
     /// Take frames out of the LP's ring and route them.
     fn pump_lp(&mut self) -> anyhow::Result<bool> {
         let mut work = false;
         for _ in 0..256 {
+            if self.peer_backlog() + self.lp_pending.payload_bytes() > BACKLOG {
+                break;
+            }
             let Some(f) = self.lp_rx.peek().map_err(|e| anyhow!("LP ring: {e}"))? else {
                 break;
             };
@@ -454,14 +466,22 @@ impl Manager {
             // The manager stamps the source: an LP cannot claim to be another.
             h.src = self.slot;
             let payload = std::mem::take(&mut self.scratch);
-            self.counters.msgs_out += 1;
-            self.counters.bytes_out += payload.len() as u64;
-            self.route_from_lp(h, payload);
+            let me = self.slot;
+            let ok = link::unpack(&h, &payload, |mut h, p| {
+                h.src = me;
+                self.counters.msgs_out += 1;
+                self.counters.bytes_out += p.len() as u64;
+                self.route_from_lp(h, p);
+            });
+            if !ok {
+                self.counters.bad_batches += 1;
+            }
+            self.scratch = payload;
         }
         Ok(work)
     }
 
-    fn route_from_lp(&mut self, h: FrameHeader, payload: Vec<u8>) {
+    fn route_from_lp(&mut self, h: FrameHeader, payload: &[u8]) {
         match h.kind {
             kind::DATA | kind::REQUEST | kind::REPLY => {
                 let owner = if h.flags & FLAG_DST_LP != 0 {
@@ -478,7 +498,7 @@ impl Manager {
             kind::BROADCAST => {
                 for s in 0..self.plan.lps.len() as u32 {
                     if s != self.slot {
-                        self.send_peer(s, h, payload.clone());
+                        self.send_peer(s, h, payload);
                     }
                 }
             }
@@ -507,95 +527,64 @@ impl Manager {
         }
     }
 
-    fn deliver_local(&mut self, h: FrameHeader, payload: Vec<u8>) {
-        if self.lp_up && self.lp_pending.is_empty() && self.write_lp(&h, &payload) {
-            return;
-        }
-        self.lp_pending.push_back((h, payload));
-    }
-
-    fn write_lp(&mut self, h: &FrameHeader, payload: &[u8]) -> bool {
-        let len = self.lp_sealer.frame_len(payload.len());
-        let Ok(mut slot) = self.lp_tx.reserve(len) else {
-            return false;
-        };
-        let buf = slot.as_mut_slice();
-        buf[FRAME_HEADER_LEN..FRAME_HEADER_LEN + payload.len()].copy_from_slice(payload);
-        let hdr = FrameHeader {
-            payload_len: payload.len() as u32,
-            ..*h
-        };
-        match self.lp_sealer.seal_in_place(hdr, buf) {
-            Ok(n) => {
-                slot.commit_len(n);
-                self.counters.msgs_in += 1;
-                self.counters.bytes_in += payload.len() as u64;
-                true
-            }
-            Err(_) => {
-                self.counters.dropped += 1;
-                true
-            }
-        }
+    fn deliver_local(&mut self, h: FrameHeader, payload: &[u8]) {
+        // Queued, then written (batched) at the end of the loop's turn.
+        self.lp_pending.push(&h, payload);
     }
 
     fn flush_lp_pending(&mut self) -> bool {
-        if !self.lp_up {
+        if !self.lp_up || self.lp_pending.is_empty() {
             return false;
         }
-        let mut work = false;
-        while let Some((h, p)) = self.lp_pending.pop_front() {
-            if !self.write_lp(&h, &p) {
-                self.lp_pending.push_front((h, p));
-                break;
-            }
-            work = true;
-        }
-        work
+        let (n, bytes, dropped) = self.lp_pending.drain(&mut self.lp_tx, &mut self.lp_sealer);
+        self.counters.msgs_in += n as u64;
+        self.counters.bytes_in += bytes;
+        self.counters.dropped += dropped as u64;
+        n + dropped > 0
     }
 
-    fn send_peer(&mut self, s: u32, h: FrameHeader, payload: Vec<u8>) {
+    fn send_peer(&mut self, s: u32, h: FrameHeader, payload: &[u8]) {
         let peer = self.peers.entry(s).or_insert_with(|| Peer::new(s));
-        if peer.pending.is_empty() {
-            if let Some((tx, sealer)) = peer.tx.as_mut() {
-                if write_sealed(tx, sealer, &h, &payload) {
-                    return;
-                }
-            }
-        }
-        peer.pending.push_back((h, payload));
+        peer.pending.push(&h, payload);
     }
 
     fn pump_peers(&mut self) -> anyhow::Result<bool> {
         let mut work = false;
         let slots: Vec<u32> = self.peers.keys().copied().collect();
         for s in slots {
-            let mut got: Vec<Queued> = Vec::new();
+            // Taken out of the map while its frames are routed (routing
+            // needs `&mut self`), put back below.
+            let Some(mut peer) = self.peers.remove(&s) else {
+                continue;
+            };
             {
-                let peer = self.peers.get_mut(&s).expect("listed above");
                 // Pending frames out first.
                 if let Some((tx, sealer)) = peer.tx.as_mut() {
-                    while let Some((h, p)) = peer.pending.pop_front() {
-                        if !write_sealed(tx, sealer, &h, &p) {
-                            peer.pending.push_front((h, p));
-                            break;
-                        }
-                        work = true;
-                    }
+                    let (n, _, dropped) = peer.pending.drain(tx, sealer);
+                    self.counters.dropped += dropped as u64;
+                    work |= n + dropped > 0;
                     tx.flush();
                 }
                 let mut scratch = std::mem::take(&mut self.scratch);
                 let rings = peer.draining.iter_mut().chain(peer.rx.iter_mut());
                 for (c, opener, _) in rings {
                     for _ in 0..256 {
+                        if self.lp_pending.payload_bytes() > BACKLOG {
+                            break;
+                        }
                         let Ok(Some(f)) = c.peek() else { break };
                         let res = opener.open(&f, &mut scratch);
                         f.release();
                         work = true;
-                        if let Ok(mut h) = res {
-                            // Stamped by the link: frames on this ring come from peer `s`.
-                            h.src = s;
-                            got.push((h, std::mem::take(&mut scratch)));
+                        if let Ok(h) = res {
+                            let ok = link::unpack(&h, &scratch, |mut h, p| {
+                                // Stamped by the link: frames on this ring come from peer `s`.
+                                h.src = s;
+                                self.route_from_peer(h, p);
+                            });
+                            if !ok {
+                                self.counters.bad_batches += 1;
+                            }
                         } else {
                             self.report_dirty = true;
                         }
@@ -612,14 +601,12 @@ impl Manager {
                     }
                 });
             }
-            for (h, p) in got {
-                self.route_from_peer(h, p);
-            }
+            self.peers.insert(s, peer);
         }
         Ok(work)
     }
 
-    fn route_from_peer(&mut self, h: FrameHeader, payload: Vec<u8>) {
+    fn route_from_peer(&mut self, h: FrameHeader, payload: &[u8]) {
         match h.kind {
             kind::DATA | kind::REQUEST => {
                 if self.registry.subfn_owner(h.dst) == Some(self.slot) {
@@ -632,7 +619,7 @@ impl Manager {
             kind::REPORT => {
                 let current = self.coord.map(|(e, _)| e);
                 if self.is_coordinator() && current == Some(h.aux) {
-                    if let Ok(v) = serde_json::from_slice::<Value>(&payload) {
+                    if let Ok(v) = serde_json::from_slice::<Value>(payload) {
                         self.aggregate.insert(h.src, v);
                         self.publish_dirty = true;
                     }
@@ -825,6 +812,7 @@ impl Manager {
             "bytes_in": self.counters.bytes_in,
             "bytes_out": self.counters.bytes_out,
             "dropped": self.counters.dropped,
+            "bad_batches": self.counters.bad_batches,
             "auth_failures": auth_failures,
             "rejected": {
                 "truncated": rejects.truncated, "malformed": rejects.malformed,
@@ -866,8 +854,8 @@ impl Manager {
                 // Reports are not queued behind a dead coordinator: only the
                 // newest one matters.
                 let peer = self.peers.entry(s).or_insert_with(|| Peer::new(s));
-                peer.pending.retain(|(h, _)| h.kind != kind::REPORT);
-                self.send_peer(s, h, bytes);
+                peer.pending.remove_kind(kind::REPORT);
+                self.send_peer(s, h, &bytes);
             }
             None => {}
         }
@@ -920,7 +908,8 @@ impl Manager {
     // ---- the loop -----------------------------------------------------
 
     fn any_input(&self) -> bool {
-        self.lp_rx.has_data()
+        let backlogged = self.peer_backlog() + self.lp_pending.payload_bytes() > BACKLOG;
+        (self.lp_rx.has_data() && !backlogged)
             || self.peers.values().any(|p| {
                 p.rx.as_ref().is_some_and(|(c, _, _)| c.has_data())
                     || p.draining.iter().any(|(c, _, _)| c.has_data())
@@ -1054,28 +1043,9 @@ impl Peer {
             rx: None,
             draining: Vec::new(),
             tx: None,
-            pending: VecDeque::new(),
+            pending: Outbox::new(),
         }
     }
-}
-
-fn write_sealed(tx: &mut Producer, sealer: &mut Sealer, h: &FrameHeader, payload: &[u8]) -> bool {
-    let len = sealer.frame_len(payload.len());
-    let mut slot = match tx.reserve(len) {
-        Ok(s) => s,
-        Err(SendError::WouldBlock) => return false,
-        Err(_) => return true, // too large or corrupt: dropped (counted by caller's totals)
-    };
-    let buf = slot.as_mut_slice();
-    buf[FRAME_HEADER_LEN..FRAME_HEADER_LEN + payload.len()].copy_from_slice(payload);
-    let hdr = FrameHeader {
-        payload_len: payload.len() as u32,
-        ..*h
-    };
-    if let Ok(n) = sealer.seal_in_place(hdr, buf) {
-        slot.commit_len(n);
-    }
-    true
 }
 
 /// A program with a '/' is relative to the config directory; else PATH.

@@ -70,6 +70,9 @@ pub mod kind {
     pub const CONTROL: u8 = 5;
     /// A manager's state report to the coordinator; `aux` carries the epoch.
     pub const REPORT: u8 = 6;
+    /// Several messages under one tag: the payload is a batch
+    /// ([`crate::batch`]). The frame's sequence number covers the batch.
+    pub const BATCH: u8 = 7;
 }
 
 /// Why a frame header could not be decoded.

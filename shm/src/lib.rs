@@ -15,6 +15,8 @@ pub(crate) mod sync;
 #[cfg(not(loom))]
 pub mod auth;
 #[cfg(not(loom))]
+pub mod batch;
+#[cfg(not(loom))]
 pub mod frame;
 #[cfg(not(loom))]
 pub mod registry;

@@ -1,0 +1,239 @@
+//! Writing queued messages into a ring: one sealed frame for a lone message,
+//! batches ([`shmcollab_shm::batch`]) under one tag when several wait.
+
+use shmcollab_shm::auth::Sealer;
+use shmcollab_shm::batch::{self, Entry};
+use shmcollab_shm::frame::{kind, FrameHeader, FRAME_HEADER_LEN};
+use shmcollab_shm::ring::{Producer, SendError};
+use std::collections::VecDeque;
+
+/// Messages waiting for room in a ring, kept as batch entries in one
+/// buffer ([`shmcollab_shm::batch`] layout), so that writing a batch is one
+/// copy and queueing a message allocates nothing.
+#[derive(Default)]
+pub struct Outbox {
+    buf: Vec<u8>,
+    head: usize,
+    /// Byte length of each queued entry, oldest first.
+    lens: VecDeque<u32>,
+}
+
+impl Outbox {
+    /// An empty outbox.
+    pub fn new() -> Outbox {
+        Outbox::default()
+    }
+
+    /// Queue a message.
+    pub fn push(&mut self, h: &FrameHeader, payload: &[u8]) {
+        if self.head > 0 && self.head >= self.buf.len() / 2 {
+            self.buf.drain(..self.head);
+            self.head = 0;
+        }
+        batch::push(&mut self.buf, &entry(h), payload);
+        self.lens.push_back(batch::entry_len(payload.len()) as u32);
+    }
+
+    /// Messages queued.
+    pub fn len(&self) -> usize {
+        self.lens.len()
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.lens.is_empty()
+    }
+
+    /// Payload bytes queued (without entry headers).
+    pub fn payload_bytes(&self) -> usize {
+        self.buf.len() - self.head - self.lens.len() * batch::ENTRY_HEADER_LEN
+    }
+
+    /// Put `front` before everything queued.
+    pub fn prepend(&mut self, front: Outbox) {
+        let mut merged = Outbox::new();
+        for o in [&front, &*self] {
+            o.for_each(|h, p| merged.push(&h, p));
+        }
+        *self = merged;
+    }
+
+    /// Drop queued messages of kind `k` (e.g. superseded state reports).
+    pub fn remove_kind(&mut self, k: u8) {
+        let mut kept = Outbox::new();
+        self.for_each(|h, p| {
+            if h.kind != k {
+                kept.push(&h, p)
+            }
+        });
+        *self = kept;
+    }
+
+    /// Call `f` for each queued message, oldest first.
+    pub fn for_each(&self, mut f: impl FnMut(FrameHeader, &[u8])) {
+        for e in batch::entries(&self.buf[self.head..]).flatten() {
+            f(header(&e.0, e.1.len()), e.1);
+        }
+    }
+
+    fn pop(&mut self, k: usize) {
+        for _ in 0..k {
+            if let Some(n) = self.lens.pop_front() {
+                self.head += n as usize;
+            }
+        }
+        if self.lens.is_empty() {
+            self.buf.clear();
+            self.head = 0;
+        }
+    }
+
+    /// Write as much as fits into `tx` now, without waiting: a lone message
+    /// as one frame, several as batches under one tag. Returns messages
+    /// written, their payload bytes, and messages dropped because they can
+    /// never fit.
+    pub fn drain(&mut self, tx: &mut Producer, sealer: &mut Sealer) -> (usize, u64, usize) {
+        let mut msgs = 0;
+        let mut bytes = 0u64;
+        let mut dropped = 0;
+        let max = max_batch(tx, sealer);
+        while let Some(&first) = self.lens.front() {
+            let mut k = 0;
+            let mut total = 0usize;
+            for &n in self.lens.iter() {
+                if k > 0 && (total + n as usize > max || k == 1024) {
+                    break;
+                }
+                total += n as usize;
+                k += 1;
+            }
+            if k == 1 {
+                let Some(Ok((e, p))) =
+                    batch::entries(&self.buf[self.head..self.head + first as usize]).next()
+                else {
+                    dropped += 1;
+                    self.pop(1);
+                    continue;
+                };
+                match write_one(tx, sealer, &header(&e, p.len()), p) {
+                    Ok(true) => {
+                        bytes += p.len() as u64;
+                        msgs += 1;
+                        self.pop(1);
+                    }
+                    Ok(false) => break,
+                    Err(_) => {
+                        dropped += 1;
+                        self.pop(1);
+                    }
+                }
+                continue;
+            }
+            let Ok(mut slot) = tx.reserve(sealer.frame_len(total)) else {
+                break;
+            };
+            let buf = slot.as_mut_slice();
+            buf[FRAME_HEADER_LEN..FRAME_HEADER_LEN + total]
+                .copy_from_slice(&self.buf[self.head..self.head + total]);
+            let hdr = FrameHeader {
+                kind: kind::BATCH,
+                payload_len: total as u32,
+                ..Default::default()
+            };
+            match sealer.seal_in_place(hdr, buf) {
+                Ok(n) => {
+                    slot.commit_len(n);
+                    msgs += k;
+                    bytes += (total - k * batch::ENTRY_HEADER_LEN) as u64;
+                }
+                Err(_) => dropped += k,
+            }
+            self.pop(k);
+        }
+        (msgs, bytes, dropped)
+    }
+}
+
+/// Largest batch payload on this ring.
+fn max_batch(tx: &Producer, sealer: &Sealer) -> usize {
+    let overhead = sealer.frame_len(0);
+    tx.max_frame_len().saturating_sub(overhead).min(64 * 1024)
+}
+
+/// Seal one message into `tx`. `Ok(false)`: the ring is full.
+pub fn write_one(
+    tx: &mut Producer,
+    sealer: &mut Sealer,
+    h: &FrameHeader,
+    payload: &[u8],
+) -> Result<bool, SendError> {
+    let len = sealer.frame_len(payload.len());
+    let mut slot = match tx.reserve(len) {
+        Ok(s) => s,
+        Err(SendError::WouldBlock) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let buf = slot.as_mut_slice();
+    buf[FRAME_HEADER_LEN..FRAME_HEADER_LEN + payload.len()].copy_from_slice(payload);
+    let hdr = FrameHeader {
+        payload_len: payload.len() as u32,
+        ..*h
+    };
+    match sealer.seal_in_place(hdr, buf) {
+        Ok(n) => {
+            slot.commit_len(n);
+            Ok(true)
+        }
+        Err(_) => Err(SendError::Corrupt("message cannot be sealed")),
+    }
+}
+
+fn entry(h: &FrameHeader) -> Entry {
+    Entry {
+        kind: h.kind,
+        flags: h.flags,
+        src: h.src,
+        dst: h.dst,
+        aux: h.aux,
+    }
+}
+
+fn header(e: &Entry, len: usize) -> FrameHeader {
+    FrameHeader {
+        kind: e.kind,
+        flags: e.flags,
+        src: e.src,
+        dst: e.dst,
+        aux: e.aux,
+        payload_len: len as u32,
+        ..Default::default()
+    }
+}
+
+/// The messages of a received frame: itself, or the entries of a batch.
+/// Calls `f` for each with a header carrying the entry's fields; returns
+/// false if a batch was malformed (the rest of it is dropped).
+pub fn unpack(h: &FrameHeader, payload: &[u8], mut f: impl FnMut(FrameHeader, &[u8])) -> bool {
+    if h.kind != kind::BATCH {
+        f(*h, payload);
+        return true;
+    }
+    for e in batch::entries(payload) {
+        match e {
+            Ok((e, p)) => f(
+                FrameHeader {
+                    kind: e.kind,
+                    flags: e.flags,
+                    src: e.src,
+                    dst: e.dst,
+                    aux: e.aux,
+                    payload_len: p.len() as u32,
+                    ..*h
+                },
+                p,
+            ),
+            Err(_) => return false,
+        }
+    }
+    true
+}
