@@ -47,13 +47,18 @@ pub struct WaitStrategy {
     pub spin: Duration,
     /// Then call sched_yield this many times.
     pub yields: u32,
+    /// ... but yield for no longer than this: with nothing else runnable a
+    /// yield returns at once, and a thousand of them would burn a
+    /// millisecond of CPU on every wake-up of an idle process.
+    pub yield_for: Duration,
 }
 
 impl Default for WaitStrategy {
-    /// Spin 20 µs, yield up to 64 times, then sleep: a peer that answers
-    /// within a few microseconds is caught without a system call, an idle
-    /// one costs nothing. `SHMCOLAB_SPIN_US` and `SHMCOLAB_YIELDS` override
-    /// the two numbers for the whole process.
+    /// Spin 20 µs, yield up to 64 times within 200 µs, then sleep: a peer
+    /// that answers within a few microseconds is caught without a system
+    /// call, an idle one costs nothing. `SHMCOLAB_SPIN_US`,
+    /// `SHMCOLAB_YIELDS` and `SHMCOLAB_YIELD_US` override the three numbers
+    /// for the whole process.
     fn default() -> Self {
         static FROM_ENV: std::sync::OnceLock<WaitStrategy> = std::sync::OnceLock::new();
         *FROM_ENV.get_or_init(|| {
@@ -66,6 +71,7 @@ impl Default for WaitStrategy {
             WaitStrategy {
                 spin: Duration::from_micros(num("SHMCOLAB_SPIN_US", 20)),
                 yields: num("SHMCOLAB_YIELDS", 64) as u32,
+                yield_for: Duration::from_micros(num("SHMCOLAB_YIELD_US", 200)),
             }
         })
     }
@@ -76,6 +82,7 @@ impl WaitStrategy {
     pub const SLEEP: WaitStrategy = WaitStrategy {
         spin: Duration::ZERO,
         yields: 0,
+        yield_for: Duration::ZERO,
     };
 }
 
@@ -153,10 +160,14 @@ impl Doorbell {
             }
         }
         // Phase 2: yield.
-        for _ in 0..strategy.yields {
+        let yield_start = Instant::now();
+        for i in 0..strategy.yields {
             crate::sync::yield_now();
             if let Some(v) = ready() {
                 return Some(v);
+            }
+            if i % 8 == 7 && yield_start.elapsed() >= strategy.yield_for {
+                break;
             }
         }
         // Phase 3: sleep.
