@@ -440,3 +440,179 @@ fn bad_config_exits_2_and_names_the_line() {
 fn lines(r: impl Read) -> Vec<String> {
     BufReader::new(r).lines().map_while(Result::ok).collect()
 }
+
+fn idle_config(dir: &Path, name: &str, n: usize) -> PathBuf {
+    let cfg = format!(
+        r#"
+name = "{name}"
+report_interval_ms = 20
+grace_ms = 2000
+[[subfunction]]
+name = "w"
+partitions = {n}
+[[process]]
+name = "worker"
+instances = {n}
+command = ["{idle}"]
+hosts = ["w"]
+restart = "permanent"
+"#,
+        idle = example("idle").display(),
+    );
+    let p = dir.join("config.toml");
+    std::fs::write(&p, cfg).unwrap();
+    p
+}
+
+fn session_dirs(name: &str) -> Vec<PathBuf> {
+    let shm = std::env::var_os("SHMCOLAB_SHM_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or("/dev/shm".into());
+    std::fs::read_dir(shm)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with(&format!("shmc.{name}."))
+        })
+        .collect()
+}
+
+fn all_ready(v: &serde_json::Value, n: usize) -> bool {
+    v["lps"].as_array().is_some_and(|a| {
+        a.len() == n && a.iter().all(|l| l["state"] == "ready" && l["pid"].is_u64())
+    })
+}
+
+/// `shmcollab status` shows every LP, its sub-functions and the coordinator;
+/// `shmcollab stop` ends the collaboration with exit code 0, stops every
+/// process and removes the session.
+#[test]
+fn status_then_stop_removes_everything() {
+    let dir = TempDir::new("stop");
+    let name = unique("st");
+    let cfg = idle_config(&dir.0, &name, 3);
+    let run = Launched::start(&cfg, &name);
+    let v = wait_status(&name, "3 ready LPs", |v| all_ready(v, 3));
+    let pids: Vec<u64> = v["lps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|l| {
+            [
+                l["pid"].as_u64().unwrap(),
+                l["manager_pid"].as_u64().unwrap(),
+            ]
+        })
+        .collect();
+    assert_eq!(v["coordinator"]["name"], "worker.0");
+    let table = Command::new(bin())
+        .args(["status", &name])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&table.stdout);
+    for lp in [
+        "worker.0",
+        "worker.1",
+        "worker.2",
+        "w/0",
+        "w/2",
+        "coordinator: worker.0",
+    ] {
+        assert!(table.contains(lp), "{lp} missing from:\n{table}");
+    }
+    let stop = Command::new(bin()).args(["stop", &name]).output().unwrap();
+    assert!(
+        stop.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stop.stderr)
+    );
+    let (code, _out, err) = run.wait(Duration::from_secs(60));
+    assert_eq!(code, 0, "{err}");
+    assert!(session_dirs(&name).is_empty(), "session left behind");
+    for pid in pids {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "process {pid} survived the stop"
+        );
+    }
+}
+
+/// A manager killed with SIGKILL is restarted by the supervisor; the new one
+/// starts its LP again, the others rediscover it, and when the coordinator's
+/// manager was the one killed, the role moves on with a new epoch.
+#[test]
+fn killed_manager_is_restarted_and_rediscovered() {
+    let dir = TempDir::new("mgr");
+    let name = unique("mk");
+    let cfg = idle_config(&dir.0, &name, 2);
+    let run = Launched::start(&cfg, &name);
+    let v = wait_status(&name, "2 ready LPs", |v| all_ready(v, 2));
+    let epoch = v["coordinator"]["epoch"].as_u64().unwrap();
+    let w0 = lp_entry(&v, "worker.0").unwrap().clone();
+    let old_mgr = w0["manager_pid"].as_u64().unwrap();
+    let old_lp = w0["pid"].as_u64().unwrap();
+    assert!(Command::new("kill")
+        .args(["-9", &old_mgr.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let v = wait_status(&name, "worker.0 back with a new manager", |v| {
+        all_ready(v, 2)
+            && lp_entry(v, "worker.0").is_some_and(|l| {
+                l["manager_pid"].as_u64().is_some_and(|p| p != old_mgr)
+                    && l["generation"].as_u64() >= Some(2)
+            })
+    });
+    assert!(v["coordinator"]["epoch"].as_u64().unwrap() > epoch, "{v}");
+    // Its LP died with it (PR_SET_PDEATHSIG) and was started anew.
+    let new_lp = lp_entry(&v, "worker.0").unwrap()["pid"].as_u64().unwrap();
+    assert_ne!(new_lp, old_lp);
+    let _ = Command::new(bin()).args(["stop", &name]).output();
+    let (code, _out, err) = run.wait(Duration::from_secs(60));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("manager of worker.0 died"), "{err}");
+}
+
+/// An LP that keeps failing exhausts its restarts: launch stops everything
+/// and exits non-zero with a one-line reason.
+#[test]
+fn lp_failing_for_good_fails_the_launch() {
+    let dir = TempDir::new("fail");
+    let name = unique("fl");
+    let cfg = format!(
+        r#"
+name = "{name}"
+[[subfunction]]
+name = "a"
+[[subfunction]]
+name = "b"
+[[process]]
+name = "steady"
+command = ["{idle}"]
+hosts = ["a"]
+[[process]]
+name = "crashy"
+command = ["false"]
+hosts = ["b"]
+restart = "permanent"
+max_restarts = 2
+within_secs = 30
+"#,
+        idle = example("idle").display(),
+    );
+    let p = dir.0.join("config.toml");
+    std::fs::write(&p, cfg).unwrap();
+    let (code, _out, err) = Launched::start(&p, &name).wait(Duration::from_secs(60));
+    assert_eq!(code, 1, "{err}");
+    let last = err.lines().last().unwrap_or("");
+    assert!(
+        last.contains("crashy failed for good"),
+        "last line: {last:?}\n{err}"
+    );
+    assert!(session_dirs(&name).is_empty(), "session left behind");
+}
