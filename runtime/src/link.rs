@@ -44,6 +44,13 @@ impl Outbox {
         self.lens.is_empty()
     }
 
+    /// Payload length of the oldest queued message.
+    pub fn front_len(&self) -> Option<usize> {
+        self.lens
+            .front()
+            .map(|&n| n as usize - batch::ENTRY_HEADER_LEN)
+    }
+
     /// Payload bytes queued (without entry headers).
     pub fn payload_bytes(&self) -> usize {
         self.buf.len() - self.head - self.lens.len() * batch::ENTRY_HEADER_LEN
@@ -56,17 +63,6 @@ impl Outbox {
             o.for_each(|h, p| merged.push(&h, p));
         }
         *self = merged;
-    }
-
-    /// Drop queued messages of kind `k` (e.g. superseded state reports).
-    pub fn remove_kind(&mut self, k: u8) {
-        let mut kept = Outbox::new();
-        self.for_each(|h, p| {
-            if h.kind != k {
-                kept.push(&h, p)
-            }
-        });
-        *self = kept;
     }
 
     /// Call `f` for each queued message, oldest first.
@@ -97,11 +93,13 @@ impl Outbox {
         let mut bytes = 0u64;
         let mut dropped = 0;
         let max = max_batch(tx, sealer);
+        // Largest batch worth trying; halved when the ring has less room.
+        let mut limit = 1024;
         while let Some(&first) = self.lens.front() {
             let mut k = 0;
             let mut total = 0usize;
             for &n in self.lens.iter() {
-                if k > 0 && (total + n as usize > max || k == 1024) {
+                if k > 0 && (total + n as usize > max || k == limit) {
                     break;
                 }
                 total += n as usize;
@@ -130,7 +128,9 @@ impl Outbox {
                 continue;
             }
             let Ok(mut slot) = tx.reserve(sealer.frame_len(total)) else {
-                break;
+                // Not room for all of them: try fewer, down to one.
+                limit = k / 2;
+                continue;
             };
             let buf = slot.as_mut_slice();
             buf[FRAME_HEADER_LEN..FRAME_HEADER_LEN + total]
@@ -222,13 +222,9 @@ pub fn unpack(h: &FrameHeader, payload: &[u8], mut f: impl FnMut(FrameHeader, &[
         match e {
             Ok((e, p)) => f(
                 FrameHeader {
-                    kind: e.kind,
-                    flags: e.flags,
-                    src: e.src,
-                    dst: e.dst,
-                    aux: e.aux,
-                    payload_len: p.len() as u32,
-                    ..*h
+                    version: h.version,
+                    seq: h.seq,
+                    ..header(&e, p.len())
                 },
                 p,
             ),

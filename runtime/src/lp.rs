@@ -114,16 +114,25 @@ fn env_var(name: &str) -> Result<String, LpError> {
 }
 
 fn read_keys() -> Result<Option<(LinkKey, LinkKey)>, LpError> {
+    static TAKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     let Ok(fd) = std::env::var(env::KEY_FD) else {
         return Ok(None);
     };
+    // The descriptor is read and closed once per process: a second connect
+    // must not take ownership of whatever fd 3 has become since.
+    if TAKEN.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return Err(LpError::Environment(
+            "the link keys were already taken: connect once per process".into(),
+        ));
+    }
     let fd: i32 = fd
         .parse()
         .map_err(|_| LpError::Environment(format!("{} is not a number", env::KEY_FD)))?;
     use std::io::Read;
     use std::os::fd::FromRawFd;
-    // SAFETY: the manager hands the read end of a pipe down as this fd and
-    // nothing else in the process uses it; we take ownership and close it.
+    // SAFETY: the manager hands the read end of a pipe down as this fd;
+    // TAKEN above makes this the only place in the process that takes it,
+    // once; we own it from here and close it when `f` drops.
     let mut f = unsafe { std::fs::File::from_raw_fd(fd) };
     let mut b = [0u8; 32];
     f.read_exact(&mut b)
@@ -356,11 +365,12 @@ impl Lp {
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
             self.drain_out();
-            if self.out.is_empty() {
+            let Some(first) = self.out.front_len() else {
                 return Ok(());
-            }
-            // Room for a batch of a few messages at least.
-            let need = self.sealer.frame_len(4096.min(self.tx.max_frame_len() / 2));
+            };
+            // Wait for room for the oldest message: `drain` then writes at
+            // least it (batches shrink to what fits).
+            let need = self.sealer.frame_len(first);
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             if left == Some(Duration::ZERO) {
                 return Err(LpError::WouldBlock);
@@ -397,11 +407,17 @@ impl Lp {
         )?;
         let deadline = Instant::now() + timeout;
         loop {
+            // Other messages stay in the inbox, in order, for `recv`.
+            let hit = self
+                .inbox
+                .iter()
+                .position(|m| m.kind == MessageKind::Reply && m.corr == corr);
+            if let Some(m) = hit.and_then(|i| self.inbox.remove(i)) {
+                return Ok(m);
+            }
             let left = deadline.saturating_duration_since(Instant::now());
-            match self.next_frame(Some(left))? {
-                Some(m) if m.kind == MessageKind::Reply && m.corr == corr => return Ok(m),
-                Some(m) => self.inbox.push_back(m),
-                None => return Err(LpError::Timeout),
+            if !self.fill_inbox(Some(left))? {
+                return Err(LpError::Timeout);
             }
         }
     }
@@ -453,21 +469,20 @@ impl Lp {
 
     /// Wait up to `timeout` for the next message.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<Message>, LpError> {
-        if let Some(m) = self.inbox.pop_front() {
-            return Ok(Some(m));
+        if self.inbox.is_empty() && !self.fill_inbox(Some(timeout))? {
+            return Ok(None);
         }
-        self.next_frame(Some(timeout))
+        Ok(self.inbox.pop_front())
     }
 
     /// Take the next message without waiting.
     pub fn try_recv(&mut self) -> Result<Option<Message>, LpError> {
-        if let Some(m) = self.inbox.pop_front() {
-            return Ok(Some(m));
-        }
-        self.next_frame(Some(Duration::ZERO))
+        self.recv_timeout(Duration::ZERO)
     }
 
-    fn next_frame(&mut self, timeout: Option<Duration>) -> Result<Option<Message>, LpError> {
+    /// Read the next frame's messages onto the back of the inbox, waiting up
+    /// to `timeout`; false if nothing came.
+    fn fill_inbox(&mut self, timeout: Option<Duration>) -> Result<bool, LpError> {
         if !self.out.is_empty() {
             self.flush()?;
         }
@@ -505,9 +520,9 @@ impl Lp {
                     }
                 });
                 self.scratch = scratch;
-                self.inbox.extend(msgs);
-                if let Some(m) = self.inbox.pop_front() {
-                    return Ok(Some(m));
+                if !msgs.is_empty() {
+                    self.inbox.extend(msgs);
+                    return Ok(true);
                 }
                 // Nothing for us in it (a control frame, an empty batch).
                 self.unreleased = false;
@@ -520,7 +535,7 @@ impl Lp {
                 Some(d) => {
                     let now = Instant::now();
                     if now >= d {
-                        return Ok(None);
+                        return Ok(false);
                     }
                     Some(d - now)
                 }

@@ -29,7 +29,7 @@ use shmcollab_shm::segment::{Segment, Session};
 use shmcollab_shm::WaitStrategy;
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Read;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,6 +52,7 @@ struct Counters {
     bytes_out: u64,
     dropped: u64,
     bad_batches: u64,
+    bad_rings: u64,
 }
 
 struct Peer {
@@ -65,6 +66,11 @@ struct Peer {
     /// Frames to the peer (the peer created this ring).
     tx: Option<(Producer, Sealer)>,
     pending: Outbox,
+    /// The newest state report for this peer (the coordinator), sent ahead
+    /// of `pending`; an older one not yet sent is simply replaced.
+    report: Option<(FrameHeader, Vec<u8>)>,
+    /// Its LP ended for good: nothing is queued for it any more.
+    finished: bool,
 }
 
 struct LpProc {
@@ -104,6 +110,8 @@ pub fn run(dir: &Path, slot: u32) -> anyhow::Result<i32> {
         .claim_slot(slot, &lp.name, pid)
         .with_context(|| format!("claiming registry slot {slot}"))?;
     remove_stale_rings(&session, slot, gen);
+    // A predecessor killed while asleep left its count behind.
+    registry.doorbell(slot)?.reset_sleepers();
     let cap = plan.ring_capacity;
     let in_name = wire::lp_in_ring(slot, gen);
     let out_name = wire::lp_out_ring(slot, gen);
@@ -146,8 +154,15 @@ pub fn run(dir: &Path, slot: u32) -> anyhow::Result<i32> {
         last_publish: Instant::now() - Duration::from_secs(3600),
         publish_dirty: false,
         exit: None,
+        stop_seen: false,
     };
-    m.spawn_lp()?;
+    if let Err(e) = m.spawn_lp() {
+        // Not a crash of the manager: restarting it would not help.
+        eprintln!("shmcollab: {} cannot start: {e:#}", m.lp_plan().name);
+        let _ = m.registry.set_lp(slot, 0, LpState::Failed);
+        let _ = m.registry.release_slot(slot, m.gen);
+        return Ok(EXIT_LP_FAILED);
+    }
     // Tell the others we are here.
     m.registry.changes().notify();
     m.ring_all_peers();
@@ -239,6 +254,8 @@ struct Manager {
     last_publish: Instant,
     publish_dirty: bool,
     exit: Option<i32>,
+    /// The stop request has been acted on (so it no longer wakes the loop).
+    stop_seen: bool,
 }
 
 impl Manager {
@@ -279,47 +296,29 @@ impl Manager {
             .env(wire::env::RING_OUT, &self.out_name)
             .env(wire::env::SUBFNS, p.subfns.join(","))
             .stdin(Stdio::null());
-        let key_pipe = match (&from_lp, &to_lp) {
+        let keys = match (&from_lp, &to_lp) {
             (Some(f), Some(t)) => {
-                let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+                cmd.env(wire::env::KEY_FD, wire::KEY_FD.to_string());
                 let mut b = [0u8; 32];
                 b[..16].copy_from_slice(f.as_bytes());
                 b[16..].copy_from_slice(t.as_bytes());
-                rustix::io::write(&w, &b)?;
-                b.fill(0);
-                drop(w);
-                cmd.env(wire::env::KEY_FD, wire::KEY_FD.to_string());
-                Some(r)
+                Some(b)
             }
             _ => {
                 cmd.env_remove(wire::env::KEY_FD);
                 None
             }
         };
-        let key_fd = key_pipe.as_ref().map(|f| f.as_raw_fd()).unwrap_or(-1);
-        use std::os::unix::process::CommandExt;
-        // SAFETY: the closure runs in the forked child before exec and only
-        // calls async-signal-safe functions (dup2, fcntl, prctl, sigprocmask).
-        unsafe {
-            cmd.pre_exec(move || {
-                if key_fd >= 0 {
-                    if libc::dup2(key_fd, wire::KEY_FD) < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    libc::fcntl(wire::KEY_FD, libc::F_SETFD, 0);
-                }
-                // The LP dies with its manager.
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                let mut set: libc::sigset_t = std::mem::zeroed();
-                libc::sigemptyset(&mut set);
-                libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-                Ok(())
-            });
-        }
+        // The LP dies with its manager; it stays in the manager's group.
+        let key_pipe = wire::prepare_child(&mut cmd, keys.as_ref().map(|b| &b[..]), false);
+        let key_pipe = key_pipe?;
         let child = cmd
             .spawn()
             .with_context(|| format!("starting {} ({})", p.name, program.display()))?;
         drop(key_pipe);
+        if let Some(mut b) = keys {
+            b.fill(0);
+        }
         let pid = child.id();
         let pidfd = Arc::new(rustix::process::pidfd_open(
             rustix::process::Pid::from_raw(pid as i32).ok_or_else(|| anyhow!("bad pid"))?,
@@ -381,8 +380,9 @@ impl Manager {
         };
         let status = lp.child.wait()?;
         drop(lp.pidfd);
-        // Whatever it sent before dying is still routed.
-        self.pump_lp()?;
+        // Whatever it sent before dying is still routed, all of it, before
+        // its successor's key replaces the opener.
+        self.pump_lp(true)?;
         self.lp_up = false;
         self.reclaim_lp_ring();
         let p = self.lp_plan().clone();
@@ -447,10 +447,13 @@ impl Manager {
     }
 
     /// Take frames out of the LP's ring and route them.
-    fn pump_lp(&mut self) -> anyhow::Result<bool> {
+    fn pump_lp(&mut self, all: bool) -> anyhow::Result<bool> {
         let mut work = false;
-        for _ in 0..256 {
-            if self.peer_backlog() + self.lp_pending.payload_bytes() > BACKLOG {
+        for _ in 0..if all { usize::MAX } else { 256 } {
+            // Only traffic towards peers holds the LP back: frames queued
+            // for the LP itself must not stop it from sending (it may be
+            // blocked in a send while its inbound queue fills).
+            if !all && self.peer_backlog() > BACKLOG {
                 break;
             }
             let Some(f) = self.lp_rx.peek().map_err(|e| anyhow!("LP ring: {e}"))? else {
@@ -497,7 +500,9 @@ impl Manager {
             }
             kind::BROADCAST => {
                 for s in 0..self.plan.lps.len() as u32 {
-                    if s != self.slot {
+                    // LPs that ended for good are not "every other LP" any more.
+                    let finished = self.peers.get(&s).is_some_and(|p| p.finished);
+                    if s != self.slot && !finished {
                         self.send_peer(s, h, payload);
                     }
                 }
@@ -545,6 +550,10 @@ impl Manager {
 
     fn send_peer(&mut self, s: u32, h: FrameHeader, payload: &[u8]) {
         let peer = self.peers.entry(s).or_insert_with(|| Peer::new(s));
+        if peer.finished {
+            self.counters.dropped += 1;
+            return;
+        }
         peer.pending.push(&h, payload);
     }
 
@@ -560,19 +569,37 @@ impl Manager {
             {
                 // Pending frames out first.
                 if let Some((tx, sealer)) = peer.tx.as_mut() {
+                    if let Some((h, r)) = peer.report.take() {
+                        match link::write_one(tx, sealer, &h, &r) {
+                            Ok(true) => work = true,
+                            Ok(false) => peer.report = Some((h, r)),
+                            Err(_) => self.counters.dropped += 1,
+                        }
+                    }
                     let (n, _, dropped) = peer.pending.drain(tx, sealer);
                     self.counters.dropped += dropped as u64;
                     work |= n + dropped > 0;
                     tx.flush();
                 }
                 let mut scratch = std::mem::take(&mut self.scratch);
+                let mut corrupt: Vec<String> = Vec::new();
                 let rings = peer.draining.iter_mut().chain(peer.rx.iter_mut());
-                for (c, opener, _) in rings {
+                for (c, opener, name) in rings {
                     for _ in 0..256 {
                         if self.lp_pending.payload_bytes() > BACKLOG {
                             break;
                         }
-                        let Ok(Some(f)) = c.peek() else { break };
+                        let f = match c.peek() {
+                            Ok(Some(f)) => f,
+                            Ok(None) => break,
+                            Err(e) => {
+                                // Indices or records in shared memory are
+                                // garbage: nothing more can be read from it.
+                                eprintln!("shmcollab: ring {name} from slot {s} is corrupt ({e}); dropped");
+                                corrupt.push(name.clone());
+                                break;
+                            }
+                        };
                         let res = opener.open(&f, &mut scratch);
                         f.release();
                         work = true;
@@ -591,6 +618,21 @@ impl Manager {
                     }
                 }
                 self.scratch = scratch;
+                if !corrupt.is_empty() {
+                    self.counters.bad_rings += corrupt.len() as u64;
+                    self.report_dirty = true;
+                    peer.draining.retain(|(_, _, n)| !corrupt.contains(n));
+                    if peer
+                        .rx
+                        .as_ref()
+                        .is_some_and(|(_, _, n)| corrupt.contains(n))
+                    {
+                        peer.rx = None;
+                    }
+                    for n in &corrupt {
+                        let _ = std::fs::remove_file(self.session.segment_path(n));
+                    }
+                }
                 // Finished draining old generations: remove their rings.
                 peer.draining.retain(|(c, _, name)| {
                     if c.has_data() {
@@ -691,10 +733,20 @@ impl Manager {
                     peer.draining.push(old);
                 }
             }
+            // A slot whose LP ended for good never comes back: what is
+            // queued for it is dropped and counted, not kept forever.
+            let finished = !active && matches!(view.lp_state, LpState::Exited | LpState::Failed);
+            peer.finished = finished;
+            if finished && !peer.pending.is_empty() {
+                self.counters.dropped += peer.pending.len() as u64;
+                peer.pending = Outbox::new();
+                self.report_dirty = true;
+            }
         }
         if created {
+            // Our own bump makes the next turn run discover() again, which
+            // is harmless; skipping it could miss another manager's change.
             self.registry.changes().notify();
-            self.changes_seen = self.registry.changes().seq();
         }
         // Open the rings the peers made for us.
         let master = self.master.as_ref();
@@ -813,6 +865,7 @@ impl Manager {
             "bytes_out": self.counters.bytes_out,
             "dropped": self.counters.dropped,
             "bad_batches": self.counters.bad_batches,
+            "bad_rings": self.counters.bad_rings,
             "auth_failures": auth_failures,
             "rejected": {
                 "truncated": rejects.truncated, "malformed": rejects.malformed,
@@ -851,11 +904,9 @@ impl Manager {
                     ..Default::default()
                 };
                 let bytes = serde_json::to_vec(&r).unwrap_or_default();
-                // Reports are not queued behind a dead coordinator: only the
-                // newest one matters.
+                // Only the newest report matters: it replaces one not sent yet.
                 let peer = self.peers.entry(s).or_insert_with(|| Peer::new(s));
-                peer.pending.remove_kind(kind::REPORT);
-                self.send_peer(s, h, &bytes);
+                peer.report = Some((h, bytes));
             }
             None => {}
         }
@@ -908,13 +959,17 @@ impl Manager {
     // ---- the loop -----------------------------------------------------
 
     fn any_input(&self) -> bool {
-        let backlogged = self.peer_backlog() + self.lp_pending.payload_bytes() > BACKLOG;
+        // Input that the loop would leave alone (back-pressure) does not
+        // count, or the manager would spin instead of sleeping.
+        let lp_full = self.lp_pending.payload_bytes() > BACKLOG;
+        let backlogged = self.peer_backlog() > BACKLOG;
         (self.lp_rx.has_data() && !backlogged)
-            || self.peers.values().any(|p| {
-                p.rx.as_ref().is_some_and(|(c, _, _)| c.has_data())
-                    || p.draining.iter().any(|(c, _, _)| c.has_data())
-            })
-            || self.flags.stop.load(Ordering::Relaxed)
+            || (!lp_full
+                && self.peers.values().any(|p| {
+                    p.rx.as_ref().is_some_and(|(c, _, _)| c.has_data())
+                        || p.draining.iter().any(|(c, _, _)| c.has_data())
+                }))
+            || (self.flags.stop.load(Ordering::Relaxed) && !self.stop_seen)
             || self.flags.lp_exited.load(Ordering::Relaxed)
             || self.registry.changes().seq() != self.changes_seen
     }
@@ -922,8 +977,9 @@ impl Manager {
     fn event_loop(&mut self) -> anyhow::Result<i32> {
         let mut stop_deadline: Option<Instant> = None;
         loop {
+            self.stop_seen = stop_deadline.is_some();
             self.discover();
-            let mut work = self.pump_lp()?;
+            let mut work = self.pump_lp(false)?;
             work |= self.pump_peers()?;
             work |= self.flush_lp_pending();
             self.lp_tx.flush();
@@ -991,15 +1047,13 @@ impl Manager {
             if self.report_dirty || self.publish_dirty {
                 timeout = timeout.min(Duration::from_millis(20));
             }
-            let bell =
-                self.registry
-                    .doorbell(self.slot)
-                    .map_err(|e| anyhow!("{e}"))? as *const shmcollab_shm::Doorbell;
-            // SAFETY: the doorbell lives in the registry mapping held by
-            // self.registry for the whole call.
-            let bell = unsafe { &*bell };
+            let this = &*self;
+            let bell = this
+                .registry
+                .doorbell(this.slot)
+                .map_err(|e| anyhow!("{e}"))?;
             bell.wait_until(WaitStrategy::default(), Some(timeout), || {
-                self.any_input().then_some(())
+                this.any_input().then_some(())
             });
         }
     }
@@ -1044,6 +1098,8 @@ impl Peer {
             draining: Vec::new(),
             tx: None,
             pending: Outbox::new(),
+            report: None,
+            finished: false,
         }
     }
 }

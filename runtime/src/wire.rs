@@ -68,3 +68,56 @@ pub fn lp_out_ring(slot: u32, manager_gen: u32) -> String {
 pub fn peer_ring(from: u32, from_gen: u32, to: u32, to_gen: u32) -> String {
     format!("m{from}.g{from_gen}-m{to}.g{to_gen}")
 }
+
+/// Prepare `cmd` to start a child of the runtime (a manager or an LP):
+/// `key`, if any, reaches it on descriptor [`KEY_FD`] through a pipe (never
+/// argv, env or disk); it gets SIGKILL when its parent dies; its signal mask
+/// is cleared (the parent blocks signals for its signal thread); with
+/// `own_group` it leads a process group of its own, so that a terminal's
+/// Ctrl-C reaches only the supervisor. Keep the returned descriptor until
+/// `spawn` has returned.
+pub fn prepare_child(
+    cmd: &mut std::process::Command,
+    key: Option<&[u8]>,
+    own_group: bool,
+) -> std::io::Result<Option<std::os::fd::OwnedFd>> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let read_end = match key {
+        Some(k) => {
+            let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+            // A pipe holds 64 KiB: this write of 32 bytes never blocks.
+            rustix::io::write(&w, k)?;
+            Some(r)
+        }
+        None => None,
+    };
+    let key_fd = read_end.as_ref().map_or(-1, |f| f.as_raw_fd());
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: the closure runs in the forked child before exec and calls
+    // only async-signal-safe functions (dup2, fcntl, setpgid, prctl,
+    // getppid, sigemptyset, sigprocmask, _exit); it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            if key_fd >= 0 {
+                if libc::dup2(key_fd, KEY_FD) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::fcntl(KEY_FD, libc::F_SETFD, 0);
+            }
+            if own_group {
+                libc::setpgid(0, 0);
+            }
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            // The parent may have died before prctl took effect.
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+    Ok(read_end)
+}

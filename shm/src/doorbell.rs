@@ -120,6 +120,13 @@ impl Doorbell {
         futex_wake(&self.seq, u32::MAX);
     }
 
+    /// Forget sleepers: for the one consumer of a doorbell when it
+    /// (re)attaches, since a predecessor killed while asleep never
+    /// decremented the count (every ring would then make a system call).
+    pub fn reset_sleepers(&self) {
+        self.sleepers.store(0, Ordering::SeqCst);
+    }
+
     /// The current sequence value (a change counter).
     pub fn seq(&self) -> u32 {
         self.seq.load(Ordering::Acquire)

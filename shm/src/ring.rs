@@ -206,10 +206,15 @@ impl Mem {
         }
     }
 
+    /// Pointer to byte `off` of the data area.
+    ///
+    /// # Safety
+    /// `off` must be at most the capacity checked at attach.
     #[cfg(not(loom))]
     #[inline]
-    fn ptr(&self, off: usize) -> *mut u8 {
-        // SAFETY: callers pass offsets within the data area.
+    unsafe fn ptr(&self, off: usize) -> *mut u8 {
+        // SAFETY: the caller keeps `off` within the data area, which lies
+        // inside the mapping kept alive by `_keep`.
         unsafe { self.data.add(off) }
     }
 }
@@ -460,7 +465,13 @@ pub struct Producer {
 impl Producer {
     fn new(mem: Mem, cap: usize, #[cfg(not(loom))] bell: Option<BellRef>) -> Producer {
         let tail = mem.hdr().tail.0.load(Ordering::Acquire);
-        let head = mem.hdr().head.0.load(Ordering::Acquire);
+        let mut head = mem.hdr().head.0.load(Ordering::Acquire);
+        if check_positions(head, tail, cap).is_err() {
+            // Changed since attach validated it: look full, so that the
+            // first reserve reloads the head and reports the corruption
+            // (instead of an arithmetic underflow on `tail - head`).
+            head = tail.saturating_sub(cap as u64);
+        }
         Producer {
             mem,
             cap,
@@ -615,12 +626,7 @@ impl Producer {
     }
 
     fn space_bell(&self) -> &Doorbell {
-        // Borrow through a raw pointer so the closure in reserve_wait may
-        // borrow `self` mutably; the bell lives as long as `mem`.
-        let p: *const Doorbell = &self.mem.hdr().space_bell.0;
-        // SAFETY: `p` points into memory owned by self.mem, which outlives
-        // the returned reference's use inside reserve_wait.
-        unsafe { &*p }
+        &self.mem.hdr().space_bell.0
     }
 
     #[inline]
@@ -807,6 +813,8 @@ impl Consumer {
     #[cfg(not(loom))]
     pub fn attach(seg: &crate::segment::Segment) -> Result<Consumer, crate::segment::OpenError> {
         let (mem, cap) = shmring::mem(seg)?;
+        // We are the only consumer: a predecessor's sleeper count is stale.
+        mem.hdr().data_bell.0.reset_sleepers();
         Ok(Consumer::new(mem, cap))
     }
 
@@ -914,11 +922,12 @@ impl Consumer {
             return true;
         }
         self.signal_space();
-        let p: *const Doorbell = &self.mem.hdr().data_bell.0;
-        // SAFETY: the bell lives in memory owned by self.mem for as long as
-        // `self`; the closure only reads shared atomics through `self`.
-        let bell = unsafe { &*p };
-        bell.wait_until(self.strategy, timeout, || self.has_data().then_some(()))
+        let this = &*self;
+        this.mem
+            .hdr()
+            .data_bell
+            .0
+            .wait_until(this.strategy, timeout, || this.has_data().then_some(()))
             .is_some()
     }
 
@@ -984,13 +993,6 @@ impl<'a> ReadFrame<'a> {
         }
         #[cfg(loom)]
         &self.buf
-    }
-
-    /// The frame's bytes, mutable (e.g. to decrypt in place).
-    #[cfg(not(loom))]
-    pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        // SAFETY: as in as_slice; &mut self gives exclusive access locally.
-        unsafe { std::slice::from_raw_parts_mut(self.consumer.mem.ptr(self.off), self.len) }
     }
 
     /// Copy the frame out.

@@ -18,8 +18,7 @@ use shmcollab_shm::registry::{LpState, Registry, DEFAULT_STATUS_CAP};
 use shmcollab_shm::segment::Session;
 use std::collections::VecDeque;
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
+use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -173,7 +172,8 @@ fn run(cfg: &Config) -> anyhow::Result<i32> {
     loop {
         // Next timer: a restart or a shutdown deadline.
         let now = Instant::now();
-        let mut timeout = Duration::from_secs(1);
+        // Asleep until a child, a signal or output, unless a timer is due.
+        let mut timeout = Duration::from_secs(3600);
         for m in &mgrs {
             if let Some(t) = m.restart_at {
                 timeout = timeout.min(t.saturating_duration_since(now));
@@ -205,9 +205,10 @@ fn run(cfg: &Config) -> anyhow::Result<i32> {
                     stop_requested = true;
                 }
             } else if tag >= OUT_BASE {
-                pump_output(&ep, &mut outs, tag, width);
+                pump_output(&ep, &mut outs, tag);
             } else {
                 let slot = tag as usize;
+                let mgrs_len = mgrs.len();
                 let m = &mut mgrs[slot];
                 let Some(mut child) = m.child.take() else {
                     continue;
@@ -218,6 +219,12 @@ fn run(cfg: &Config) -> anyhow::Result<i32> {
                 }
                 let _ = registry.mark_dead(slot as u32);
                 registry.changes().notify();
+                // Managers sleep on their own doorbells: wake them to see it.
+                for s in 0..mgrs_len as u32 {
+                    if let Ok(b) = registry.doorbell(s) {
+                        b.notify();
+                    }
+                }
                 let in_shutdown = stop_requested || stopping.is_some() || failure.is_some();
                 match st.code() {
                     Some(0) => m.done = true,
@@ -316,10 +323,10 @@ fn run(cfg: &Config) -> anyhow::Result<i32> {
     // Drain what is left in the pipes.
     let tags: Vec<u64> = outs.keys().copied().collect();
     for t in tags {
-        pump_output(&ep, &mut outs, t, width);
+        pump_output(&ep, &mut outs, t);
     }
     for o in outs.values_mut() {
-        flush_partial(o, width);
+        flush_partial(o);
     }
     drop(session);
     let _ = registry;
@@ -387,35 +394,7 @@ fn spawn_manager(
             cmd.env("SHMCOLAB_YIELDS", "1000");
         }
     }
-    let key_read = if secure {
-        let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
-        rustix::io::write(&w, master.as_bytes())?;
-        drop(w);
-        Some(r)
-    } else {
-        None
-    };
-    let key_fd = key_read.as_ref().map(|f| f.as_raw_fd()).unwrap_or(-1);
-    // SAFETY: runs in the child between fork and exec; only async-signal-safe
-    // calls (dup2, fcntl, setpgid, sigprocmask).
-    unsafe {
-        cmd.pre_exec(move || {
-            if key_fd >= 0 {
-                if libc::dup2(key_fd, wire::KEY_FD) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                libc::fcntl(wire::KEY_FD, libc::F_SETFD, 0);
-            }
-            // Own process group: a terminal's Ctrl-C reaches the supervisor,
-            // which stops everything in order.
-            libc::setpgid(0, 0);
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-            Ok(())
-        });
-    }
+    let key_read = wire::prepare_child(&mut cmd, secure.then_some(&master.as_bytes()[..]), true)?;
     let mut child = cmd.spawn().context("spawning a manager")?;
     drop(key_read);
     let pid =
@@ -434,8 +413,13 @@ fn spawn_manager(
         let Some(fd) = fd else { continue };
         rustix::fs::fcntl_setfl(&fd, rustix::fs::OFlags::NONBLOCK)?;
         let tag = if is_err { ERR_BASE } else { OUT_BASE } + slot as u64;
-        if let Some(old) = outs.remove(&tag) {
-            let _ = epoll::delete(ep, &old.fd);
+        if outs.contains_key(&tag) {
+            // What the dead manager (or its LP) still had to say, first.
+            pump_output(ep, outs, tag);
+            if let Some(mut old) = outs.remove(&tag) {
+                flush_partial(&mut old);
+                let _ = epoll::delete(ep, &old.fd);
+            }
         }
         epoll::add(
             ep,
@@ -458,18 +442,13 @@ fn spawn_manager(
     Ok(())
 }
 
-fn pump_output(
-    ep: &OwnedFd,
-    outs: &mut std::collections::HashMap<u64, Out>,
-    tag: u64,
-    width: usize,
-) {
+fn pump_output(ep: &OwnedFd, outs: &mut std::collections::HashMap<u64, Out>, tag: u64) {
     let Some(o) = outs.get_mut(&tag) else { return };
     let mut chunk = [0u8; 8192];
     loop {
         match rustix::io::read(&o.fd, &mut chunk) {
             Ok(0) => {
-                flush_partial(o, width);
+                flush_partial(o);
                 let _ = epoll::delete(ep, &o.fd);
                 outs.remove(&tag);
                 return;
@@ -496,7 +475,7 @@ fn pump_output(
     }
 }
 
-fn flush_partial(o: &mut Out, _width: usize) {
+fn flush_partial(o: &mut Out) {
     if !o.buf.is_empty() {
         let mut line = std::mem::take(&mut o.buf);
         line.push(b'\n');
@@ -524,8 +503,7 @@ fn spawn_ready_watch(reg: Registry, n: usize, started: Instant) {
         .name("ready".into())
         .spawn(move || {
             let mut seen = reg.changes().seq();
-            let deadline = Instant::now() + Duration::from_secs(600);
-            while Instant::now() < deadline {
+            loop {
                 let ready = (0..n as u32)
                     .filter(|&s| reg.slot(s).is_ok_and(|v| v.lp_state == LpState::Ready))
                     .count();
@@ -536,12 +514,10 @@ fn spawn_ready_watch(reg: Registry, n: usize, started: Instant) {
                     );
                     return;
                 }
-                match reg
-                    .changes()
-                    .wait_change(seen, Some(Duration::from_secs(1)))
-                {
-                    Some(s) => seen = s,
-                    None => seen = reg.changes().seq(),
+                // `seen` was read before the check: a change in between
+                // makes this return at once. Sleeps until the next change.
+                if let Some(s) = reg.changes().wait_change(seen, None) {
+                    seen = s;
                 }
             }
         });
@@ -573,6 +549,3 @@ pub fn session_owner(dir: &Path) -> Option<u32> {
         .parse()
         .ok()
 }
-
-#[doc(hidden)]
-pub fn _unused(_: &dyn AsFd) {}
