@@ -518,10 +518,16 @@ impl Manager {
                 Some(&ctl::REPORT) => {
                     let body = &payload[1..];
                     if let Some(i) = body.iter().position(|&b| b == 0) {
-                        let k = String::from_utf8_lossy(&body[..i]).into_owned();
-                        let v = String::from_utf8_lossy(&body[i + 1..]).into_owned();
-                        if self.custom.len() < 256 || self.custom.contains_key(&k) {
+                        // Bounded, so that a report always fits a frame
+                        // and the status area: 64 keys of <= 64 bytes,
+                        // values of <= 1 KiB (longer ones are cut).
+                        let k = String::from_utf8_lossy(&body[..i.min(64)]).into_owned();
+                        let v_end = body.len().min(i + 1 + 1024);
+                        let v = String::from_utf8_lossy(&body[i + 1..v_end]).into_owned();
+                        if self.custom.len() < 64 || self.custom.contains_key(&k) {
                             self.custom.insert(k, v);
+                        } else {
+                            self.counters.dropped += 1;
                         }
                         self.report_dirty = true;
                     }

@@ -78,7 +78,7 @@ fn child_sink(arg: &str) {
     let s = Session::open(Path::new(dir)).unwrap();
     let mut rx = Consumer::attach(&open_ring(&s, "ping").unwrap()).unwrap();
     let mut tx = Producer::attach(&open_ring(&s, "pong").unwrap(), None).unwrap();
-    let mut opener = Opener::new((secure == "1").then(bench_key));
+    let mut opener = Opener::new((secure != "0").then(bench_key));
     let mut out = Vec::with_capacity(4096);
     let mut n = 0u64;
     loop {
@@ -91,11 +91,19 @@ fn child_sink(arg: &str) {
             break;
         }
         if opener.secure() {
-            opener.open(&f, &mut out).expect("genuine frame");
+            let h = opener.open(&f, &mut out).expect("genuine frame");
+            if h.kind == shmcollab_shm::frame::kind::BATCH {
+                for e in shmcollab_shm::batch::entries(&out) {
+                    std::hint::black_box(e.expect("good batch"));
+                    n += 1;
+                }
+            } else {
+                n += 1;
+            }
         } else {
             std::hint::black_box(&*f);
+            n += 1;
         }
-        n += 1;
         f.release();
     }
     tx.send(&n.to_le_bytes()).unwrap();
@@ -210,6 +218,55 @@ fn sock_rtt(size: usize, iters: usize) -> Row {
     Row::latency(&format!("rtt_{}", label(size)), "unix_socket", &mut samples)
 }
 
+/// One-way with tags where each frame carries a batch of `per` messages
+/// under one tag (how the runtime's links send when messages queue up).
+fn one_way_batched(size: usize, per: usize, n: u64) -> Row {
+    use shmcollab_shm::batch::{self, Entry};
+    let s = Session::create(&format!("bench-owb-{}", std::process::id())).unwrap();
+    let mut tx = Producer::attach(&create_ring(&s, "ping", 1 << 20).unwrap(), None).unwrap();
+    let mut rx = Consumer::attach(&create_ring(&s, "pong", 4096).unwrap()).unwrap();
+    let mut child = spawn_child("sink", &format!("{},2", s.dir().display()));
+    let mut sealer = Sealer::new(Some(bench_key()));
+    let payload = vec![0x5au8; size];
+    let entry = Entry {
+        kind: 1,
+        ..Default::default()
+    };
+    let mut body = Vec::with_capacity(per * (size + batch::ENTRY_HEADER_LEN));
+    let t = Instant::now();
+    let mut sent = 0u64;
+    while sent < n {
+        body.clear();
+        let k = (per as u64).min(n - sent);
+        for _ in 0..k {
+            batch::push(&mut body, &entry, &payload);
+        }
+        let hdr = FrameHeader {
+            kind: shmcollab_shm::frame::kind::BATCH,
+            payload_len: body.len() as u32,
+            ..Default::default()
+        };
+        let mut slot = tx.reserve_wait(sealer.frame_len(body.len()), None).unwrap();
+        let buf = slot.as_mut_slice();
+        buf[FRAME_HEADER_LEN..FRAME_HEADER_LEN + body.len()].copy_from_slice(&body);
+        sealer.seal_in_place(hdr, buf).unwrap();
+        slot.commit();
+        tx.flush();
+        sent += k;
+    }
+    tx.send(&[]).unwrap();
+    let got = rx.recv_timeout(None).unwrap().unwrap();
+    let took = t.elapsed();
+    assert_eq!(u64::from_le_bytes(got[..8].try_into().unwrap()), n);
+    child.wait().unwrap();
+    Row::throughput(
+        &format!("oneway_{}_tags_batch{per}", label(size)),
+        "shmcollab",
+        n,
+        took,
+    )
+}
+
 fn one_way(size: usize, secure: bool, n: u64) -> Row {
     let s = Session::create(&format!("bench-ow-{}", std::process::id())).unwrap();
     let mut tx = Producer::attach(&create_ring(&s, "ping", 1 << 20).unwrap(), None).unwrap();
@@ -279,6 +336,44 @@ fn tag_cost(iters: usize) -> Row {
     Row::latency("tag_seal_open_64", "aes128gcm", &mut samples)
 }
 
+/// Seal + open per message when 32 messages of 64 B share one tag (a
+/// batch frame, as the runtime's links send when messages queue up).
+fn tag_cost_batched(iters: usize) -> Row {
+    use shmcollab_shm::batch::{self, Entry};
+    const PER: usize = 32;
+    let mut sealer = Sealer::new(Some(bench_key()));
+    let mut opener = Opener::new(Some(bench_key()));
+    let payload = [0x11u8; 64];
+    let entry = Entry {
+        kind: 1,
+        ..Default::default()
+    };
+    let mut body = Vec::new();
+    for _ in 0..PER {
+        batch::push(&mut body, &entry, &payload);
+    }
+    let hdr = FrameHeader {
+        kind: shmcollab_shm::frame::kind::BATCH,
+        payload_len: body.len() as u32,
+        ..Default::default()
+    };
+    let mut buf = vec![0u8; sealer.frame_len(body.len())];
+    let mut out = Vec::with_capacity(buf.len());
+    let mut samples = Vec::with_capacity(iters / PER / 10);
+    for _ in 0..iters / PER / 10 {
+        let t = Instant::now();
+        for _ in 0..10 {
+            sealer.seal(hdr, &body, &mut buf).unwrap();
+            opener.open(&buf, &mut out).unwrap();
+            for e in batch::entries(&out) {
+                std::hint::black_box(e.unwrap());
+            }
+        }
+        samples.push(t.elapsed().as_nanos() as u64 / (10 * PER as u64));
+    }
+    Row::latency("tag_seal_open_64_batch32", "aes128gcm", &mut samples)
+}
+
 fn label(size: usize) -> String {
     if size >= 1024 {
         format!("{}k", size / 1024)
@@ -312,10 +407,12 @@ fn main() {
         sock_rtt(1024, sock_iters),
         one_way(64, false, n64),
         one_way(64, true, n64 / 5),
+        one_way_batched(64, 32, n64 / 2),
         one_way(1024, false, n1k),
         one_way(1024, true, n1k / 2),
     ];
     rows.push(tag_cost(if q { 10_000 } else { 1_000_000 }));
+    rows.push(tag_cost_batched(if q { 32_000 } else { 3_200_000 }));
     common::print_table(&rows);
     let secs = if q { 1 } else { 10 };
     let (json, pct) = idle_cpu(secs);

@@ -508,6 +508,14 @@ impl Segment {
             });
         }
         let map = memmap2::MmapOptions::new().map_raw(&file).map_err(io)?;
+        // The file may have shrunk between fstat and mmap.
+        if map.len() < HEADER_LEN {
+            return Err(OpenError::Truncated {
+                path: path.to_owned(),
+                len: map.len() as u64,
+                needed: HEADER_LEN as u64,
+            });
+        }
         let base = map.as_mut_ptr();
         // SAFETY: the mapping is at least HEADER_LEN bytes and page aligned;
         // the header fields are plain integers for which any bit pattern is

@@ -134,12 +134,24 @@ pub fn stop(name: &str) -> i32 {
         eprintln!("shmcollab: cannot signal the supervisor (pid {pid:?}): {e}");
         return 1;
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
+    // The stop goes LP by LP, each with its grace period: wait for as long
+    // as that can take, plus a margin.
+    let plan: Option<shmcollab_runtime::plan::Plan> =
+        std::fs::read(dir.join(shmcollab_runtime::plan::Plan::FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+    let budget = plan.map_or(Duration::from_secs(60), |p| {
+        Duration::from_millis((p.grace_ms + 1500) * p.lps.len() as u64) + Duration::from_secs(10)
+    });
+    let deadline = Instant::now() + budget;
     while dir.exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     if dir.exists() {
-        eprintln!("shmcollab: {name} did not stop within 60 s");
+        eprintln!(
+            "shmcollab: {name} did not stop within {} s",
+            budget.as_secs()
+        );
         return 1;
     }
     println!("stopped {name}");
