@@ -14,7 +14,10 @@ fn session(tag: &str) -> Session {
 }
 
 fn poke(s: &Session, name: &str, off: u64, bytes: &[u8]) {
-    let mut f = OpenOptions::new().write(true).open(s.segment_path(name)).unwrap();
+    let mut f = OpenOptions::new()
+        .write(true)
+        .open(s.segment_path(name))
+        .unwrap();
     f.seek(SeekFrom::Start(off)).unwrap();
     f.write_all(bytes).unwrap();
 }
@@ -70,7 +73,12 @@ fn truncated_segments_are_refused() {
     let path = s.segment_path("r");
     // Shrinking only: each cut keeps a valid header up to its length.
     for len in [4000u64, 700, 128, 127, 10, 0] {
-        OpenOptions::new().write(true).open(&path).unwrap().set_len(len).unwrap();
+        OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(len)
+            .unwrap();
         let e = open_ring(&s, "r").unwrap_err();
         assert!(
             matches!(e, OpenError::Truncated { .. } | OpenError::Length { .. }),
@@ -109,7 +117,9 @@ fn random_bytes_are_refused_or_harmless() {
         // are exercised too.
         let from = if i % 2 == 0 { 0 } else { 128 };
         poke(&s, &name, from, &bytes[from as usize..]);
-        let Ok(seg) = open_ring(&s, &name) else { continue };
+        let Ok(seg) = open_ring(&s, &name) else {
+            continue;
+        };
         // If it passes the checks, reading and writing it still never
         // panics or runs out of bounds.
         if let Ok(mut c) = Consumer::attach(&seg) {

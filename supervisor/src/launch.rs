@@ -189,7 +189,11 @@ fn run(cfg: &Config) -> anyhow::Result<i32> {
         events.clear();
         match epoll::wait(&ep, rustix::buffer::spare_capacity(&mut events), Some(&ts)) {
             Ok(_) | Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                // Still stop the children in order rather than leave them
+                // to the parent-death signal.
+                failure.get_or_insert_with(|| format!("supervisor event loop: {e}"));
+            }
         }
         for ev in events.iter().copied() {
             let data = ev.data;
@@ -213,7 +217,16 @@ fn run(cfg: &Config) -> anyhow::Result<i32> {
                 let Some(mut child) = m.child.take() else {
                     continue;
                 };
-                let st = child.wait()?;
+                let st = match child.wait() {
+                    Ok(st) => st,
+                    Err(e) => {
+                        failure.get_or_insert_with(|| {
+                            format!("cannot reap the manager of {}: {e}", m.name)
+                        });
+                        m.done = true;
+                        continue;
+                    }
+                };
                 if let Some(fd) = m.pidfd.take() {
                     let _ = epoll::delete(&ep, &fd);
                 }
@@ -272,7 +285,7 @@ fn run(cfg: &Config) -> anyhow::Result<i32> {
                     m.done = true;
                     continue;
                 }
-                spawn_manager(
+                let restarted = spawn_manager(
                     &session,
                     slot as u32,
                     &master,
@@ -282,7 +295,13 @@ fn run(cfg: &Config) -> anyhow::Result<i32> {
                     &mut outs,
                     width,
                     plan.lps.len(),
-                )?;
+                );
+                if let Err(e) = restarted {
+                    m.done = true;
+                    failure.get_or_insert_with(|| {
+                        format!("cannot restart the manager of {}: {e:#}", m.name)
+                    });
+                }
             }
         }
         // Begin a shutdown on request or failure.
