@@ -33,8 +33,7 @@ mod common;
 
 use common::Row;
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -356,54 +355,6 @@ fn lp_rtt(bins: &Bins, dir: &Path, iters: u64) -> Row {
     }
 }
 
-fn child_sock_echo(path: &Path) {
-    let mut s = UnixStream::connect(path).expect("connect to the bench");
-    let mut len = [0u8; 4];
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        if s.read_exact(&mut len).is_err() {
-            return;
-        }
-        let n = u32::from_le_bytes(len) as usize;
-        s.read_exact(&mut buf[..n]).unwrap();
-        s.write_all(&len).unwrap();
-        s.write_all(&buf[..n]).unwrap();
-    }
-}
-
-/// The same 64 B round trip between two processes over a Unix stream socket
-/// (the echo child is this binary re-executed), as in `shm/benches/ring.rs`.
-fn sock_rtt(size: usize, iters: usize) -> Row {
-    let path = std::env::temp_dir().join(format!("shmc-bench-e2e-{}.sock", std::process::id()));
-    let _ = std::fs::remove_file(&path);
-    let l = UnixListener::bind(&path).unwrap_or_else(|e| fail(&format!("bind: {e}")));
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .env("SHMC_BENCH_CHILD", "sock_echo")
-        .env("SHMC_BENCH_ARG", &path)
-        .spawn()
-        .unwrap_or_else(|e| fail(&format!("spawning the echo child: {e}")));
-    let (mut s, _) = l.accept().unwrap();
-    let _ = std::fs::remove_file(&path);
-    let msg = vec![0xabu8; size];
-    let mut back = vec![0u8; size];
-    let mut len = [0u8; 4];
-    let warm = iters / 10;
-    let mut samples = Vec::with_capacity(iters);
-    for i in 0..warm + iters {
-        let t = Instant::now();
-        s.write_all(&(size as u32).to_le_bytes()).unwrap();
-        s.write_all(&msg).unwrap();
-        s.read_exact(&mut len).unwrap();
-        s.read_exact(&mut back).unwrap();
-        if i >= warm {
-            samples.push(t.elapsed().as_nanos() as u64);
-        }
-    }
-    drop(s);
-    let _ = child.wait();
-    Row::latency(&format!("rtt_{size}"), "unix_socket", &mut samples)
-}
-
 // ---- 2. one-way ------------------------------------------------------------
 
 fn lp_oneway(bins: &Bins, dir: &Path, n: u64) -> Row {
@@ -596,7 +547,7 @@ fn main() {
     if let Ok(role) = std::env::var("SHMC_BENCH_CHILD") {
         let arg = std::env::var("SHMC_BENCH_ARG").unwrap_or_default();
         match role.as_str() {
-            "sock_echo" => child_sock_echo(Path::new(&arg)),
+            "sock_echo" => common::child_sock_echo(Path::new(&arg)),
             _ => fail(&format!("unknown child role {role}")),
         }
         return;
@@ -614,7 +565,7 @@ fn main() {
 
     // 1. Round trips, and the socket baseline in the same run.
     let rtt = lp_rtt(&bins, &dir.0, rtt_iters);
-    let sock = sock_rtt(64, rtt_iters as usize);
+    let sock = common::sock_rtt("rtt_64", 64, rtt_iters as usize);
     let ratio = rtt.p50_ns.unwrap_or(f64::NAN) / sock.p50_ns.unwrap_or(f64::NAN);
     // 2. One-way.
     let oneway = lp_oneway(&bins, &dir.0, flood);

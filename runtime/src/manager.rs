@@ -17,7 +17,7 @@
 //! manager), and per peer `m<from>.g<gen>-m<to>.g<gen>`, created by the
 //! receiving manager when it discovers the sender.
 
-use crate::plan::{CoordinatorChoice, Plan, RestartType};
+use crate::plan::{CoordinatorChoice, Plan, RestartIntensity, RestartType};
 use crate::wire::{self, ctl, FLAG_DST_LP};
 use anyhow::{anyhow, Context};
 use serde_json::{json, Value};
@@ -27,7 +27,7 @@ use shmcollab_shm::registry::{monotonic_ms, LpState, Registry, SlotState};
 use shmcollab_shm::ring::{create_ring, open_ring, BellRef, Consumer, Producer};
 use shmcollab_shm::segment::{Segment, Session};
 use shmcollab_shm::WaitStrategy;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::path::Path;
@@ -140,7 +140,7 @@ pub fn run(dir: &Path, slot: u32) -> anyhow::Result<i32> {
         lp_up: false,
         lp_ready: false,
         restart_at: None,
-        restart_times: VecDeque::new(),
+        restart_times: RestartIntensity::default(),
         restarts: 0,
         peers: BTreeMap::new(),
         changes_seen: u32::MAX,
@@ -240,7 +240,7 @@ struct Manager {
     lp_up: bool,
     lp_ready: bool,
     restart_at: Option<Instant>,
-    restart_times: VecDeque<Instant>,
+    restart_times: RestartIntensity,
     restarts: u32,
     peers: BTreeMap<u32, Peer>,
     changes_seen: u32,
@@ -397,15 +397,7 @@ impl Manager {
         eprintln!("shmcollab: {} exited ({status})", p.name);
         if restart {
             let now = Instant::now();
-            let window = Duration::from_secs(p.within_secs);
-            while self
-                .restart_times
-                .front()
-                .is_some_and(|t| now.duration_since(*t) > window)
-            {
-                self.restart_times.pop_front();
-            }
-            if self.restart_times.len() as u32 >= p.max_restarts {
+            let Some(backoff) = self.restart_times.record(now, &p) else {
                 eprintln!(
                     "shmcollab: {} failed for good: {status}, more than {} restarts within {} s",
                     p.name, p.max_restarts, p.within_secs
@@ -413,14 +405,10 @@ impl Manager {
                 let _ = self.registry.set_lp(self.slot, 0, LpState::Failed);
                 self.exit = Some(EXIT_LP_FAILED);
                 return Ok(());
-            }
-            self.restart_times.push_back(now);
+            };
             self.restarts += 1;
             let _ = self.registry.set_restarts(self.slot, self.restarts);
             let _ = self.registry.set_lp(self.slot, 0, LpState::Restarting);
-            // Back off: 10 ms, doubling with each recent restart, at most 1 s.
-            let backoff = Duration::from_millis(10u64 << self.restart_times.len().min(7))
-                .min(Duration::from_secs(1));
             self.restart_at = Some(now + backoff);
         } else if ok || stopping {
             let _ = self.registry.set_lp(self.slot, 0, LpState::Exited);

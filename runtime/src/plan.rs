@@ -77,3 +77,32 @@ impl Plan {
     /// File name of the plan in the session directory.
     pub const FILE: &'static str = "plan.json";
 }
+
+/// Restart intensity, as in OTP: at most `max_restarts` within
+/// `within_secs`, with a back-off that doubles with each recent restart.
+#[derive(Debug, Default)]
+pub struct RestartIntensity {
+    times: std::collections::VecDeque<std::time::Instant>,
+}
+
+impl RestartIntensity {
+    /// Record a restart at `now` if the limit allows one: `Some(back-off)`
+    /// (10 ms doubling per recent restart, at most 1 s), or `None` when the
+    /// limit is spent.
+    pub fn record(&mut self, now: std::time::Instant, lp: &LpPlan) -> Option<std::time::Duration> {
+        let window = std::time::Duration::from_secs(lp.within_secs);
+        while self
+            .times
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > window)
+        {
+            self.times.pop_front();
+        }
+        if self.times.len() as u32 >= lp.max_restarts {
+            return None;
+        }
+        self.times.push_back(now);
+        let backoff = std::time::Duration::from_millis(10u64 << self.times.len().min(7));
+        Some(backoff.min(std::time::Duration::from_secs(1)))
+    }
+}

@@ -85,3 +85,57 @@ pub fn print_table(rows: &[Row]) {
         println!("{}", r.json());
     }
 }
+
+/// The child side of the Unix socket baseline: echo length-prefixed
+/// messages until the socket closes.
+pub fn child_sock_echo(path: &std::path::Path) {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(path).expect("connect to the bench");
+    let mut len = [0u8; 4];
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        if s.read_exact(&mut len).is_err() {
+            return;
+        }
+        let n = u32::from_le_bytes(len) as usize;
+        s.read_exact(&mut buf[..n]).unwrap();
+        s.write_all(&len).unwrap();
+        s.write_all(&buf[..n]).unwrap();
+    }
+}
+
+/// The baseline: `size`-byte round trips between two processes over a Unix
+/// stream socket. The echo child is the calling binary re-executed with
+/// `SHMC_BENCH_CHILD=sock_echo` and `SHMC_BENCH_ARG=<socket path>`; it must
+/// call [`child_sock_echo`].
+pub fn sock_rtt(bench: &str, size: usize, iters: usize) -> Row {
+    use std::io::{Read, Write};
+    let path = std::env::temp_dir().join(format!("shmc-bench-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let l = std::os::unix::net::UnixListener::bind(&path).expect("bind the bench socket");
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .env("SHMC_BENCH_CHILD", "sock_echo")
+        .env("SHMC_BENCH_ARG", &path)
+        .spawn()
+        .expect("spawn the echo child");
+    let (mut s, _) = l.accept().unwrap();
+    let _ = std::fs::remove_file(&path);
+    let msg = vec![0xabu8; size];
+    let mut back = vec![0u8; size];
+    let mut len = [0u8; 4];
+    let warm = iters / 10;
+    let mut samples = Vec::with_capacity(iters);
+    for i in 0..warm + iters {
+        let t = std::time::Instant::now();
+        s.write_all(&(size as u32).to_le_bytes()).unwrap();
+        s.write_all(&msg).unwrap();
+        s.read_exact(&mut len).unwrap();
+        s.read_exact(&mut back).unwrap();
+        if i >= warm {
+            samples.push(t.elapsed().as_nanos() as u64);
+        }
+    }
+    drop(s);
+    let _ = child.wait();
+    Row::latency(bench, "unix_socket", &mut samples)
+}

@@ -17,8 +17,6 @@ use shmcollab_shm::auth::{link_key, Endpoint, MasterKey, Opener, Sealer};
 use shmcollab_shm::frame::{FrameHeader, FRAME_HEADER_LEN};
 use shmcollab_shm::ring::{create_ring, open_ring, Consumer, Producer};
 use shmcollab_shm::segment::Session;
-use std::io::{Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -54,21 +52,6 @@ fn child_ring_echo(dir: &Path) {
         slot.commit();
         f.release();
         tx.flush();
-    }
-}
-
-fn child_sock_echo(path: &Path) {
-    let mut s = UnixStream::connect(path).unwrap();
-    let mut len = [0u8; 4];
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        if s.read_exact(&mut len).is_err() {
-            return;
-        }
-        let n = u32::from_le_bytes(len) as usize;
-        s.read_exact(&mut buf[..n]).unwrap();
-        s.write_all(&len).unwrap();
-        s.write_all(&buf[..n]).unwrap();
     }
 }
 
@@ -189,33 +172,6 @@ fn ring_rtt(size: usize, iters: usize) -> Row {
     tx.send(&[]).unwrap();
     child.wait().unwrap();
     Row::latency(&format!("rtt_{}", label(size)), "shmcollab", &mut samples)
-}
-
-fn sock_rtt(size: usize, iters: usize) -> Row {
-    let path = std::env::temp_dir().join(format!("shmc-bench-{}.sock", std::process::id()));
-    let _ = std::fs::remove_file(&path);
-    let l = UnixListener::bind(&path).unwrap();
-    let mut child = spawn_child("sock_echo", path.to_str().unwrap());
-    let (mut s, _) = l.accept().unwrap();
-    let _ = std::fs::remove_file(&path);
-    let msg = vec![0xabu8; size];
-    let mut back = vec![0u8; size];
-    let mut len = [0u8; 4];
-    let warm = iters / 10;
-    let mut samples = Vec::with_capacity(iters);
-    for i in 0..warm + iters {
-        let t = Instant::now();
-        s.write_all(&(size as u32).to_le_bytes()).unwrap();
-        s.write_all(&msg).unwrap();
-        s.read_exact(&mut len).unwrap();
-        s.read_exact(&mut back).unwrap();
-        if i >= warm {
-            samples.push(t.elapsed().as_nanos() as u64);
-        }
-    }
-    drop(s);
-    child.wait().unwrap();
-    Row::latency(&format!("rtt_{}", label(size)), "unix_socket", &mut samples)
 }
 
 /// One-way with tags where each frame carries a batch of `per` messages
@@ -387,7 +343,7 @@ fn main() {
         let arg = std::env::var("SHMC_BENCH_ARG").unwrap();
         match role.as_str() {
             "ring_echo" => child_ring_echo(Path::new(&arg)),
-            "sock_echo" => child_sock_echo(Path::new(&arg)),
+            "sock_echo" => common::child_sock_echo(Path::new(&arg)),
             "sink" => child_sink(&arg),
             "idle" => child_idle(Path::new(&arg)),
             _ => panic!("unknown role {role}"),
@@ -402,9 +358,9 @@ fn main() {
     let n1k = if q { 20_000 } else { 2_000_000 };
     let mut rows = vec![
         ring_rtt(64, rtt_iters),
-        sock_rtt(64, sock_iters),
+        common::sock_rtt("rtt_64", 64, sock_iters),
         ring_rtt(1024, rtt_iters),
-        sock_rtt(1024, sock_iters),
+        common::sock_rtt("rtt_1k", 1024, sock_iters),
         one_way(64, false, n64),
         one_way(64, true, n64 / 5),
         one_way_batched(64, 32, n64 / 2),

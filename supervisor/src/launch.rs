@@ -11,12 +11,11 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use rustix::event::epoll;
 use shmcollab_runtime::manager::EXIT_LP_FAILED;
-use shmcollab_runtime::plan::Plan;
+use shmcollab_runtime::plan::{Plan, RestartIntensity};
 use shmcollab_runtime::wire;
 use shmcollab_shm::auth::MasterKey;
 use shmcollab_shm::registry::{LpState, Registry, DEFAULT_STATUS_CAP};
 use shmcollab_shm::segment::Session;
-use std::collections::VecDeque;
 use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::path::Path;
@@ -37,7 +36,7 @@ struct Mgr {
     name: String,
     child: Option<Child>,
     pidfd: Option<OwnedFd>,
-    restarts: VecDeque<Instant>,
+    restarts: RestartIntensity,
     restart_at: Option<Instant>,
     done: bool,
 }
@@ -144,7 +143,7 @@ fn run(cfg: &Config) -> anyhow::Result<i32> {
             name: lp.name.clone(),
             child: None,
             pidfd: None,
-            restarts: VecDeque::new(),
+            restarts: RestartIntensity::default(),
             restart_at: None,
             done: false,
         });
@@ -250,27 +249,23 @@ fn run(cfg: &Config) -> anyhow::Result<i32> {
                         // The manager itself died: one_for_one restart.
                         let lp = &plan.lps[slot];
                         let now = Instant::now();
-                        let window = Duration::from_secs(lp.within_secs);
-                        while m
-                            .restarts
-                            .front()
-                            .is_some_and(|t| now.duration_since(*t) > window)
-                        {
-                            m.restarts.pop_front();
-                        }
-                        if m.restarts.len() as u32 >= lp.max_restarts {
-                            m.done = true;
-                            failure.get_or_insert_with(|| {
-                                format!(
-                                    "manager of {} died ({st}) more than {} times within {} s",
-                                    m.name, lp.max_restarts, lp.within_secs
-                                )
-                            });
-                        } else {
-                            eprintln!("shmcollab: manager of {} died ({st}); restarting", m.name);
-                            m.restarts.push_back(now);
-                            m.restart_at =
-                                Some(now + Duration::from_millis(10u64 << m.restarts.len().min(6)));
+                        match m.restarts.record(now, lp) {
+                            None => {
+                                m.done = true;
+                                failure.get_or_insert_with(|| {
+                                    format!(
+                                        "manager of {} died ({st}) more than {} times within {} s",
+                                        m.name, lp.max_restarts, lp.within_secs
+                                    )
+                                });
+                            }
+                            Some(backoff) => {
+                                eprintln!(
+                                    "shmcollab: manager of {} died ({st}); restarting",
+                                    m.name
+                                );
+                                m.restart_at = Some(now + backoff);
+                            }
                         }
                     }
                 }
