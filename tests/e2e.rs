@@ -497,7 +497,9 @@ fn status_then_stop_removes_everything() {
     let name = unique("st");
     let cfg = idle_config(&dir.0, &name, 3);
     let run = Launched::start(&cfg, &name);
-    let v = wait_status(&name, "3 ready LPs", |v| all_ready(v, 3));
+    let v = wait_status(&name, "3 ready LPs, worker.0 coordinating", |v| {
+        all_ready(v, 3) && v["coordinator"]["name"] == "worker.0"
+    });
     let pids: Vec<u64> = v["lps"]
         .as_array()
         .unwrap()
@@ -551,7 +553,10 @@ fn killed_manager_is_restarted_and_rediscovered() {
     let name = unique("mk");
     let cfg = idle_config(&dir.0, &name, 2);
     let run = Launched::start(&cfg, &name);
-    let v = wait_status(&name, "2 ready LPs", |v| all_ready(v, 2));
+    // "auto": the lowest live slot coordinates, whichever registered first.
+    let v = wait_status(&name, "2 ready LPs, worker.0 coordinating", |v| {
+        all_ready(v, 2) && v["coordinator"]["name"] == "worker.0"
+    });
     let epoch = v["coordinator"]["epoch"].as_u64().unwrap();
     let w0 = lp_entry(&v, "worker.0").unwrap().clone();
     let old_mgr = w0["manager_pid"].as_u64().unwrap();
@@ -561,13 +566,18 @@ fn killed_manager_is_restarted_and_rediscovered() {
         .status()
         .unwrap()
         .success());
-    let v = wait_status(&name, "worker.0 back with a new manager", |v| {
-        all_ready(v, 2)
-            && lp_entry(v, "worker.0").is_some_and(|l| {
-                l["manager_pid"].as_u64().is_some_and(|p| p != old_mgr)
-                    && l["generation"].as_u64() >= Some(2)
-            })
-    });
+    let v = wait_status(
+        &name,
+        "worker.0 back with a new manager, coordinating again",
+        |v| {
+            all_ready(v, 2)
+                && v["coordinator"]["name"] == "worker.0"
+                && lp_entry(v, "worker.0").is_some_and(|l| {
+                    l["manager_pid"].as_u64().is_some_and(|p| p != old_mgr)
+                        && l["generation"].as_u64() >= Some(2)
+                })
+        },
+    );
     assert!(v["coordinator"]["epoch"].as_u64().unwrap() > epoch, "{v}");
     // Its LP died with it (PR_SET_PDEATHSIG) and was started anew.
     let new_lp = lp_entry(&v, "worker.0").unwrap()["pid"].as_u64().unwrap();

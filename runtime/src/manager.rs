@@ -793,6 +793,18 @@ impl Manager {
             }),
         };
         let holder_is_me = current.is_some_and(|(_, s)| s == self.slot);
+        if holder_is_me && !mine && self.plan.coordinator == CoordinatorChoice::Auto {
+            // A lower slot is live (it registered after us): "auto" means
+            // the lowest live slot, so hand the role over.
+            if let Some((e, _)) = current {
+                if self.registry.resign_coordinator(self.slot, e).is_ok() {
+                    self.coord = None;
+                    self.aggregate.clear();
+                    self.ring_all_peers();
+                    return;
+                }
+            }
+        }
         if mine && (!holder_alive || (holder_is_me && self.coord != current)) {
             // Also when an earlier generation of this slot held it: a new
             // manager always takes a new epoch.
