@@ -460,8 +460,11 @@ impl Manager {
             let me = self.slot;
             let ok = link::unpack(&h, &payload, |mut h, p| {
                 h.src = me;
-                self.counters.msgs_out += 1;
-                self.counters.bytes_out += p.len() as u64;
+                if h.kind != kind::CONTROL {
+                    // Messages to other LPs, not talk with this manager.
+                    self.counters.msgs_out += 1;
+                    self.counters.bytes_out += p.len() as u64;
+                }
                 self.route_from_lp(h, p);
             });
             if !ok {
