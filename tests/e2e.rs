@@ -626,3 +626,47 @@ within_secs = 30
     );
     assert!(session_dirs(&name).is_empty(), "session left behind");
 }
+
+/// Messages to an LP that ended for good neither block the sender nor
+/// vanish: they are dropped and counted in the sender's state report.
+#[test]
+fn messages_to_a_finished_lp_are_counted_not_blocking() {
+    let dir = TempDir::new("after");
+    let go = dir.0.join("go");
+    let name = unique("af");
+    let cfg = format!(
+        r#"
+name = "{name}"
+report_interval_ms = 20
+[[subfunction]]
+name = "ping"
+[[subfunction]]
+name = "pong"
+[[process]]
+name = "ping"
+command = ["{ping}", "afterlife", "50000", "{go}"]
+hosts = ["ping"]
+[[process]]
+name = "pong"
+command = ["{pong}"]
+hosts = ["pong"]
+"#,
+        pong = example("pingpong-pong").display(),
+        ping = example("pingpong-ping").display(),
+        go = go.display(),
+    );
+    let p = dir.0.join("config.toml");
+    std::fs::write(&p, cfg).unwrap();
+    let run = Launched::start(&p, &name);
+    // 50000 messages are far more than the rings and queues towards pong
+    // would hold if they were kept: ping finishing them proves no blocking.
+    let v = wait_status(&name, "ping done sending, its drops counted", |v| {
+        lp_entry(v, "ping").is_some_and(|l| {
+            l["custom"]["sent_after_pong"] == "50000" && l["dropped"].as_u64() >= Some(50000)
+        })
+    });
+    assert_eq!(lp_entry(&v, "pong").unwrap()["state"], "exited", "{v}");
+    std::fs::write(&go, b"go").unwrap();
+    let (code, _out, err) = run.wait(Duration::from_secs(60));
+    assert_eq!(code, 0, "{err}");
+}

@@ -7,6 +7,9 @@
 //! `ping flood N [SIZE]`: N one-way messages as fast as they go; prints msgs/s.
 //! `ping wait FILE`: says ready, waits until FILE exists, then does 100
 //! round trips (used by a test that tampers with the rings meanwhile).
+//! `ping afterlife N FILE`: ends pong, then sends N messages to the
+//! sub-function it hosted (they cannot be delivered: they must neither
+//! block nor vanish uncounted), then waits until FILE exists.
 use shmcollab::runtime::{Lp, LpError};
 use std::time::{Duration, Instant};
 
@@ -25,6 +28,19 @@ fn main() -> Result<(), LpError> {
         n = 100;
     }
     match mode {
+        "afterlife" => {
+            let file = args.get(3).expect("ping afterlife N FILE");
+            lp.request("pong", b"end", Duration::from_secs(60))?;
+            // Let pong's manager leave the registry.
+            std::thread::sleep(Duration::from_millis(300));
+            for i in 0..n {
+                lp.send("pong", &i.to_le_bytes())?;
+            }
+            lp.report("sent_after_pong", &n.to_string())?;
+            while !std::path::Path::new(file).exists() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
         "flood" => {
             let size: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(64);
             let msg = vec![0x17u8; size];
