@@ -139,3 +139,27 @@ pub fn sock_rtt(bench: &str, size: usize, iters: usize) -> Row {
     let _ = child.wait();
     Row::latency(bench, "unix_socket", &mut samples)
 }
+
+/// The child side of the ring round trip: attach to rings "ping" (in) and
+/// "pong" (out) of the session in `dir` and echo every frame until an
+/// empty one.
+pub fn child_ring_echo(dir: &std::path::Path) {
+    use shmcollab_shm::ring::{open_ring, Consumer, Producer};
+    let s = shmcollab_shm::segment::Session::open(dir).unwrap();
+    let mut rx = Consumer::attach(&open_ring(&s, "ping").unwrap()).unwrap();
+    let mut tx = Producer::attach(&open_ring(&s, "pong").unwrap(), None).unwrap();
+    loop {
+        rx.wait(None);
+        let Some(f) = rx.peek().unwrap() else {
+            continue;
+        };
+        if f.is_empty() {
+            return;
+        }
+        let mut slot = tx.reserve_wait(f.len(), None).unwrap();
+        slot.copy_from(&f);
+        slot.commit();
+        f.release();
+        tx.flush();
+    }
+}

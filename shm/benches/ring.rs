@@ -35,26 +35,6 @@ fn spawn_child(role: &str, arg: &str) -> Child {
 
 // ---- child roles ---------------------------------------------------------
 
-fn child_ring_echo(dir: &Path) {
-    let s = Session::open(dir).unwrap();
-    let mut rx = Consumer::attach(&open_ring(&s, "ping").unwrap()).unwrap();
-    let mut tx = Producer::attach(&open_ring(&s, "pong").unwrap(), None).unwrap();
-    loop {
-        rx.wait(None);
-        let Some(f) = rx.peek().unwrap() else {
-            continue;
-        };
-        if f.is_empty() {
-            return;
-        }
-        let mut slot = tx.reserve_wait(f.len(), None).unwrap();
-        slot.copy_from(&f);
-        slot.commit();
-        f.release();
-        tx.flush();
-    }
-}
-
 /// Consume frames until an empty one; with tags, open each; answer "done".
 fn child_sink(arg: &str) {
     let (dir, secure) = arg.split_once(',').unwrap();
@@ -342,7 +322,7 @@ fn main() {
     if let Ok(role) = std::env::var("SHMC_BENCH_CHILD") {
         let arg = std::env::var("SHMC_BENCH_ARG").unwrap();
         match role.as_str() {
-            "ring_echo" => child_ring_echo(Path::new(&arg)),
+            "ring_echo" => common::child_ring_echo(Path::new(&arg)),
             "sock_echo" => common::child_sock_echo(Path::new(&arg)),
             "sink" => child_sink(&arg),
             "idle" => child_idle(Path::new(&arg)),

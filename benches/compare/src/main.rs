@@ -26,7 +26,7 @@ use iceoryx2::prelude::{
     SemanticString, SignalHandlingMode,
 };
 use iceoryx2::service::port_factory::publish_subscribe::PortFactory;
-use shmcollab_shm::ring::{create_ring, open_ring, Consumer, Producer};
+use shmcollab_shm::ring::{create_ring, Consumer, Producer};
 use shmcollab_shm::segment::Session;
 use std::error::Error;
 use std::path::{Path, PathBuf};
@@ -197,26 +197,6 @@ fn die_with_parent() {
 }
 
 // ---- shmcollab -----------------------------------------------------------
-
-fn child_ring_echo(dir: &Path) {
-    let s = Session::open(dir).unwrap();
-    let mut rx = Consumer::attach(&open_ring(&s, "ping").unwrap()).unwrap();
-    let mut tx = Producer::attach(&open_ring(&s, "pong").unwrap(), None).unwrap();
-    loop {
-        rx.wait(None);
-        let Some(f) = rx.peek().unwrap() else {
-            continue;
-        };
-        if f.is_empty() {
-            return;
-        }
-        let mut slot = tx.reserve_wait(f.len(), None).unwrap();
-        slot.copy_from(&f);
-        slot.commit();
-        f.release();
-        tx.flush();
-    }
-}
 
 fn ring_rtt(size: usize, iters: usize) -> Row {
     let bench = format!("rtt_{}", label(size));
@@ -437,7 +417,7 @@ fn child_main(role: &str) {
     die_with_parent();
     let arg = std::env::var(ARG_ENV).unwrap();
     match role {
-        "ring_echo" => child_ring_echo(Path::new(&arg)),
+        "ring_echo" => common::child_ring_echo(Path::new(&arg)),
         "iox_echo" => {
             let (env, size) = IoxEnv::from_arg(&arg);
             let r = match size {
