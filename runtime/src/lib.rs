@@ -1,5 +1,15 @@
-//! shmcollab runtime: the manager (communications module, router,
-//! transaction server, coordinator) and the LP API.
+//! shmcollab runtime: the manager process and the LP API.
+//!
+//! * [`manager`]: one per LP (`shmcollab manager --slot N`): the
+//!   communications module (registry discovery, rings per peer, per-link
+//!   authentication, source stamping), the router, the LP's life cycle and
+//!   the coordinator with its state reports. The transaction server comes
+//!   with the durable-transactions issue.
+//! * [`lp`]: [`Lp`], what an LP program uses to talk to its manager.
+//! * [`link`]: queued messages written into a ring, batched under one tag.
+//! * [`plan`]: what the supervisor decided, handed to every manager.
+//! * [`wire`]: names, environment variables and child-process setup shared
+//!   by all of them.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
