@@ -147,6 +147,45 @@ fn unique(tag: &str) -> String {
     format!("{tag}{}", std::process::id())
 }
 
+/// Write `text` as `dir/config.toml`.
+fn write_config(dir: &Path, text: &str) -> PathBuf {
+    let p = dir.join("config.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// A pingpong collaboration: `ping` runs with `ping_args`, `pong` gets the
+/// TOML line `pong_extra`; `pong_first` puts pong in slot 0 and ping in 1.
+fn pingpong_config(
+    dir: &Path,
+    name: &str,
+    ping_args: &[&str],
+    pong_extra: &str,
+    pong_first: bool,
+) -> PathBuf {
+    let ping = format!(
+        "[[process]]\nname = \"ping\"\ncommand = {:?}\nhosts = [\"ping\"]\n",
+        std::iter::once(example("pingpong-ping").display().to_string())
+            .chain(ping_args.iter().map(|a| a.to_string()))
+            .collect::<Vec<_>>()
+    );
+    let pong = format!(
+        "[[process]]\nname = \"pong\"\ncommand = [{:?}]\nhosts = [\"pong\"]\n{pong_extra}\n",
+        example("pingpong-pong").display().to_string()
+    );
+    let (first, second) = if pong_first {
+        (pong, ping)
+    } else {
+        (ping, pong)
+    };
+    write_config(
+        dir,
+        &format!(
+            "name = \"{name}\"\nreport_interval_ms = 20\n[[subfunction]]\nname = \"ping\"\n[[subfunction]]\nname = \"pong\"\n{first}{second}"
+        ),
+    )
+}
+
 // ---------------------------------------------------------------------------
 
 #[test]
@@ -197,8 +236,7 @@ hosts = ["count/*"]
         counter = example("wordcount-counter").display(),
         out = out_file.display(),
     );
-    let cfg_path = dir.0.join("config.toml");
-    std::fs::write(&cfg_path, cfg).unwrap();
+    let cfg_path = write_config(&dir.0, &cfg);
     let (code, stdout, stderr) = Launched::start(&cfg_path, &name).wait(Duration::from_secs(120));
     assert_eq!(
         code, 0,
@@ -241,32 +279,16 @@ fn pong_killed_mid_stream_loses_nothing() {
     let log = dir.0.join("pong.log");
     let name = unique("pk");
     const N: u64 = 30_000;
-    let cfg = format!(
-        r#"
-name = "{name}"
-report_interval_ms = 20
-[[subfunction]]
-name = "ping"
-[[subfunction]]
-name = "pong"
-[[process]]
-name = "pong"
-command = ["{pong}"]
-hosts = ["pong"]
-restart = "transient"
-env = {{ PONG_LOG = "{log}" }}
-[[process]]
-name = "ping"
-command = ["{ping}", "stream", "{N}"]
-hosts = ["ping"]
-restart = "temporary"
-"#,
-        pong = example("pingpong-pong").display(),
-        ping = example("pingpong-ping").display(),
-        log = log.display(),
+    let n = N.to_string();
+    // pong in slot 0, ping in slot 1: a reply reaches ping only because its
+    // manager stamped the request with ping's slot.
+    let cfg_path = pingpong_config(
+        &dir.0,
+        &name,
+        &["stream", &n],
+        &format!("env = {{ PONG_LOG = {:?} }}", log.display().to_string()),
+        true,
     );
-    let cfg_path = dir.0.join("config.toml");
-    std::fs::write(&cfg_path, cfg).unwrap();
     let run = Launched::start(&cfg_path, &name);
     // Once messages flow, kill the receiving LP with SIGKILL.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -329,29 +351,8 @@ fn forged_frame_is_rejected_counted_and_the_collaboration_goes_on() {
     let dir = TempDir::new("forge");
     let go = dir.0.join("go");
     let name = unique("fg");
-    let cfg = format!(
-        r#"
-name = "{name}"
-report_interval_ms = 20
-[[subfunction]]
-name = "ping"
-[[subfunction]]
-name = "pong"
-[[process]]
-name = "ping"
-command = ["{ping}", "wait", "{go}"]
-hosts = ["ping"]
-[[process]]
-name = "pong"
-command = ["{pong}"]
-hosts = ["pong"]
-"#,
-        pong = example("pingpong-pong").display(),
-        ping = example("pingpong-ping").display(),
-        go = go.display(),
-    );
-    let cfg_path = dir.0.join("config.toml");
-    std::fs::write(&cfg_path, cfg).unwrap();
+    let go_arg = go.display().to_string();
+    let cfg_path = pingpong_config(&dir.0, &name, &["wait", &go_arg], "", false);
     let run = Launched::start(&cfg_path, &name);
     wait_status(&name, "both LPs ready", |v| {
         ["ping", "pong"]
@@ -360,21 +361,7 @@ hosts = ["pong"]
     });
     // ping (slot 0) is idle now, waiting for the go file: write a frame into
     // its outbound ring, well formed (valid CRC) but sealed with no key.
-    let shm = std::env::var_os("SHMCOLAB_SHM_ROOT")
-        .map(PathBuf::from)
-        .unwrap_or("/dev/shm".into());
-    let sdir = std::fs::read_dir(&shm)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_str()
-                .unwrap()
-                .starts_with(&format!("shmc.{name}."))
-        })
-        .expect("session directory");
+    let sdir = session_dirs(&name).pop().expect("session directory");
     let ring = std::fs::read_dir(&sdir)
         .unwrap()
         .flatten()
@@ -419,12 +406,10 @@ hosts = ["pong"]
 #[test]
 fn bad_config_exits_2_and_names_the_line() {
     let dir = TempDir::new("badcfg");
-    let cfg_path = dir.0.join("config.toml");
-    std::fs::write(
-        &cfg_path,
+    let cfg_path = write_config(
+        &dir.0,
         "name = \"bad\"\n[[subfunction]]\nname = \"a\"\n[[process]]\nname = \"p\"\ncommand = [\"true\"]\nhosts = [\"a\"]\ninstances = \"many\"\n",
-    )
-    .unwrap();
+    );
     let out = Command::new(bin())
         .arg("launch")
         .arg(&cfg_path)
@@ -459,9 +444,7 @@ restart = "permanent"
 "#,
         idle = example("idle").display(),
     );
-    let p = dir.join("config.toml");
-    std::fs::write(&p, cfg).unwrap();
-    p
+    write_config(dir, &cfg)
 }
 
 fn session_dirs(name: &str) -> Vec<PathBuf> {
@@ -615,8 +598,7 @@ within_secs = 30
 "#,
         idle = example("idle").display(),
     );
-    let p = dir.0.join("config.toml");
-    std::fs::write(&p, cfg).unwrap();
+    let p = write_config(&dir.0, &cfg);
     let (code, _out, err) = Launched::start(&p, &name).wait(Duration::from_secs(60));
     assert_eq!(code, 1, "{err}");
     let last = err.lines().last().unwrap_or("");
@@ -634,29 +616,8 @@ fn messages_to_a_finished_lp_are_counted_not_blocking() {
     let dir = TempDir::new("after");
     let go = dir.0.join("go");
     let name = unique("af");
-    let cfg = format!(
-        r#"
-name = "{name}"
-report_interval_ms = 20
-[[subfunction]]
-name = "ping"
-[[subfunction]]
-name = "pong"
-[[process]]
-name = "ping"
-command = ["{ping}", "afterlife", "50000", "{go}"]
-hosts = ["ping"]
-[[process]]
-name = "pong"
-command = ["{pong}"]
-hosts = ["pong"]
-"#,
-        pong = example("pingpong-pong").display(),
-        ping = example("pingpong-ping").display(),
-        go = go.display(),
-    );
-    let p = dir.0.join("config.toml");
-    std::fs::write(&p, cfg).unwrap();
+    let go_arg = go.display().to_string();
+    let p = pingpong_config(&dir.0, &name, &["afterlife", "50000", &go_arg], "", false);
     let run = Launched::start(&p, &name);
     // 50000 messages are far more than the rings and queues towards pong
     // would hold if they were kept: ping finishing them proves no blocking.

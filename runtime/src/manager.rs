@@ -437,13 +437,14 @@ impl Manager {
     /// Take frames out of the LP's ring and route them.
     fn pump_lp(&mut self, all: bool) -> anyhow::Result<bool> {
         let mut work = false;
+        // Only traffic towards peers holds the LP back: frames queued for
+        // the LP itself must not stop it from sending (it may be blocked in
+        // a send while its inbound queue fills). Checked once per turn, not
+        // per frame: the limit is soft, a turn adds at most 256 frames.
+        if !all && self.peer_backlog() > BACKLOG {
+            return Ok(false);
+        }
         for _ in 0..if all { usize::MAX } else { 256 } {
-            // Only traffic towards peers holds the LP back: frames queued
-            // for the LP itself must not stop it from sending (it may be
-            // blocked in a send while its inbound queue fills).
-            if !all && self.peer_backlog() > BACKLOG {
-                break;
-            }
             let Some(f) = self.lp_rx.peek().map_err(|e| anyhow!("LP ring: {e}"))? else {
                 break;
             };

@@ -163,3 +163,32 @@ pub fn child_ring_echo(dir: &std::path::Path) {
         tx.flush();
     }
 }
+
+/// Time `iters` round trips of `size` bytes (after a 10% warm-up) through a
+/// pair of rings whose other ends run [`child_ring_echo`]; nanoseconds each.
+pub fn ring_rtt_samples(
+    tx: &mut shmcollab_shm::ring::Producer,
+    rx: &mut shmcollab_shm::ring::Consumer,
+    size: usize,
+    iters: usize,
+) -> Vec<u64> {
+    let msg = vec![0xabu8; size];
+    let warm = iters / 10;
+    let mut samples = Vec::with_capacity(iters);
+    for i in 0..warm + iters {
+        let t = std::time::Instant::now();
+        tx.send(&msg).unwrap();
+        loop {
+            if let Some(f) = rx.peek().unwrap() {
+                assert_eq!(f.len(), size);
+                f.release();
+                break;
+            }
+            rx.wait(None);
+        }
+        if i >= warm {
+            samples.push(t.elapsed().as_nanos() as u64);
+        }
+    }
+    samples
+}

@@ -131,24 +131,7 @@ fn ring_rtt(size: usize, iters: usize) -> Row {
     let mut tx = Producer::attach(&create_ring(&s, "ping", 1 << 16).unwrap(), None).unwrap();
     let mut rx = Consumer::attach(&create_ring(&s, "pong", 1 << 16).unwrap()).unwrap();
     let mut child = spawn_child("ring_echo", s.dir().to_str().unwrap());
-    let msg = vec![0xabu8; size];
-    let warm = iters / 10;
-    let mut samples = Vec::with_capacity(iters);
-    for i in 0..warm + iters {
-        let t = Instant::now();
-        tx.send(&msg).unwrap();
-        loop {
-            if let Some(f) = rx.peek().unwrap() {
-                assert_eq!(f.len(), size);
-                f.release();
-                break;
-            }
-            rx.wait(None);
-        }
-        if i >= warm {
-            samples.push(t.elapsed().as_nanos() as u64);
-        }
-    }
+    let mut samples = common::ring_rtt_samples(&mut tx, &mut rx, size, iters);
     tx.send(&[]).unwrap();
     child.wait().unwrap();
     Row::latency(&format!("rtt_{}", label(size)), "shmcollab", &mut samples)

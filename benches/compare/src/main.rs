@@ -213,24 +213,7 @@ fn ring_rtt(size: usize, iters: usize) -> Row {
         "ring_echo",
         s.dir().to_str().unwrap(),
     );
-    let msg = vec![0xabu8; size];
-    let warm = iters / 10;
-    let mut samples = Vec::with_capacity(iters);
-    for i in 0..warm + iters {
-        let t = Instant::now();
-        tx.send(&msg).unwrap();
-        loop {
-            if let Some(f) = rx.peek().unwrap() {
-                assert_eq!(f.len(), size);
-                f.release();
-                break;
-            }
-            rx.wait(None);
-        }
-        if i >= warm {
-            samples.push(t.elapsed().as_nanos() as u64);
-        }
-    }
+    let mut samples = common::ring_rtt_samples(&mut tx, &mut rx, size, iters);
     watch_stopping();
     tx.send(&[]).unwrap();
     let status = child.finish().unwrap();
