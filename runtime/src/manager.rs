@@ -557,13 +557,11 @@ impl Manager {
 
     fn pump_peers(&mut self) -> anyhow::Result<bool> {
         let mut work = false;
-        let slots: Vec<u32> = self.peers.keys().copied().collect();
-        for s in slots {
-            // Taken out of the map while its frames are routed (routing
-            // needs `&mut self`), put back below.
-            let Some(mut peer) = self.peers.remove(&s) else {
-                continue;
-            };
+        // The map is taken out while frames are routed (routing needs
+        // `&mut self` but never touches the peers), put back below; moving
+        // the map moves no peer.
+        let mut peers = std::mem::take(&mut self.peers);
+        for (&s, peer) in peers.iter_mut() {
             {
                 // Pending frames out first.
                 if let Some((tx, sealer)) = peer.tx.as_mut() {
@@ -641,8 +639,8 @@ impl Manager {
                     }
                 });
             }
-            self.peers.insert(s, peer);
         }
+        self.peers = peers;
         Ok(work)
     }
 

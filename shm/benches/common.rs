@@ -92,15 +92,17 @@ pub fn child_sock_echo(path: &std::path::Path) {
     use std::io::{Read, Write};
     let mut s = std::os::unix::net::UnixStream::connect(path).expect("connect to the bench");
     let mut len = [0u8; 4];
-    let mut buf = vec![0u8; 1 << 16];
+    let mut buf = vec![0u8; 4 + (1 << 16)];
     loop {
         if s.read_exact(&mut len).is_err() {
             return;
         }
         let n = u32::from_le_bytes(len) as usize;
-        s.read_exact(&mut buf[..n]).unwrap();
-        s.write_all(&len).unwrap();
-        s.write_all(&buf[..n]).unwrap();
+        buf[..4].copy_from_slice(&len);
+        s.read_exact(&mut buf[4..4 + n]).unwrap();
+        // One write per message, as any sane framing does: two would let
+        // the reader wake up twice and make the baseline look slower.
+        s.write_all(&buf[..4 + n]).unwrap();
     }
 }
 
@@ -120,14 +122,15 @@ pub fn sock_rtt(bench: &str, size: usize, iters: usize) -> Row {
         .expect("spawn the echo child");
     let (mut s, _) = l.accept().unwrap();
     let _ = std::fs::remove_file(&path);
-    let msg = vec![0xabu8; size];
+    // Length prefix and payload in one buffer, sent with one write.
+    let mut msg = vec![0xabu8; 4 + size];
+    msg[..4].copy_from_slice(&(size as u32).to_le_bytes());
     let mut back = vec![0u8; size];
     let mut len = [0u8; 4];
     let warm = iters / 10;
     let mut samples = Vec::with_capacity(iters);
     for i in 0..warm + iters {
         let t = std::time::Instant::now();
-        s.write_all(&(size as u32).to_le_bytes()).unwrap();
         s.write_all(&msg).unwrap();
         s.read_exact(&mut len).unwrap();
         s.read_exact(&mut back).unwrap();
