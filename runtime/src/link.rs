@@ -14,8 +14,16 @@ use std::collections::VecDeque;
 pub struct Outbox {
     buf: Vec<u8>,
     head: usize,
-    /// Byte length of each queued entry, oldest first.
+    /// Byte length of each queued entry, oldest first; [`CTL_BIT`] marks
+    /// control entries (not counted as messages).
     lens: VecDeque<u32>,
+}
+
+/// Marks a control entry in [`Outbox::lens`].
+const CTL_BIT: u32 = 1 << 31;
+
+fn len_of(n: u32) -> usize {
+    (n & !CTL_BIT) as usize
 }
 
 impl Outbox {
@@ -31,7 +39,9 @@ impl Outbox {
             self.head = 0;
         }
         batch::push(&mut self.buf, &entry(h), payload);
-        self.lens.push_back(batch::entry_len(payload.len()) as u32);
+        let ctl = if h.kind == kind::CONTROL { CTL_BIT } else { 0 };
+        self.lens
+            .push_back(batch::entry_len(payload.len()) as u32 | ctl);
     }
 
     /// Messages queued.
@@ -48,7 +58,7 @@ impl Outbox {
     pub fn front_len(&self) -> Option<usize> {
         self.lens
             .front()
-            .map(|&n| n as usize - batch::ENTRY_HEADER_LEN)
+            .map(|&n| len_of(n) - batch::ENTRY_HEADER_LEN)
     }
 
     /// Payload bytes queued (without entry headers).
@@ -72,22 +82,37 @@ impl Outbox {
         }
     }
 
-    fn pop(&mut self, k: usize) {
+    /// Drop the `k` oldest entries; returns how many were control entries.
+    fn pop(&mut self, k: usize) -> usize {
+        let mut ctl = 0;
         for _ in 0..k {
             if let Some(n) = self.lens.pop_front() {
-                self.head += n as usize;
+                self.head += len_of(n);
+                ctl += usize::from(n & CTL_BIT != 0);
             }
         }
         if self.lens.is_empty() {
             self.buf.clear();
             self.head = 0;
         }
+        ctl
+    }
+
+    /// Keep only the entries for which `keep` holds.
+    pub fn retain(&mut self, mut keep: impl FnMut(&FrameHeader) -> bool) {
+        let mut kept = Outbox::new();
+        self.for_each(|h, p| {
+            if keep(&h) {
+                kept.push(&h, p);
+            }
+        });
+        *self = kept;
     }
 
     /// Write as much as fits into `tx` now, without waiting: a lone message
     /// as one frame, several as batches under one tag. Returns messages
-    /// written, their payload bytes, and messages dropped because they can
-    /// never fit.
+    /// written (control entries not counted), their payload bytes, and
+    /// messages dropped because they can never fit.
     pub fn drain(&mut self, tx: &mut Producer, sealer: &mut Sealer) -> (usize, u64, usize) {
         let mut msgs = 0;
         let mut bytes = 0u64;
@@ -99,15 +124,16 @@ impl Outbox {
             let mut k = 0;
             let mut total = 0usize;
             for &n in self.lens.iter() {
-                if k > 0 && (total + n as usize > max || k == limit) {
+                if k > 0 && (total + len_of(n) > max || k == limit) {
                     break;
                 }
-                total += n as usize;
+                total += len_of(n);
                 k += 1;
             }
+            let first = len_of(first);
             if k == 1 {
                 let Some(Ok((e, p))) =
-                    batch::entries(&self.buf[self.head..self.head + first as usize]).next()
+                    batch::entries(&self.buf[self.head..self.head + first]).next()
                 else {
                     dropped += 1;
                     self.pop(1);
@@ -116,8 +142,7 @@ impl Outbox {
                 match write_one(tx, sealer, &header(&e, p.len()), p) {
                     Ok(true) => {
                         bytes += p.len() as u64;
-                        msgs += 1;
-                        self.pop(1);
+                        msgs += 1 - self.pop(1);
                     }
                     Ok(false) => break,
                     Err(_) => {
@@ -143,12 +168,14 @@ impl Outbox {
             match sealer.seal_in_place(hdr, buf) {
                 Ok(n) => {
                     slot.commit_len(n);
-                    msgs += k;
+                    msgs += k - self.pop(k);
                     bytes += (total - k * batch::ENTRY_HEADER_LEN) as u64;
                 }
-                Err(_) => dropped += k,
+                Err(_) => {
+                    dropped += k;
+                    self.pop(k);
+                }
             }
-            self.pop(k);
         }
         (msgs, bytes, dropped)
     }

@@ -15,9 +15,10 @@
 
 use crate::wire::{self, ctl, env, FLAG_DST_LP};
 use shmcollab_shm::auth::{LinkKey, Opener, Sealer};
+use shmcollab_shm::doorbell::WaitStrategy;
 use shmcollab_shm::frame::{kind, FrameHeader, FRAME_HEADER_LEN};
 use shmcollab_shm::registry::Registry;
-use shmcollab_shm::ring::{open_ring, BellRef, Consumer, Producer, RingError, SendError};
+use shmcollab_shm::ring::{open_ring, BellRef, Consumer, Producer, SendError};
 use shmcollab_shm::segment::Session;
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -104,10 +105,37 @@ pub struct Lp {
     /// The last frame handed out is released only when the next one is
     /// asked for: if this LP dies while handling a message, its manager
     /// delivers that message again to the restarted LP (at least once).
-    unreleased: bool,
+    /// Which ring holds it: 0 the main ring, `i + 1` direct ring `i`.
+    unreleased: Option<usize>,
     /// Messages of `send_buffered` not yet written to the ring.
     out: crate::link::Outbox,
+    /// The key of the inbound link, from which direct rings' keys derive.
+    rx_key: Option<LinkKey>,
+    /// Rings other managers write into straight (the 4-hop path).
+    direct: Vec<DirectRx>,
+    /// Where the next search of the direct rings starts (fairness).
+    next_direct: usize,
+    /// Messages and bytes taken from direct rings, and rejections on rings
+    /// already dropped: reported to the manager, which cannot see them.
+    direct_msgs: u64,
+    direct_bytes: u64,
+    direct_rejected_gone: u64,
+    stats_sent: [u64; 3],
+    stats_at: Instant,
 }
+
+/// A direct ring: frames sealed by a peer manager with a key derived from
+/// this LP's inbound link key.
+struct DirectRx {
+    c: Consumer,
+    opener: Opener,
+    name: String,
+    /// Its producer is gone: drop it once empty.
+    closing: bool,
+}
+
+/// How often at most an LP tells its manager what it took from direct rings.
+const STATS_EVERY: Duration = Duration::from_millis(100);
 
 fn env_var(name: &str) -> Result<String, LpError> {
     std::env::var(name).map_err(|_| LpError::Environment(format!("{name} is not set")))
@@ -172,9 +200,9 @@ impl Lp {
         let in_seg = open_ring(&session, &ring_in).map_err(|e| attach(&e))?;
         let tx = Producer::attach(&out_seg, Some(bell)).map_err(|e| attach(&e))?;
         let rx = Consumer::attach(&in_seg).map_err(|e| attach(&e))?;
-        let (sealer, opener) = match keys {
-            Some((t, r)) => (Sealer::new(Some(t)), Opener::new(Some(r))),
-            None => (Sealer::new(None), Opener::new(None)),
+        let (sealer, opener, rx_key) = match keys {
+            Some((t, r)) => (Sealer::new(Some(t)), Opener::new(Some(r.clone())), Some(r)),
+            None => (Sealer::new(None), Opener::new(None), None),
         };
         Ok(Lp {
             _session: session,
@@ -190,8 +218,16 @@ impl Lp {
             next_corr: 1,
             scratch: Vec::with_capacity(4096),
             names: Vec::new(),
-            unreleased: false,
+            unreleased: None,
             out: crate::link::Outbox::new(),
+            rx_key,
+            direct: Vec::new(),
+            next_direct: 0,
+            direct_msgs: 0,
+            direct_bytes: 0,
+            direct_rejected_gone: 0,
+            stats_sent: [0; 3],
+            stats_at: Instant::now(),
         })
     }
 
@@ -237,7 +273,16 @@ impl Lp {
 
     /// Frames from the manager that failed authentication (dropped).
     pub fn auth_failures(&self) -> u64 {
-        self.opener.stats().rejected()
+        self.opener.stats().rejected() + self.direct_rejected()
+    }
+
+    fn direct_rejected(&self) -> u64 {
+        self.direct_rejected_gone
+            + self
+                .direct
+                .iter()
+                .map(|d| d.opener.stats().rejected())
+                .sum::<u64>()
     }
 
     fn subfn_id(&self, subfn: &str) -> Result<u32, LpError> {
@@ -481,68 +526,224 @@ impl Lp {
     }
 
     /// Read the next frame's messages onto the back of the inbox, waiting up
-    /// to `timeout`; false if nothing came.
+    /// to `timeout`; false if nothing came. The main ring (from the manager)
+    /// goes first: its control frames say when a direct ring may be read.
     fn fill_inbox(&mut self, timeout: Option<Duration>) -> Result<bool, LpError> {
         if !self.out.is_empty() {
             self.flush()?;
         }
         let deadline = timeout.map(|t| Instant::now() + t);
-        let corrupt = |e: RingError| LpError::Corrupt(e.to_string());
-        if self.unreleased {
-            self.unreleased = false;
-            if let Some(f) = self.rx.peek().map_err(corrupt)? {
-                f.release();
-            }
+        if let Some(r) = self.unreleased.take() {
+            self.release(r)?;
         }
         loop {
-            // Open the next frame; `None` if the ring is empty.
-            let opened = {
-                match self.rx.peek().map_err(corrupt)? {
-                    None => None,
-                    Some(f) => match self.opener.open(&f, &mut self.scratch) {
-                        Err(_) => {
-                            // Counted in the opener's stats; never delivered.
-                            f.release();
-                            continue;
-                        }
-                        Ok(h) => Some(h),
-                    },
-                }
-            };
-            if let Some(h) = opened {
-                // Not released yet: see `unreleased`.
-                self.unreleased = true;
-                let scratch = std::mem::take(&mut self.scratch);
-                let mut msgs = Vec::new();
-                crate::link::unpack(&h, &scratch, |h, p| {
-                    if let Some(m) = self.message(&h, p) {
-                        msgs.push(m);
-                    }
-                });
-                self.scratch = scratch;
-                if !msgs.is_empty() {
-                    self.inbox.extend(msgs);
+            if let Some(got) = self.take_from(0)? {
+                if got {
                     return Ok(true);
-                }
-                // Nothing for us in it (a control frame, an empty batch).
-                self.unreleased = false;
-                if let Some(f) = self.rx.peek().map_err(corrupt)? {
-                    f.release();
                 }
                 continue;
             }
-            let left = match deadline {
+            let n = self.direct.len();
+            let mut any = false;
+            for i in 0..n {
+                let r = (self.next_direct + i) % n;
+                if let Some(got) = self.take_from(r + 1)? {
+                    self.next_direct = (r + 1) % n;
+                    if got {
+                        return Ok(true);
+                    }
+                    any = true;
+                    break;
+                }
+            }
+            if any {
+                continue;
+            }
+            // Every ring is empty and nothing is held.
+            self.drop_closed_direct();
+            let mut left = match deadline {
                 Some(d) => {
                     let now = Instant::now();
                     if now >= d {
+                        self.send_stats(true);
                         return Ok(false);
                     }
                     Some(d - now)
                 }
                 None => None,
             };
-            self.rx.wait(left);
+            if !self.send_stats(false) {
+                // Counts to report but reported recently: wake up in time.
+                left = Some(left.map_or(STATS_EVERY, |l| l.min(STATS_EVERY)));
+            }
+            self.rx.prepare_wait();
+            for d in &mut self.direct {
+                d.c.prepare_wait();
+            }
+            let this = &*self;
+            this.rx
+                .data_bell()
+                .wait_until(WaitStrategy::default(), left, || {
+                    (this.rx.has_data() || this.direct.iter().any(|d| d.c.has_data())).then_some(())
+                });
         }
+    }
+
+    /// Release the frame at the head of ring `r` (0: main, `i + 1`: direct `i`).
+    fn release(&mut self, r: usize) -> Result<(), LpError> {
+        let c = if r == 0 {
+            &mut self.rx
+        } else {
+            match self.direct.get_mut(r - 1) {
+                Some(d) => &mut d.c,
+                None => return Ok(()),
+            }
+        };
+        if let Some(f) = c.peek().map_err(|e| LpError::Corrupt(e.to_string()))? {
+            f.release();
+        }
+        Ok(())
+    }
+
+    /// Take the next frame of ring `r`: `None` if it is empty; `Some(true)`
+    /// if messages went into the inbox (the frame stays unreleased, see
+    /// `unreleased`), `Some(false)` if the frame held none (released).
+    fn take_from(&mut self, r: usize) -> Result<Option<bool>, LpError> {
+        let (c, opener) = if r == 0 {
+            (&mut self.rx, &mut self.opener)
+        } else {
+            let d = &mut self.direct[r - 1];
+            (&mut d.c, &mut d.opener)
+        };
+        let f = match c.peek() {
+            Ok(Some(f)) => f,
+            Ok(None) => return Ok(None),
+            Err(e) if r == 0 => return Err(LpError::Corrupt(e.to_string())),
+            Err(_) => {
+                // A direct ring with garbage indices: nothing more can be
+                // read from it; the main ring still works.
+                let d = self.direct.remove(r - 1);
+                self.direct_rejected_gone += d.opener.stats().rejected() + 1;
+                return Ok(Some(false));
+            }
+        };
+        let Ok(h) = opener.open(&f, &mut self.scratch) else {
+            // Counted in the opener's stats; never delivered.
+            f.release();
+            return Ok(Some(false));
+        };
+        // `f` is not released here: see `unreleased`.
+        let scratch = std::mem::take(&mut self.scratch);
+        let mut msgs = Vec::new();
+        let mut ctls = Vec::new();
+        crate::link::unpack(&h, &scratch, |h, p| {
+            if h.kind == kind::CONTROL {
+                // Only the manager's own ring carries control.
+                if r == 0 {
+                    ctls.push(p.to_vec());
+                }
+            } else if let Some(m) = self.message(&h, p) {
+                msgs.push(m);
+            }
+        });
+        self.scratch = scratch;
+        for c in &ctls {
+            self.control(c);
+        }
+        if r > 0 {
+            self.direct_msgs += msgs.len() as u64;
+            self.direct_bytes += msgs.iter().map(|m| m.payload.len() as u64).sum::<u64>();
+        }
+        if msgs.is_empty() {
+            self.release(r)?;
+            return Ok(Some(false));
+        }
+        self.unreleased = Some(r);
+        self.inbox.extend(msgs);
+        Ok(Some(true))
+    }
+
+    /// A control frame from the manager.
+    fn control(&mut self, p: &[u8]) {
+        match p.first() {
+            Some(&ctl::ATTACH) => {
+                let (Some(slot), Some(gen)) = (wire::u32_at(p, 1), wire::u32_at(p, 5)) else {
+                    return;
+                };
+                let Ok(name) = std::str::from_utf8(&p[9..]) else {
+                    return;
+                };
+                if self.direct.iter().any(|d| d.name == name) {
+                    return;
+                }
+                let key = self
+                    .rx_key
+                    .as_ref()
+                    .map(|k| k.derive(&wire::direct_label(slot, gen)));
+                match open_ring(&self._session, name).map(|seg| Consumer::attach(&seg)) {
+                    Ok(Ok(c)) => self.direct.push(DirectRx {
+                        c,
+                        opener: Opener::new(key),
+                        name: name.to_owned(),
+                        closing: false,
+                    }),
+                    Ok(Err(e)) | Err(e) => {
+                        eprintln!("shmcollab: cannot attach the direct ring {name}: {e}")
+                    }
+                }
+            }
+            Some(&ctl::DETACH) => {
+                if let Ok(name) = std::str::from_utf8(&p[1..]) {
+                    for d in self.direct.iter_mut().filter(|d| d.name == name) {
+                        d.closing = true;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Drop direct rings whose producer is gone once they are empty (call
+    /// with no frame held).
+    fn drop_closed_direct(&mut self) {
+        let mut gone = 0;
+        self.direct.retain(|d| {
+            let keep = !d.closing || d.c.has_data();
+            if !keep {
+                gone += d.opener.stats().rejected();
+            }
+            keep
+        });
+        self.direct_rejected_gone += gone;
+        if self.next_direct >= self.direct.len() {
+            self.next_direct = 0;
+        }
+    }
+
+    /// Tell the manager what came through direct rings, if that changed and
+    /// was not told within [`STATS_EVERY`] (or `now`). False if something
+    /// is left to tell later.
+    fn send_stats(&mut self, now: bool) -> bool {
+        let cur = [self.direct_msgs, self.direct_bytes, self.direct_rejected()];
+        if cur == self.stats_sent {
+            return true;
+        }
+        if !now && self.stats_at.elapsed() < STATS_EVERY {
+            return false;
+        }
+        let mut p = vec![ctl::STATS];
+        for v in cur {
+            p.extend_from_slice(&v.to_le_bytes());
+        }
+        if self
+            .emit(Self::header(kind::CONTROL, 0, 0), &p, None)
+            .is_ok()
+        {
+            self.stats_sent = cur;
+            self.stats_at = Instant::now();
+            return true;
+        }
+        false
     }
 }
 

@@ -71,6 +71,30 @@ struct Peer {
     report: Option<(FrameHeader, Vec<u8>)>,
     /// Its LP ended for good: nothing is queued for it any more.
     finished: bool,
+    /// The direct ring into the peer's LP (the 4-hop path), once the peer
+    /// offered it: producer, sealer, the LP generation it serves.
+    direct: Option<(Producer, Sealer, u32)>,
+    /// Messages for the peer's LP waiting for room in `direct`.
+    direct_pending: Outbox,
+}
+
+/// A direct ring into our LP from a peer manager (created by us, written by
+/// the peer, read by the LP; by us once the LP it was made for is dead).
+struct DirectIn {
+    peer: u32,
+    peer_gen: u32,
+    lp_gen: u32,
+    name: String,
+    seg: Segment,
+    /// The LP was told to read it (ATTACH queued).
+    attached: bool,
+    /// The peer manager is gone: nothing more is written to it.
+    peer_dead: bool,
+    /// The peer switched to a newer ring: nothing more is written to it.
+    superseded: bool,
+    /// We read it ourselves (its LP is dead): consumer, opener, and whether
+    /// the opener still has to pick up the sequence at the first frame.
+    drain: Option<(Consumer, Opener, bool)>,
 }
 
 struct LpProc {
@@ -155,6 +179,11 @@ pub fn run(dir: &Path, slot: u32) -> anyhow::Result<i32> {
         publish_dirty: false,
         exit: None,
         stop_seen: false,
+        direct_in: Vec::new(),
+        lp_direct: [0; 3],
+        lp_direct_base: [0; 3],
+        direct_rejected_gone: 0,
+        peer_ctl: Vec::new(),
     };
     if let Err(e) = m.spawn_lp() {
         // Not a crash of the manager: restarting it would not help.
@@ -210,9 +239,12 @@ fn remove_stale_rings(session: &Session, slot: u32, gen: u32) {
     let current = format!(".g{gen}");
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let ours = name.starts_with(&mine_lp) || name.contains(&mine_in);
+        let mine_direct = format!("-lp{slot}.g");
+        let ours =
+            name.starts_with(&mine_lp) || name.contains(&mine_in) || name.contains(&mine_direct);
         let this_gen = name.ends_with(&format!("-m{slot}{current}"))
-            || name.starts_with(&format!("lp{slot}{current}."));
+            || name.starts_with(&format!("lp{slot}{current}."))
+            || name.contains(&format!("-lp{slot}{current}."));
         if ours && !this_gen {
             let _ = std::fs::remove_file(e.path());
         }
@@ -256,6 +288,16 @@ struct Manager {
     exit: Option<i32>,
     /// The stop request has been acted on (so it no longer wakes the loop).
     stop_seen: bool,
+    /// Direct rings into our LP.
+    direct_in: Vec<DirectIn>,
+    /// What our current LP says it took from direct rings (messages,
+    /// bytes, rejected frames), and the totals of its dead predecessors.
+    lp_direct: [u64; 3],
+    lp_direct_base: [u64; 3],
+    /// Rejected frames of direct rings we drained and removed.
+    direct_rejected_gone: u64,
+    /// Control frames from peers, handled after their rings are read.
+    peer_ctl: Vec<(u32, Vec<u8>)>,
 }
 
 impl Manager {
@@ -347,7 +389,314 @@ impl Manager {
         self.lp_ready = false;
         let _ = self.registry.set_lp(self.slot, pid, LpState::Running);
         self.report_dirty = true;
+        let up: Vec<u32> = self
+            .peers
+            .values()
+            .filter(|p| p.up)
+            .map(|p| p.slot)
+            .collect();
+        for s in up {
+            self.offer_direct(s);
+        }
         Ok(())
+    }
+
+    // ---- the direct path ----------------------------------------------
+    //
+    // Manager a may write messages for our LP straight into a ring our LP
+    // reads (4 hops per round trip instead of 6). The ring's key derives
+    // from our LP's inbound link key, so the LP holds no other key. Order
+    // per sender is kept: a SWITCH from a, sent on a's ring to us after
+    // everything a routed through us, makes us queue ATTACH for the LP
+    // behind those frames; the LP reads the direct ring only from then on.
+    // When our LP dies we read its direct rings ourselves, so what it did
+    // not release reaches its successor, in order, before the newer rings.
+
+    /// Key of the direct ring from manager `peer` (generation `peer_gen`)
+    /// into our LP of generation `lp_gen`.
+    fn direct_key(&self, peer: u32, peer_gen: u32, lp_gen: u32) -> Option<LinkKey> {
+        let me = wire::manager_endpoint(self.slot, self.gen);
+        let lpe = wire::lp_endpoint(self.slot, self.gen, lp_gen);
+        self.key(me, lpe)
+            .map(|k| k.derive(&wire::direct_label(peer, peer_gen)))
+    }
+
+    /// Create the direct ring from peer `s` into our current LP and offer it.
+    fn offer_direct(&mut self, s: u32) {
+        if !wire::direct_enabled() || !self.lp_up {
+            return;
+        }
+        let Some(peer) = self.peers.get(&s) else {
+            return;
+        };
+        if !peer.up || peer.finished {
+            return;
+        }
+        let (peer_gen, lp_gen) = (peer.gen, self.lp_gen);
+        if self
+            .direct_in
+            .iter()
+            .any(|d| d.peer == s && d.peer_gen == peer_gen && d.lp_gen == lp_gen)
+        {
+            return;
+        }
+        let name = wire::direct_ring(s, peer_gen, self.slot, self.gen, lp_gen);
+        let seg = match create_ring(&self.session, &name, self.plan.ring_capacity) {
+            Ok(seg) => seg,
+            Err(e) => {
+                // The 6-hop path still works.
+                eprintln!("shmcollab: cannot create the direct ring {name}: {e}");
+                return;
+            }
+        };
+        self.direct_in.push(DirectIn {
+            peer: s,
+            peer_gen,
+            lp_gen,
+            name,
+            seg,
+            attached: false,
+            peer_dead: false,
+            superseded: false,
+            drain: None,
+        });
+        let mut p = vec![ctl::OFFER];
+        p.extend_from_slice(&lp_gen.to_le_bytes());
+        p.extend_from_slice(&self.gen.to_le_bytes());
+        self.send_peer_ctl(s, &p);
+    }
+
+    fn send_peer_ctl(&mut self, s: u32, payload: &[u8]) {
+        let h = FrameHeader {
+            kind: kind::CONTROL,
+            src: self.slot,
+            ..Default::default()
+        };
+        if let Some(peer) = self.peers.get_mut(&s) {
+            peer.pending.push(&h, payload);
+        }
+    }
+
+    fn lp_ctl(&mut self, payload: &[u8]) {
+        let h = FrameHeader {
+            kind: kind::CONTROL,
+            src: self.slot,
+            ..Default::default()
+        };
+        self.lp_pending.push(&h, payload);
+    }
+
+    /// Peer `b` offers its LP's direct ring: write there from now on.
+    fn on_offer(&mut self, b: u32, p: &[u8]) {
+        let (Some(lp_gen), Some(bgen)) = (wire::u32_at(p, 1), wire::u32_at(p, 5)) else {
+            return;
+        };
+        let (me, my_gen) = (self.slot, self.gen);
+        let key = self
+            .key(
+                wire::manager_endpoint(b, bgen),
+                wire::lp_endpoint(b, bgen, lp_gen),
+            )
+            .map(|k| k.derive(&wire::direct_label(me, my_gen)));
+        let Some(peer) = self.peers.get_mut(&b) else {
+            return;
+        };
+        if !peer.up || peer.gen != bgen || peer.finished {
+            return;
+        }
+        if peer.direct.as_ref().is_some_and(|d| d.2 >= lp_gen) {
+            return;
+        }
+        let name = wire::direct_ring(me, my_gen, b, bgen, lp_gen);
+        let Ok(seg) = open_ring(&self.session, &name) else {
+            return;
+        };
+        // The LP waits on its main ring's doorbell: ring that one.
+        let bell = open_ring(&self.session, &wire::lp_in_ring(b, bgen))
+            .ok()
+            .and_then(|s| shmcollab_shm::ring::data_bell_ref(&s).ok());
+        let Some(bell) = bell else {
+            return;
+        };
+        let Ok(tx) = Producer::attach(&seg, Some(bell)) else {
+            return;
+        };
+        if let Some((old, _, _)) = peer.direct.as_mut() {
+            old.flush();
+        }
+        peer.direct = Some((tx, Sealer::new(key), lp_gen));
+        let mut m = vec![ctl::SWITCH];
+        m.extend_from_slice(&lp_gen.to_le_bytes());
+        m.extend_from_slice(&my_gen.to_le_bytes());
+        self.send_peer_ctl(b, &m);
+    }
+
+    /// Peer `s` writes into the direct ring of LP generation `lp_gen` from
+    /// now on; all it sent before is routed.
+    fn on_switch(&mut self, s: u32, p: &[u8]) {
+        let (Some(lp_gen), Some(sgen)) = (wire::u32_at(p, 1), wire::u32_at(p, 5)) else {
+            return;
+        };
+        for d in self.direct_in.iter_mut() {
+            if d.peer == s && d.peer_gen == sgen && d.lp_gen < lp_gen {
+                d.superseded = true;
+            }
+        }
+        let Some(i) = self
+            .direct_in
+            .iter()
+            .position(|d| d.peer == s && d.peer_gen == sgen && d.lp_gen == lp_gen)
+        else {
+            return;
+        };
+        if lp_gen != self.lp_gen || !self.lp_up || self.direct_in[i].drain.is_some() {
+            // For an LP that is gone: we read that ring ourselves.
+            return;
+        }
+        // What `s` wrote into older rings goes first (this may remove
+        // finished rings, so the entry is looked up again).
+        self.drain_direct(Some(s), true);
+        let Some(d) = self
+            .direct_in
+            .iter_mut()
+            .find(|d| d.peer == s && d.peer_gen == sgen && d.lp_gen == lp_gen)
+        else {
+            return;
+        };
+        d.attached = true;
+        let mut m = vec![ctl::ATTACH];
+        m.extend_from_slice(&s.to_le_bytes());
+        m.extend_from_slice(&sgen.to_le_bytes());
+        m.extend_from_slice(d.name.as_bytes());
+        let detach = d.peer_dead.then(|| d.name.clone());
+        self.lp_ctl(&m);
+        if let Some(name) = detach {
+            let mut m = vec![ctl::DETACH];
+            m.extend_from_slice(name.as_bytes());
+            self.lp_ctl(&m);
+        }
+    }
+
+    /// Peer `s` has a new generation (or left): its old rings into our LP
+    /// get nothing more.
+    fn direct_peer_gone(&mut self, s: u32, new_gen: Option<u32>) {
+        let mut detach = Vec::new();
+        for d in self.direct_in.iter_mut() {
+            if d.peer == s && Some(d.peer_gen) != new_gen && !d.peer_dead {
+                d.peer_dead = true;
+                if d.attached && d.drain.is_none() {
+                    detach.push(d.name.clone());
+                }
+            }
+        }
+        for name in detach {
+            let mut m = vec![ctl::DETACH];
+            m.extend_from_slice(name.as_bytes());
+            self.lp_ctl(&m);
+        }
+    }
+
+    /// Our LP died: read its direct rings ourselves from here on.
+    fn take_over_direct(&mut self) {
+        let dead = self.lp_gen;
+        // Control frames were for the dead LP only.
+        self.lp_pending.retain(|h| h.kind != kind::CONTROL);
+        for i in 0..self.direct_in.len() {
+            let d = &self.direct_in[i];
+            if d.lp_gen != dead || d.drain.is_some() {
+                continue;
+            }
+            let key = self.direct_key(d.peer, d.peer_gen, d.lp_gen);
+            let d = &mut self.direct_in[i];
+            if let Ok(c) = Consumer::attach(&d.seg) {
+                d.drain = Some((c, Opener::new(key), true));
+                d.attached = false;
+            }
+        }
+        for k in 0..3 {
+            self.lp_direct_base[k] += self.lp_direct[k];
+        }
+        self.lp_direct = [0; 3];
+        self.drain_direct(None, true);
+    }
+
+    /// Move the frames of the direct rings we read ourselves (all, or those
+    /// of peer `only`) to the LP's queue; `all` ignores the backlog limit.
+    /// Rings that are empty and get nothing more are removed.
+    fn drain_direct(&mut self, only: Option<u32>, all: bool) -> bool {
+        let mut work = false;
+        let mut buf = std::mem::take(&mut self.scratch);
+        for d in self.direct_in.iter_mut() {
+            if only.is_some_and(|s| s != d.peer) {
+                continue;
+            }
+            let Some((c, opener, fresh)) = d.drain.as_mut() else {
+                continue;
+            };
+            loop {
+                if !all && self.lp_pending.payload_bytes() > BACKLOG {
+                    break;
+                }
+                let f = match c.peek() {
+                    Ok(Some(f)) => f,
+                    Ok(None) => break,
+                    Err(e) => {
+                        eprintln!(
+                            "shmcollab: direct ring {} is corrupt ({e}); dropped",
+                            d.name
+                        );
+                        self.counters.bad_rings += 1;
+                        d.peer_dead = true;
+                        d.superseded = true;
+                        d.drain = None;
+                        break;
+                    }
+                };
+                if *fresh {
+                    // The dead LP released what it read: pick up there.
+                    if let Ok(h) = FrameHeader::decode(&f) {
+                        opener.resync(h.seq);
+                    }
+                    *fresh = false;
+                }
+                let res = opener.open(&f, &mut buf);
+                f.release();
+                work = true;
+                match res {
+                    Ok(h) => {
+                        let pending = &mut self.lp_pending;
+                        let ok = link::unpack(&h, &buf, |h, p| {
+                            if h.kind != kind::CONTROL {
+                                pending.push(&h, p);
+                            }
+                        });
+                        if !ok {
+                            self.counters.bad_batches += 1;
+                        }
+                    }
+                    Err(_) => self.report_dirty = true,
+                }
+            }
+        }
+        self.scratch = buf;
+        let mut gone = 0;
+        let session = &self.session;
+        self.direct_in.retain(|d| {
+            let done = match &d.drain {
+                Some((c, _, _)) => (d.peer_dead || d.superseded) && !c.has_data(),
+                // Dropped as corrupt.
+                None => d.peer_dead && d.superseded && !d.attached,
+            };
+            if done {
+                if let Some((_, o, _)) = &d.drain {
+                    gone += o.stats().rejected();
+                }
+                let _ = std::fs::remove_file(session.segment_path(&d.name));
+            }
+            !done
+        });
+        self.direct_rejected_gone += gone;
+        work
     }
 
     /// Frames the dead LP never took out of its inbound ring go back to the
@@ -366,7 +715,12 @@ impl Manager {
             if let Ok(h) = FrameHeader::decode(&f) {
                 opener.resync(h.seq);
                 if let Ok(h) = opener.open(&f, &mut buf) {
-                    link::unpack(&h, &buf, |h, p| back.push(&h, p));
+                    link::unpack(&h, &buf, |h, p| {
+                        // Control frames were for the dead LP only.
+                        if h.kind != kind::CONTROL {
+                            back.push(&h, p)
+                        }
+                    });
                 }
             }
             f.release();
@@ -385,6 +739,7 @@ impl Manager {
         self.pump_lp(true)?;
         self.lp_up = false;
         self.reclaim_lp_ring();
+        self.take_over_direct();
         let p = self.lp_plan().clone();
         let ok = status.success();
         let stopping = self.flags.stop.load(Ordering::SeqCst);
@@ -431,7 +786,10 @@ impl Manager {
     /// is left alone, so the LP feels back-pressure instead of this
     /// manager's memory growing.
     fn peer_backlog(&self) -> usize {
-        self.peers.values().map(|p| p.pending.payload_bytes()).sum()
+        self.peers
+            .values()
+            .map(|p| p.pending.payload_bytes() + p.direct_pending.payload_bytes())
+            .sum()
     }
 
     /// Take frames out of the LP's ring and route them.
@@ -524,6 +882,18 @@ impl Manager {
                         self.report_dirty = true;
                     }
                 }
+                Some(&ctl::STATS) => {
+                    let v = |i: usize| {
+                        payload
+                            .get(1 + 8 * i..9 + 8 * i)
+                            .and_then(|b| b.try_into().ok())
+                            .map(u64::from_le_bytes)
+                    };
+                    if let (Some(a), Some(b), Some(c)) = (v(0), v(1), v(2)) {
+                        self.lp_direct = [a, b, c];
+                        self.report_dirty = true;
+                    }
+                }
                 _ => self.counters.dropped += 1,
             },
             _ => self.counters.dropped += 1,
@@ -552,7 +922,11 @@ impl Manager {
             self.counters.dropped += 1;
             return;
         }
-        peer.pending.push(&h, payload);
+        if peer.direct.is_some() {
+            peer.direct_pending.push(&h, payload);
+        } else {
+            peer.pending.push(&h, payload);
+        }
     }
 
     fn pump_peers(&mut self) -> anyhow::Result<bool> {
@@ -576,6 +950,14 @@ impl Manager {
                     self.counters.dropped += dropped as u64;
                     work |= n + dropped > 0;
                     tx.flush();
+                }
+                if let Some((tx, sealer, _)) = peer.direct.as_mut() {
+                    if !peer.direct_pending.is_empty() {
+                        let (n, _, dropped) = peer.direct_pending.drain(tx, sealer);
+                        self.counters.dropped += dropped as u64;
+                        work |= n + dropped > 0;
+                        tx.flush();
+                    }
                 }
                 let mut scratch = std::mem::take(&mut self.scratch);
                 let mut corrupt: Vec<String> = Vec::new();
@@ -641,6 +1023,13 @@ impl Manager {
             }
         }
         self.peers = peers;
+        for (src, p) in std::mem::take(&mut self.peer_ctl) {
+            match p.first() {
+                Some(&ctl::OFFER) => self.on_offer(src, &p),
+                Some(&ctl::SWITCH) => self.on_switch(src, &p),
+                _ => self.counters.dropped += 1,
+            }
+        }
         Ok(work)
     }
 
@@ -664,6 +1053,8 @@ impl Manager {
                 }
                 // Reports of a stale epoch are ignored.
             }
+            // Handled once the peers are back in place (see `pump_peers`).
+            kind::CONTROL => self.peer_ctl.push((h.src, payload.to_vec())),
             _ => self.counters.dropped += 1,
         }
     }
@@ -687,6 +1078,7 @@ impl Manager {
         }
         self.changes_seen = seq;
         let mut created = false;
+        let mut gone = Vec::new();
         for s in 0..self.plan.lps.len() as u32 {
             if s == self.slot {
                 continue;
@@ -702,6 +1094,8 @@ impl Manager {
                     peer.draining.push(old);
                 }
                 peer.tx = None;
+                unsplit_direct(peer);
+                gone.push((s, Some(view.generation)));
                 peer.gen = view.generation;
                 peer.up = true;
                 let name = wire::peer_ring(s, view.generation, self.slot, self.gen);
@@ -725,6 +1119,8 @@ impl Manager {
             } else if !active && peer.up {
                 peer.up = false;
                 peer.tx = None;
+                unsplit_direct(peer);
+                gone.push((s, None));
                 if let Some(old) = peer.rx.take() {
                     peer.draining.push(old);
                 }
@@ -737,6 +1133,12 @@ impl Manager {
                 self.counters.dropped += peer.pending.len() as u64;
                 peer.pending = Outbox::new();
                 self.report_dirty = true;
+            }
+        }
+        for (s, new_gen) in gone {
+            self.direct_peer_gone(s, new_gen);
+            if new_gen.is_some() {
+                self.offer_direct(s);
             }
         }
         if created {
@@ -831,13 +1233,18 @@ impl Manager {
     // ---- reports ------------------------------------------------------
 
     fn report(&self) -> Value {
+        let drains = || self.direct_in.iter().filter_map(|d| d.drain.as_ref());
         let auth_failures = self.lp_opener.stats().rejected()
             + self
                 .peers
                 .values()
                 .flat_map(|p| p.rx.iter().chain(p.draining.iter()))
                 .map(|(_, o, _)| o.stats().rejected())
-                .sum::<u64>();
+                .sum::<u64>()
+            + drains().map(|(_, o, _)| o.stats().rejected()).sum::<u64>()
+            + self.direct_rejected_gone
+            + self.lp_direct_base[2]
+            + self.lp_direct[2];
         let mut rejects = shmcollab_shm::auth::RxStats::default();
         let mut add = |s: &shmcollab_shm::auth::RxStats| {
             rejects.truncated += s.truncated;
@@ -853,6 +1260,9 @@ impl Manager {
                 add(o.stats());
             }
         }
+        for (_, o, _) in drains() {
+            add(o.stats());
+        }
         let lp_state = self
             .registry
             .slot(self.slot)
@@ -867,9 +1277,9 @@ impl Manager {
             "state": lp_state,
             "restarts": self.restarts,
             "subfunctions": self.lp_plan().subfns,
-            "msgs_in": self.counters.msgs_in,
+            "msgs_in": self.counters.msgs_in + self.lp_direct_base[0] + self.lp_direct[0],
             "msgs_out": self.counters.msgs_out,
-            "bytes_in": self.counters.bytes_in,
+            "bytes_in": self.counters.bytes_in + self.lp_direct_base[1] + self.lp_direct[1],
             "bytes_out": self.counters.bytes_out,
             "dropped": self.counters.dropped,
             "bad_batches": self.counters.bad_batches,
@@ -881,7 +1291,8 @@ impl Manager {
                 "replayed": rejects.replayed, "reordered": rejects.reordered,
             },
             "ring_depth": { "to_lp": self.lp_tx.depth(), "from_lp": self.lp_rx.depth() },
-            "pending": self.lp_pending.len() + self.peers.values().map(|p| p.pending.len()).sum::<usize>(),
+            "pending": self.lp_pending.len()
+                + self.peers.values().map(|p| p.pending.len() + p.direct_pending.len()).sum::<usize>(),
             "custom": self.custom,
             "at_ms": monotonic_ms(),
         })
@@ -977,6 +1388,11 @@ impl Manager {
                     p.rx.as_ref().is_some_and(|(c, _, _)| c.has_data())
                         || p.draining.iter().any(|(c, _, _)| c.has_data())
                 }))
+            || (!lp_full
+                && self
+                    .direct_in
+                    .iter()
+                    .any(|d| d.drain.as_ref().is_some_and(|(c, _, _)| c.has_data())))
             || (self.flags.stop.load(Ordering::Relaxed) && !self.stop_seen)
             || self.flags.lp_exited.load(Ordering::Relaxed)
             || self.registry.changes().seq() != self.changes_seen
@@ -989,6 +1405,9 @@ impl Manager {
             self.discover();
             let mut work = self.pump_lp(false)?;
             work |= self.pump_peers()?;
+            if !self.direct_in.is_empty() {
+                work |= self.drain_direct(None, false);
+            }
             work |= self.flush_lp_pending();
             self.lp_tx.flush();
             if self.flags.lp_exited.swap(false, Ordering::SeqCst) {
@@ -1044,10 +1463,10 @@ impl Manager {
                 timeout = timeout.min(Duration::from_millis(10));
             }
             let blocked = !self.lp_pending.is_empty() && self.lp_up
-                || self
-                    .peers
-                    .values()
-                    .any(|p| !p.pending.is_empty() && p.tx.is_some());
+                || self.peers.values().any(|p| {
+                    !p.pending.is_empty() && p.tx.is_some()
+                        || !p.direct_pending.is_empty() && p.direct.is_some()
+                });
             if blocked {
                 // A full ring: its consumer frees space without ringing us.
                 timeout = timeout.min(Duration::from_micros(200));
@@ -1070,10 +1489,10 @@ impl Manager {
         // Give queued frames to live peers a moment to go out.
         let until = Instant::now() + Duration::from_millis(500);
         while Instant::now() < until
-            && self
-                .peers
-                .values()
-                .any(|p| p.up && p.tx.is_some() && !p.pending.is_empty())
+            && self.peers.values().any(|p| {
+                p.up && (p.tx.is_some() && !p.pending.is_empty()
+                    || p.direct.is_some() && !p.direct_pending.is_empty())
+            })
         {
             let _ = self.pump_peers();
             std::thread::sleep(Duration::from_millis(1));
@@ -1096,6 +1515,16 @@ impl Manager {
     }
 }
 
+/// The peer's manager changed: its LP's direct ring is gone with it; what
+/// waits for it goes the 6-hop way, after what already waits there.
+fn unsplit_direct(peer: &mut Peer) {
+    peer.direct = None;
+    if !peer.direct_pending.is_empty() {
+        let later = std::mem::take(&mut peer.direct_pending);
+        later.for_each(|h, p| peer.pending.push(&h, p));
+    }
+}
+
 impl Peer {
     fn new(slot: u32) -> Peer {
         Peer {
@@ -1108,6 +1537,8 @@ impl Peer {
             pending: Outbox::new(),
             report: None,
             finished: false,
+            direct: None,
+            direct_pending: Outbox::new(),
         }
     }
 }

@@ -34,6 +34,53 @@ pub mod ctl {
     pub const READY: u8 = 1;
     /// Custom state: `key \0 value`.
     pub const REPORT: u8 = 2;
+    /// LP -> manager: counters of what the LP took from its direct rings
+    /// (messages, bytes, authentication failures: three u64 LE, totals).
+    pub const STATS: u8 = 3;
+    /// Manager -> LP: start reading a direct ring: `peer slot u32, peer
+    /// generation u32, ring name`. Sent after every frame of that peer that
+    /// must come first.
+    pub const ATTACH: u8 = 16;
+    /// Manager -> LP: the direct ring `name` gets nothing more; drop it once
+    /// it is empty.
+    pub const DETACH: u8 = 17;
+    /// Manager b -> manager a: "write straight into LP b's direct ring of
+    /// LP generation `lp_gen u32`; my generation is `u32`".
+    pub const OFFER: u8 = 32;
+    /// Manager a -> manager b: "everything for your LP after this goes into
+    /// the direct ring of LP generation `lp_gen u32`; my generation is `u32`".
+    pub const SWITCH: u8 = 33;
+}
+
+/// Whether managers offer the direct path (manager a writing straight into
+/// LP b's direct ring, 4 hops per round trip instead of 6). On unless
+/// `SHMCOLAB_DIRECT=0` (for measuring the difference).
+pub fn direct_enabled() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("SHMCOLAB_DIRECT").map_or(true, |v| v != "0"))
+}
+
+/// Direct ring from manager `from` (generation `from_gen`) to the LP of
+/// slot `lp` (manager generation `lp_mgr_gen`, LP generation `lp_gen`),
+/// created by the LP's manager.
+pub fn direct_ring(from: u32, from_gen: u32, lp: u32, lp_mgr_gen: u32, lp_gen: u32) -> String {
+    format!("m{from}.g{from_gen}-lp{lp}.g{lp_mgr_gen}.{lp_gen}")
+}
+
+/// Label of the sub-key of a direct ring from manager `from` (generation
+/// `from_gen`): derived from the key of the LP's own inbound link, so the LP
+/// holds no key but its own.
+pub fn direct_label(from: u32, from_gen: u32) -> Vec<u8> {
+    let mut l = b"direct".to_vec();
+    l.extend_from_slice(&from.to_le_bytes());
+    l.extend_from_slice(&from_gen.to_le_bytes());
+    l
+}
+
+/// Read a little-endian u32 at `at` of `b`, if it is there.
+pub fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    b.get(at..at + 4)
+        .map(|x| u32::from_le_bytes([x[0], x[1], x[2], x[3]]))
 }
 
 /// Endpoint id of manager `slot` (for key derivation).

@@ -149,6 +149,8 @@ pub struct Endpoint {
 #[derive(Clone)]
 pub struct LinkKey([u8; LINK_KEY_LEN]);
 
+const SUBKEY_SALT: &[u8] = b"shmcollab sub-link key v1";
+
 impl LinkKey {
     /// Wraps key bytes, e.g. received by an LP from its manager.
     pub fn from_bytes(bytes: [u8; LINK_KEY_LEN]) -> LinkKey {
@@ -158,6 +160,19 @@ impl LinkKey {
     /// The key bytes, e.g. to hand an LP the key of its link. Handle with care.
     pub fn as_bytes(&self) -> &[u8; LINK_KEY_LEN] {
         &self.0
+    }
+
+    /// A key derived from this one for `label` (HKDF-SHA256): the key of a
+    /// sub-link that the holder of this key can check without holding any
+    /// other key.
+    pub fn derive(&self, label: &[u8]) -> LinkKey {
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, SUBKEY_SALT).extract(&self.0);
+        let mut key = [0u8; LINK_KEY_LEN];
+        // 16 bytes is far below HKDF-SHA256's limit, so this cannot fail.
+        prk.expand(&[label], &AES_128_GCM)
+            .and_then(|okm| okm.fill(&mut key))
+            .expect("HKDF output length within limits");
+        LinkKey(key)
     }
 
     fn aead_key(&self) -> LessSafeKey {

@@ -310,6 +310,17 @@ mod shmring {
         )
     }
 
+    /// The data doorbell of the ring in `seg`, for a producer of another
+    /// ring whose consumer waits on this one (an LP reading several rings
+    /// waits on its main ring's doorbell).
+    pub fn data_bell_ref(seg: &Segment) -> Result<BellRef, OpenError> {
+        let (mem, _) = mem(seg)?;
+        let bell: *const Doorbell = &mem.hdr().data_bell.0;
+        // SAFETY: `bell` points at the aligned doorbell inside the header of
+        // `seg`'s mapping (validated by `mem`); BellRef keeps `seg` mapped.
+        Ok(unsafe { BellRef::new(seg.clone(), bell) })
+    }
+
     /// Open ring segment `name` of `session`.
     pub fn open_ring(session: &Session, name: &str) -> Result<Segment, OpenError> {
         let seg = Segment::open(session, name, SegmentKind::Ring)?;
@@ -377,7 +388,7 @@ mod shmring {
     }
 }
 #[cfg(not(loom))]
-pub use shmring::{create_ring, open_ring};
+pub use shmring::{create_ring, data_bell_ref, open_ring};
 
 /// An in-process ring on the heap (tests, benchmarks, loom models).
 pub fn heap_ring(capacity: usize) -> (Producer, Consumer) {
@@ -913,6 +924,12 @@ impl Consumer {
         } else {
             self.mem.hdr().space_bell.0.ring_relaxed();
         }
+    }
+
+    /// Tell the producer about all released space; call before waiting on
+    /// another doorbell than this ring's (what [`Consumer::wait`] does).
+    pub fn prepare_wait(&mut self) {
+        self.signal_space();
     }
 
     /// Wait up to `timeout` (forever if `None`) until a frame is published.
