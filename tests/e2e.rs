@@ -335,6 +335,23 @@ fn pong_killed_mid_stream_loses_nothing() {
         .filter(|(_, s)| !**s)
         .map(|(i, _)| i)
         .collect();
+    // And in order: one step back at most, where the restarted pong got
+    // again what its predecessor had not released; +1 everywhere else.
+    let logged: Vec<u64> = bytes
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    let odd: Vec<(usize, u64, u64)> = logged
+        .windows(2)
+        .enumerate()
+        .filter(|(_, w)| w[1] != w[0] + 1)
+        .map(|(i, w)| (i, w[0], w[1]))
+        .collect();
+    assert!(
+        odd.len() <= 1 && odd.iter().all(|&(_, a, b)| b <= a),
+        "out of order (position, previous, next): {:?}",
+        &odd[..odd.len().min(10)]
+    );
     assert!(
         missing.is_empty(),
         "{} messages lost, first {:?}",
@@ -401,6 +418,73 @@ fn forged_frame_is_rejected_counted_and_the_collaboration_goes_on() {
     let (code, stdout, stderr) = run.wait(Duration::from_secs(60));
     assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stdout.contains("round trips of 64 B"), "{stdout}");
+}
+
+/// A frame forged into a direct ring (manager a -> LP b, the 4-hop path)
+/// is rejected by LP b, counted in its status, and the ring still works.
+#[test]
+fn forged_frame_in_a_direct_ring_is_rejected_and_counted() {
+    use shmcollab::shm::frame::{kind, FrameHeader};
+    use shmcollab::shm::ring::{data_bell_ref, open_ring, Producer};
+    use shmcollab::shm::segment::Session;
+    let dir = TempDir::new("forged");
+    let go = dir.0.join("go");
+    let name = unique("fd");
+    let go_arg = go.display().to_string();
+    let cfg_path = pingpong_config(&dir.0, &name, &["wait", &go_arg], "", false);
+    let run = Launched::start(&cfg_path, &name);
+    wait_status(&name, "both LPs ready", |v| {
+        ["ping", "pong"]
+            .iter()
+            .all(|n| lp_entry(v, n).is_some_and(|l| l["state"] == "ready"))
+    });
+    // ping (slot 0) waits for the go file, so its manager writes nothing
+    // into pong's (slot 1) direct ring from it: the test may.
+    let sdir = session_dirs(&name).pop().expect("session directory");
+    let names: Vec<String> = std::fs::read_dir(&sdir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().into_string().unwrap())
+        .collect();
+    let direct = names
+        .iter()
+        .find(|n| n.starts_with("m0.") && n.contains("-lp1."))
+        .unwrap_or_else(|| panic!("no direct ring into pong among {names:?}"));
+    let main_in = names
+        .iter()
+        .find(|n| n.starts_with("lp1.") && n.ends_with(".in"))
+        .expect("pong's inbound ring");
+    let session = Session::open(&sdir).unwrap();
+    // Ring the doorbell pong waits on, as ping's manager would.
+    let bell = data_bell_ref(&open_ring(&session, main_in).unwrap()).unwrap();
+    let mut p = Producer::attach(&open_ring(&session, direct).unwrap(), Some(bell)).unwrap();
+    let hdr = FrameHeader {
+        version: 1,
+        kind: kind::DATA,
+        payload_len: 16,
+        seq: 0,
+        dst: 1,
+        ..Default::default()
+    };
+    let mut frame = hdr.encode().to_vec();
+    frame.extend_from_slice(&[0x41u8; 16]);
+    frame.extend_from_slice(&[0x99; 16]); // a made-up tag
+    let mut crc = crc32c::crc32c(&frame[..28]);
+    crc = crc32c::crc32c_append(crc, &frame[32..]);
+    frame[28..32].copy_from_slice(&crc.to_le_bytes());
+    p.try_send(&frame).unwrap();
+    drop(p);
+    let v = wait_status(&name, "the forged frame counted", |v| {
+        lp_entry(v, "pong").is_some_and(|l| l["auth_failures"].as_u64() >= Some(1))
+    });
+    let l = lp_entry(&v, "pong").unwrap();
+    assert_eq!(l["auth_failures"], 1, "{l}");
+    assert_eq!(l["msgs_in"], 0, "{l}");
+    // The ring still carries ping's real requests.
+    std::fs::write(&go, b"go").unwrap();
+    let (code, stdout, stderr) = run.wait(Duration::from_secs(60));
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("100 round trips of 64 B"), "{stdout}");
 }
 
 #[test]
