@@ -1451,7 +1451,9 @@ impl Manager {
             if let Some(code) = self.exit {
                 return Ok(self.shutdown(code));
             }
-            if work {
+            // Another full turn only if input is waiting: else the wait
+            // below (which checks for input first) is cheaper than a turn.
+            if work && self.any_input() {
                 continue;
             }
             // Sleep until a frame, a registry change, a signal or a timer.
