@@ -9,9 +9,11 @@
 //! ```
 //!
 //! An LP holds only the keys of its own link to its manager; every frame it
-//! sends is sealed with one, every frame it receives opened with the other.
-//! The manager stamps the sender of every message, so `Message::from` is the
-//! slot of the LP whose manager forwarded it, whatever that LP wrote.
+//! sends is sealed with one, every frame it receives opened with the other
+//! or, on a direct ring (another manager writing straight to this LP), with
+//! a key derived from it. The sending manager stamps the sender of every
+//! message, so `Message::from` is the slot of the LP whose manager forwarded
+//! it, whatever that LP wrote.
 
 use crate::wire::{self, ctl, env, FLAG_DST_LP};
 use shmcollab_shm::auth::{LinkKey, Opener, Sealer};
@@ -707,14 +709,23 @@ impl Lp {
     /// with no frame held).
     fn drop_closed_direct(&mut self) {
         let mut gone = 0;
+        let mut names = Vec::new();
         self.direct.retain(|d| {
             let keep = !d.closing || d.c.has_data();
             if !keep {
                 gone += d.opener.stats().rejected();
+                names.push(d.name.clone());
             }
             keep
         });
         self.direct_rejected_gone += gone;
+        // The manager removes the ring once told (best effort: if the ring
+        // to it is full, the ring is removed when this LP ends instead).
+        for name in names {
+            let mut p = vec![ctl::DETACHED];
+            p.extend_from_slice(name.as_bytes());
+            let _ = self.emit(Self::header(kind::CONTROL, 0, 0), &p, None);
+        }
         if self.next_direct >= self.direct.len() {
             self.next_direct = 0;
         }

@@ -14,8 +14,10 @@
 //!
 //! Rings (segments in the session directory, see [`crate::wire`]):
 //! `lp<slot>.g<gen>.in` (manager -> LP), `lp<slot>.g<gen>.out` (LP ->
-//! manager), and per peer `m<from>.g<gen>-m<to>.g<gen>`, created by the
-//! receiving manager when it discovers the sender.
+//! manager), per peer `m<from>.g<gen>-m<to>.g<gen>`, created by the
+//! receiving manager when it discovers the sender, and per peer and LP
+//! generation the direct ring `m<from>.g<gen>-lp<slot>.g<gen>.<lp gen>`
+//! (peer manager -> our LP; see "the direct path" below).
 
 use crate::plan::{CoordinatorChoice, Plan, RestartIntensity, RestartType};
 use crate::wire::{self, ctl, FLAG_DST_LP};
@@ -92,6 +94,9 @@ struct DirectIn {
     peer_dead: bool,
     /// The peer switched to a newer ring: nothing more is written to it.
     superseded: bool,
+    /// The peer's SWITCH for this ring was routed: everything it sent us
+    /// before writing here is queued, so this ring's frames may follow.
+    switched: bool,
     /// We read it ourselves (its LP is dead): consumer, opener, and whether
     /// the opener still has to pick up the sequence at the first frame.
     drain: Option<(Consumer, Opener, bool)>,
@@ -458,6 +463,7 @@ impl Manager {
             attached: false,
             peer_dead: false,
             superseded: false,
+            switched: false,
             drain: None,
         });
         let mut p = vec![ctl::OFFER];
@@ -528,15 +534,23 @@ impl Manager {
         let mut m = vec![ctl::SWITCH];
         m.extend_from_slice(&lp_gen.to_le_bytes());
         m.extend_from_slice(&my_gen.to_le_bytes());
+        // For this generation of b only: a SWITCH still queued when b
+        // restarts must not match the new b's ring of the same LP generation.
+        m.extend_from_slice(&bgen.to_le_bytes());
         self.send_peer_ctl(b, &m);
     }
 
     /// Peer `s` writes into the direct ring of LP generation `lp_gen` from
     /// now on; all it sent before is routed.
     fn on_switch(&mut self, s: u32, p: &[u8]) {
-        let (Some(lp_gen), Some(sgen)) = (wire::u32_at(p, 1), wire::u32_at(p, 5)) else {
+        let (Some(lp_gen), Some(sgen), Some(to_gen)) =
+            (wire::u32_at(p, 1), wire::u32_at(p, 5), wire::u32_at(p, 9))
+        else {
             return;
         };
+        if to_gen != self.gen {
+            return;
+        }
         for d in self.direct_in.iter_mut() {
             if d.peer == s && d.peer_gen == sgen && d.lp_gen < lp_gen {
                 d.superseded = true;
@@ -549,8 +563,11 @@ impl Manager {
         else {
             return;
         };
+        self.direct_in[i].switched = true;
         if lp_gen != self.lp_gen || !self.lp_up || self.direct_in[i].drain.is_some() {
-            // For an LP that is gone: we read that ring ourselves.
+            // For an LP that is gone: we read that ring ourselves, from now
+            // on (everything `s` sent before is queued already).
+            self.drain_direct(Some(s), true);
             return;
         }
         // What `s` wrote into older rings goes first (this may remove
@@ -581,12 +598,25 @@ impl Manager {
     /// get nothing more.
     fn direct_peer_gone(&mut self, s: u32, new_gen: Option<u32>) {
         let mut detach = Vec::new();
-        for d in self.direct_in.iter_mut() {
+        let mut take = Vec::new();
+        for (i, d) in self.direct_in.iter_mut().enumerate() {
             if d.peer == s && Some(d.peer_gen) != new_gen && !d.peer_dead {
                 d.peer_dead = true;
                 if d.attached && d.drain.is_none() {
                     detach.push(d.name.clone());
+                } else if d.drain.is_none() {
+                    take.push(i);
                 }
+            }
+        }
+        // Never attached: read what the dead writer left (usually nothing)
+        // ourselves, then remove the ring.
+        for i in take {
+            let d = &self.direct_in[i];
+            let key = self.direct_key(d.peer, d.peer_gen, d.lp_gen);
+            let d = &mut self.direct_in[i];
+            if let Ok(c) = Consumer::attach(&d.seg) {
+                d.drain = Some((c, Opener::new(key), true));
             }
         }
         for name in detach {
@@ -630,6 +660,11 @@ impl Manager {
             if only.is_some_and(|s| s != d.peer) {
                 continue;
             }
+            // Not before the writer's SWITCH: frames it routed through us
+            // earlier must be queued first.
+            if !(d.switched || d.peer_dead) {
+                continue;
+            }
             let Some((c, opener, fresh)) = d.drain.as_mut() else {
                 continue;
             };
@@ -653,15 +688,19 @@ impl Manager {
                     }
                 };
                 if *fresh {
-                    // The dead LP released what it read: pick up there.
+                    // The dead LP released what it read: pick up there, at
+                    // the sequence of the first frame that authenticates (a
+                    // forged head frame cannot push it past the real ones).
                     if let Ok(h) = FrameHeader::decode(&f) {
                         opener.resync(h.seq);
                     }
-                    *fresh = false;
                 }
                 let res = opener.open(&f, &mut buf);
                 f.release();
                 work = true;
+                if res.is_ok() {
+                    *fresh = false;
+                }
                 match res {
                     Ok(h) => {
                         let pending = &mut self.lp_pending;
@@ -882,6 +921,17 @@ impl Manager {
                         self.report_dirty = true;
                     }
                 }
+                Some(&ctl::DETACHED) => {
+                    let name = String::from_utf8_lossy(&payload[1..]).into_owned();
+                    let session = &self.session;
+                    self.direct_in.retain(|d| {
+                        let done = d.name == name && d.drain.is_none() && d.peer_dead;
+                        if done {
+                            let _ = std::fs::remove_file(session.segment_path(&d.name));
+                        }
+                        !done
+                    });
+                }
                 Some(&ctl::STATS) => {
                     let v = |i: usize| {
                         payload
@@ -1095,6 +1145,8 @@ impl Manager {
                 }
                 peer.tx = None;
                 unsplit_direct(peer);
+                // OFFER and SWITCH were for its predecessor.
+                peer.pending.retain(|h| h.kind != kind::CONTROL);
                 gone.push((s, Some(view.generation)));
                 peer.gen = view.generation;
                 peer.up = true;
@@ -1475,6 +1527,15 @@ impl Manager {
             }
             if self.report_dirty || self.publish_dirty {
                 timeout = timeout.min(Duration::from_millis(20));
+            }
+            if self
+                .direct_in
+                .iter()
+                .any(|d| d.drain.is_some() && !d.peer_dead && !d.superseded)
+            {
+                // Rings of our dead LP that a live peer still writes: it
+                // rings the LP's doorbell, not ours.
+                timeout = timeout.min(Duration::from_millis(1));
             }
             let this = &*self;
             let bell = this

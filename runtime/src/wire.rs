@@ -37,6 +37,8 @@ pub mod ctl {
     /// LP -> manager: counters of what the LP took from its direct rings
     /// (messages, bytes, authentication failures: three u64 LE, totals).
     pub const STATS: u8 = 3;
+    /// LP -> manager: the LP dropped the (empty, closing) direct ring `name`.
+    pub const DETACHED: u8 = 4;
     /// Manager -> LP: start reading a direct ring: `peer slot u32, peer
     /// generation u32, ring name`. Sent after every frame of that peer that
     /// must come first.
