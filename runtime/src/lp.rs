@@ -552,6 +552,11 @@ impl Lp {
                 if let Some(got) = self.take_from(r + 1)? {
                     self.next_direct = (r + 1) % n;
                     if got {
+                        // Under steady load the rings are never all empty:
+                        // tell the manager now and then anyway.
+                        if self.direct_msgs.is_multiple_of(256) {
+                            self.send_stats(false);
+                        }
                         return Ok(true);
                     }
                     any = true;
@@ -623,9 +628,11 @@ impl Lp {
             Err(e) if r == 0 => return Err(LpError::Corrupt(e.to_string())),
             Err(_) => {
                 // A direct ring with garbage indices: nothing more can be
-                // read from it; the main ring still works.
+                // read from it here; the main ring still works. The manager
+                // is told, so that the writer's frames are not stranded.
                 let d = self.direct.remove(r - 1);
                 self.direct_rejected_gone += d.opener.stats().rejected() + 1;
+                self.lost(&d.name);
                 return Ok(Some(false));
             }
         };
@@ -690,7 +697,9 @@ impl Lp {
                         closing: false,
                     }),
                     Ok(Err(e)) | Err(e) => {
-                        eprintln!("shmcollab: cannot attach the direct ring {name}: {e}")
+                        eprintln!("shmcollab: cannot attach the direct ring {name}: {e}");
+                        let name = name.to_owned();
+                        self.lost(&name);
                     }
                 }
             }
@@ -703,6 +712,13 @@ impl Lp {
             }
             _ => {}
         }
+    }
+
+    /// Tell the manager that this LP cannot read direct ring `name`.
+    fn lost(&mut self, name: &str) {
+        let mut p = vec![ctl::LOST];
+        p.extend_from_slice(name.as_bytes());
+        let _ = self.emit(Self::header(kind::CONTROL, 0, 0), &p, Some(None));
     }
 
     /// Drop direct rings whose producer is gone once they are empty (call

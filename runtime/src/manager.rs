@@ -626,6 +626,26 @@ impl Manager {
         }
     }
 
+    /// Our LP cannot read direct ring `name`: read it ourselves. Frames
+    /// its LP consumed before are not read again (the consumer resumes at
+    /// the ring's head).
+    fn take_over_ring(&mut self, name: &str) {
+        let Some(i) = self
+            .direct_in
+            .iter()
+            .position(|d| d.name == name && d.drain.is_none())
+        else {
+            return;
+        };
+        let d = &self.direct_in[i];
+        let key = self.direct_key(d.peer, d.peer_gen, d.lp_gen);
+        let d = &mut self.direct_in[i];
+        if let Ok(c) = Consumer::attach(&d.seg) {
+            d.drain = Some((c, Opener::new(key), true));
+            d.attached = false;
+        }
+    }
+
     /// Our LP died: read its direct rings ourselves from here on.
     fn take_over_direct(&mut self) {
         let dead = self.lp_gen;
@@ -931,6 +951,16 @@ impl Manager {
                         }
                         !done
                     });
+                }
+                Some(&ctl::LOST) => {
+                    let name = String::from_utf8_lossy(&payload[1..]).into_owned();
+                    eprintln!(
+                        "shmcollab: {} cannot read the direct ring {name}; its manager reads it",
+                        self.lp_plan().name
+                    );
+                    self.counters.bad_rings += 1;
+                    self.report_dirty = true;
+                    self.take_over_ring(&name);
                 }
                 Some(&ctl::STATS) => {
                     let v = |i: usize| {

@@ -39,6 +39,9 @@ pub mod ctl {
     pub const STATS: u8 = 3;
     /// LP -> manager: the LP dropped the (empty, closing) direct ring `name`.
     pub const DETACHED: u8 = 4;
+    /// LP -> manager: the LP cannot read direct ring `name` (it would not
+    /// open, or its indices are garbage); the manager reads it instead.
+    pub const LOST: u8 = 5;
     /// Manager -> LP: start reading a direct ring: `peer slot u32, peer
     /// generation u32, ring name`. Sent after every frame of that peer that
     /// must come first.
