@@ -1,0 +1,131 @@
+/* The floor under the LP round trip: K processes passing a token around a
+ * ring of shared-memory words, each waiting by sched_yield (what shmcollab's
+ * processes do with more processes than cores), next to a Unix socket round
+ * trip between two processes. No crypto, no routing, no rings.
+ *
+ *   cc -O2 -o /tmp/yield_chain benches/floor/yield_chain.c && /tmp/yield_chain
+ *
+ * Prints p50/p99 of 20,000 rounds each: socket, token ring of 2 (the two
+ * processes pinned to one CPU), 4 and 6 processes (unpinned), socket again.
+ */
+#define _GNU_SOURCE
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define N 20000
+
+static double now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e9 + t.tv_nsec;
+}
+
+static int cmp(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void report(const char *what, double *lat) {
+    qsort(lat, N, sizeof(double), cmp);
+    printf("%-32s p50 %6.2f us  p99 %6.2f us\n", what, lat[N / 2] / 1e3, lat[N * 99 / 100] / 1e3);
+}
+
+static void pin(int cpu) {
+    cpu_set_t s;
+    CPU_ZERO(&s);
+    CPU_SET(cpu, &s);
+    sched_setaffinity(0, sizeof s, &s);
+}
+
+typedef struct {
+    _Atomic long v;
+    char pad[56];
+} word;
+
+/* Process i waits for its word to change, then writes the next one. */
+static void token_ring(int k, int pin_cpu, const char *what) {
+    static double lat[N];
+    word *w = mmap(0, sizeof(word) * 16, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    memset(w, 0, sizeof(word) * 16);
+    for (int i = 1; i < k; i++) {
+        if (fork() == 0) {
+            if (pin_cpu >= 0) pin(pin_cpu);
+            long seen = 0, v;
+            for (;;) {
+                while ((v = atomic_load(&w[i].v)) == seen) sched_yield();
+                seen = v;
+                if (v < 0) {
+                    if (i + 1 < k) atomic_store(&w[i + 1].v, -1);
+                    _exit(0);
+                }
+                atomic_store(&w[(i + 1) % k].v, v);
+            }
+        }
+    }
+    if (pin_cpu >= 0) pin(pin_cpu);
+    long seen = 0, v;
+    for (int r = 0; r < N; r++) {
+        double t = now_ns();
+        atomic_store(&w[1].v, r + 1);
+        while ((v = atomic_load(&w[0].v)) == seen) sched_yield();
+        seen = v;
+        lat[r] = now_ns() - t;
+    }
+    atomic_store(&w[1].v, -1);
+    while (wait(0) > 0) {}
+    if (pin_cpu >= 0) {
+        cpu_set_t all;
+        CPU_ZERO(&all);
+        for (int c = 0; c < CPU_SETSIZE; c++) CPU_SET(c, &all);
+        sched_setaffinity(0, sizeof all, &all);
+    }
+    report(what, lat);
+}
+
+static void socket_rtt(void) {
+    static double lat[N];
+    int sv[2];
+    char b[64] = {0};
+    socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+    if (fork() == 0) {
+        close(sv[0]);
+        for (;;) {
+            int got = 0;
+            while (got < 64) {
+                ssize_t n = read(sv[1], b + got, 64 - got);
+                if (n <= 0) _exit(0);
+                got += n;
+            }
+            if (write(sv[1], b, 64) != 64) _exit(1);
+        }
+    }
+    close(sv[1]);
+    for (int r = 0; r < N; r++) {
+        double t = now_ns();
+        if (write(sv[0], b, 64) != 64) exit(1);
+        int got = 0;
+        while (got < 64) got += read(sv[0], b + got, 64 - got);
+        lat[r] = now_ns() - t;
+    }
+    close(sv[0]);
+    wait(0);
+    report("unix socket round trip, 64 B", lat);
+}
+
+int main(void) {
+    setvbuf(stdout, 0, _IOLBF, 0);
+    socket_rtt();
+    token_ring(2, 0, "yield token ring, 2 on one CPU");
+    token_ring(4, -1, "yield token ring, 4 processes");
+    token_ring(6, -1, "yield token ring, 6 processes");
+    socket_rtt();
+    return 0;
+}
