@@ -539,6 +539,17 @@ impl Lp {
             self.release(r)?;
         }
         loop {
+            // A closing ring first: its writer's manager is gone, and the
+            // frames it left come before anything its successor sends
+            // (which arrives behind the DETACH on the main ring).
+            if let Some(r) = self.direct.iter().position(|d| d.closing && d.c.has_data()) {
+                if let Some(got) = self.take_from(r + 1)? {
+                    if got {
+                        return Ok(true);
+                    }
+                    continue;
+                }
+            }
             if let Some(got) = self.take_from(0)? {
                 if got {
                     return Ok(true);
