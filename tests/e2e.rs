@@ -360,49 +360,69 @@ fn pong_killed_mid_stream_loses_nothing() {
     );
 }
 
-#[test]
-fn forged_frame_is_rejected_counted_and_the_collaboration_goes_on() {
-    use shmcollab::shm::frame::{kind, FrameHeader};
-    use shmcollab::shm::ring::{open_ring, Producer};
-    use shmcollab::shm::segment::Session;
-    let dir = TempDir::new("forge");
+/// A pingpong whose ping (slot 0) waits for the file `go` before 100 round
+/// trips, launched and both LPs ready: (launch, go file, session dir).
+fn idle_pingpong(dir: &TempDir, name: &str) -> (Launched, PathBuf, PathBuf) {
     let go = dir.0.join("go");
-    let name = unique("fg");
     let go_arg = go.display().to_string();
-    let cfg_path = pingpong_config(&dir.0, &name, &["wait", &go_arg], "", false);
-    let run = Launched::start(&cfg_path, &name);
-    wait_status(&name, "both LPs ready", |v| {
+    let cfg_path = pingpong_config(&dir.0, name, &["wait", &go_arg], "", false);
+    let run = Launched::start(&cfg_path, name);
+    wait_status(name, "both LPs ready", |v| {
         ["ping", "pong"]
             .iter()
             .all(|n| lp_entry(v, n).is_some_and(|l| l["state"] == "ready"))
     });
-    // ping (slot 0) is idle now, waiting for the go file: write a frame into
-    // its outbound ring, well formed (valid CRC) but sealed with no key.
-    let sdir = session_dirs(&name).pop().expect("session directory");
-    let ring = std::fs::read_dir(&sdir)
+    let sdir = session_dirs(name).pop().expect("session directory");
+    (run, go, sdir)
+}
+
+/// The segment names in session directory `sdir`.
+fn segment_names(sdir: &Path) -> Vec<String> {
+    std::fs::read_dir(sdir)
         .unwrap()
         .flatten()
         .map(|e| e.file_name().into_string().unwrap())
-        .find(|n| n.starts_with("lp0.") && n.ends_with(".out"))
-        .expect("ping's outbound ring");
-    let session = Session::open(&sdir).unwrap();
-    let mut p = Producer::attach(&open_ring(&session, &ring).unwrap(), None).unwrap();
-    let payload = [0x41u8; 16];
+        .collect()
+}
+
+/// A DATA frame to `dst` with sequence `seq`, well formed (valid CRC) but
+/// sealed with no key: a made-up tag.
+fn forged_frame(seq: u64, dst: u32) -> Vec<u8> {
+    use shmcollab::shm::frame::{kind, FrameHeader};
     let hdr = FrameHeader {
         version: 1,
         kind: kind::DATA,
         payload_len: 16,
-        seq: 1,
-        dst: 1,
+        seq,
+        dst,
         ..Default::default()
     };
     let mut frame = hdr.encode().to_vec();
-    frame.extend_from_slice(&payload);
-    frame.extend_from_slice(&[0x99; 16]); // a made-up tag
+    frame.extend_from_slice(&[0x41u8; 16]);
+    frame.extend_from_slice(&[0x99; 16]);
     let mut crc = crc32c::crc32c(&frame[..28]);
     crc = crc32c::crc32c_append(crc, &frame[32..]);
     frame[28..32].copy_from_slice(&crc.to_le_bytes());
-    p.try_send(&frame).unwrap();
+    frame
+}
+
+#[test]
+fn forged_frame_is_rejected_counted_and_the_collaboration_goes_on() {
+    use shmcollab::shm::ring::{open_ring, Producer};
+    use shmcollab::shm::segment::Session;
+    let dir = TempDir::new("forge");
+    let name = unique("fg");
+    let (run, go, sdir) = idle_pingpong(&dir, &name);
+    // ping (slot 0) is idle now, waiting for the go file: write a forged
+    // frame into its outbound ring.
+    let ring = segment_names(&sdir)
+        .into_iter()
+        .find(|n| n.starts_with("lp0.") && n.ends_with(".out"))
+        .expect("ping's outbound ring");
+    let session = Session::open(&sdir).unwrap();
+    let mut p = Producer::attach(&open_ring(&session, &ring).unwrap(), None).unwrap();
+    // Sequence 1: ping sent its READY as 0.
+    p.try_send(&forged_frame(1, 1)).unwrap();
     drop(p);
     let v = wait_status(&name, "the forged frame counted", |v| {
         lp_entry(v, "ping").is_some_and(|l| l["auth_failures"].as_u64() >= Some(1))
@@ -424,28 +444,14 @@ fn forged_frame_is_rejected_counted_and_the_collaboration_goes_on() {
 /// is rejected by LP b, counted in its status, and the ring still works.
 #[test]
 fn forged_frame_in_a_direct_ring_is_rejected_and_counted() {
-    use shmcollab::shm::frame::{kind, FrameHeader};
     use shmcollab::shm::ring::{data_bell_ref, open_ring, Producer};
     use shmcollab::shm::segment::Session;
     let dir = TempDir::new("forged");
-    let go = dir.0.join("go");
     let name = unique("fd");
-    let go_arg = go.display().to_string();
-    let cfg_path = pingpong_config(&dir.0, &name, &["wait", &go_arg], "", false);
-    let run = Launched::start(&cfg_path, &name);
-    wait_status(&name, "both LPs ready", |v| {
-        ["ping", "pong"]
-            .iter()
-            .all(|n| lp_entry(v, n).is_some_and(|l| l["state"] == "ready"))
-    });
+    let (run, go, sdir) = idle_pingpong(&dir, &name);
     // ping (slot 0) waits for the go file, so its manager writes nothing
     // into pong's (slot 1) direct ring from it: the test may.
-    let sdir = session_dirs(&name).pop().expect("session directory");
-    let names: Vec<String> = std::fs::read_dir(&sdir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().into_string().unwrap())
-        .collect();
+    let names = segment_names(&sdir);
     let direct = names
         .iter()
         .find(|n| n.starts_with("m0.") && n.contains("-lp1."))
@@ -458,21 +464,7 @@ fn forged_frame_in_a_direct_ring_is_rejected_and_counted() {
     // Ring the doorbell pong waits on, as ping's manager would.
     let bell = data_bell_ref(&open_ring(&session, main_in).unwrap()).unwrap();
     let mut p = Producer::attach(&open_ring(&session, direct).unwrap(), Some(bell)).unwrap();
-    let hdr = FrameHeader {
-        version: 1,
-        kind: kind::DATA,
-        payload_len: 16,
-        seq: 0,
-        dst: 1,
-        ..Default::default()
-    };
-    let mut frame = hdr.encode().to_vec();
-    frame.extend_from_slice(&[0x41u8; 16]);
-    frame.extend_from_slice(&[0x99; 16]); // a made-up tag
-    let mut crc = crc32c::crc32c(&frame[..28]);
-    crc = crc32c::crc32c_append(crc, &frame[32..]);
-    frame[28..32].copy_from_slice(&crc.to_le_bytes());
-    p.try_send(&frame).unwrap();
+    p.try_send(&forged_frame(0, 1)).unwrap();
     drop(p);
     let v = wait_status(&name, "the forged frame counted", |v| {
         lp_entry(v, "pong").is_some_and(|l| l["auth_failures"].as_u64() >= Some(1))
