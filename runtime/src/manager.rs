@@ -556,11 +556,8 @@ impl Manager {
                 d.superseded = true;
             }
         }
-        let Some(i) = self
-            .direct_in
-            .iter()
-            .position(|d| d.peer == s && d.peer_gen == sgen && d.lp_gen == lp_gen)
-        else {
+        let this = |d: &DirectIn| d.peer == s && d.peer_gen == sgen && d.lp_gen == lp_gen;
+        let Some(i) = self.direct_in.iter().position(this) else {
             return;
         };
         self.direct_in[i].switched = true;
@@ -573,11 +570,7 @@ impl Manager {
         // What `s` wrote into older rings goes first (this may remove
         // finished rings, so the entry is looked up again).
         self.drain_direct(Some(s), true);
-        let Some(d) = self
-            .direct_in
-            .iter_mut()
-            .find(|d| d.peer == s && d.peer_gen == sgen && d.lp_gen == lp_gen)
-        else {
+        let Some(d) = self.direct_in.iter_mut().find(|d| this(d)) else {
             return;
         };
         d.attached = true;
@@ -588,10 +581,15 @@ impl Manager {
         let detach = d.peer_dead.then(|| d.name.clone());
         self.lp_ctl(&m);
         if let Some(name) = detach {
-            let mut m = vec![ctl::DETACH];
-            m.extend_from_slice(name.as_bytes());
-            self.lp_ctl(&m);
+            self.detach_lp(&name);
         }
+    }
+
+    /// Tell our LP that direct ring `name` gets nothing more.
+    fn detach_lp(&mut self, name: &str) {
+        let mut m = vec![ctl::DETACH];
+        m.extend_from_slice(name.as_bytes());
+        self.lp_ctl(&m);
     }
 
     /// Peer `s` has a new generation (or left): its old rings into our LP
@@ -620,9 +618,7 @@ impl Manager {
             }
         }
         for name in detach {
-            let mut m = vec![ctl::DETACH];
-            m.extend_from_slice(name.as_bytes());
-            self.lp_ctl(&m);
+            self.detach_lp(&name);
         }
     }
 
