@@ -1526,6 +1526,11 @@ impl Manager {
                 }
             }
             self.maybe_report();
+            // Reports from peers are published within 20 ms, not only when
+            // our own report is due (the wait below wakes for it).
+            if self.publish_dirty && self.is_coordinator() {
+                self.maybe_publish();
+            }
             if let Some(code) = self.exit {
                 return Ok(self.shutdown(code));
             }
