@@ -479,6 +479,51 @@ fn forged_frame_in_a_direct_ring_is_rejected_and_counted() {
     assert!(stdout.contains("100 round trips of 64 B"), "{stdout}");
 }
 
+/// Garbage in a direct ring's indices: the LP hands the ring to its
+/// manager, which counts it, drops it and sends the writer back to the
+/// 6-hop path; messages sent afterwards still arrive.
+#[test]
+fn corrupt_direct_ring_is_dropped_and_traffic_goes_the_long_way() {
+    use shmcollab::shm::ring::{data_bell_ref, open_ring};
+    use shmcollab::shm::segment::Session;
+    use std::os::unix::fs::FileExt;
+    let dir = TempDir::new("corrupt");
+    let name = unique("cr");
+    let (run, go, sdir) = idle_pingpong(&dir, &name);
+    let names = segment_names(&sdir);
+    let direct = names
+        .iter()
+        .find(|n| n.starts_with("m0.") && n.contains("-lp1."))
+        .unwrap_or_else(|| panic!("no direct ring into pong among {names:?}"));
+    let main_in = names
+        .iter()
+        .find(|n| n.starts_with("lp1.") && n.ends_with(".in"))
+        .expect("pong's inbound ring");
+    // The ring's tail index (segment header 128 bytes, then the ring's
+    // meta and head lines of 128 bytes each): a misaligned position.
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(sdir.join(direct))
+        .unwrap();
+    f.write_all_at(&3u64.to_le_bytes(), 128 + 256).unwrap();
+    drop(f);
+    let session = Session::open(&sdir).unwrap();
+    data_bell_ref(&open_ring(&session, main_in).unwrap())
+        .unwrap()
+        .get()
+        .notify();
+    let v = wait_status(&name, "the corrupt ring counted", |v| {
+        lp_entry(v, "pong").is_some_and(|l| l["bad_rings"].as_u64() >= Some(1))
+    });
+    assert_eq!(lp_entry(&v, "pong").unwrap()["msgs_in"], 0);
+    // ping's requests now go through pong's manager, and all get answers.
+    std::fs::write(&go, b"go").unwrap();
+    let (code, stdout, stderr) = run.wait(Duration::from_secs(60));
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("100 round trips of 64 B"), "{stdout}");
+    assert!(stderr.contains("cannot read the direct ring"), "{stderr}");
+}
+
 #[test]
 fn bad_config_exits_2_and_names_the_line() {
     let dir = TempDir::new("badcfg");

@@ -592,6 +592,49 @@ impl Manager {
         self.lp_ctl(&m);
     }
 
+    /// Peer `b` found garbage in the direct ring we write for its LP and
+    /// dropped it: what we queue for that LP goes the 6-hop way again.
+    fn on_revoke(&mut self, b: u32, p: &[u8]) {
+        let (Some(lp_gen), Some(bgen)) = (wire::u32_at(p, 1), wire::u32_at(p, 5)) else {
+            return;
+        };
+        let my_gen = self.gen;
+        if let Some(peer) = self.peers.get_mut(&b) {
+            if peer.gen == bgen && peer.direct.as_ref().is_some_and(|d| d.2 == lp_gen) {
+                if let Some((tx, _, _)) = peer.direct.as_mut() {
+                    tx.flush();
+                }
+                // UNSWITCH goes ahead of what now takes the 6-hop way.
+                let mut m = vec![ctl::UNSWITCH];
+                m.extend_from_slice(&lp_gen.to_le_bytes());
+                m.extend_from_slice(&my_gen.to_le_bytes());
+                let h = FrameHeader {
+                    kind: kind::CONTROL,
+                    src: self.slot,
+                    ..Default::default()
+                };
+                peer.pending.push(&h, &m);
+                unsplit_direct(peer);
+            }
+        }
+    }
+
+    /// Peer `s` writes nothing more into its direct ring into our LP of
+    /// generation `lp_gen`: what is left there is queued now, before the
+    /// frames that follow on `s`'s ring (so this runs while routing them).
+    fn on_unswitch(&mut self, s: u32, p: &[u8]) {
+        let (Some(lp_gen), Some(sgen)) = (wire::u32_at(p, 1), wire::u32_at(p, 5)) else {
+            return;
+        };
+        for d in self.direct_in.iter_mut() {
+            if d.peer == s && d.peer_gen == sgen && d.lp_gen == lp_gen {
+                d.switched = true;
+                d.superseded = true;
+            }
+        }
+        self.drain_direct(Some(s), true);
+    }
+
     /// Peer `s` has a new generation (or left): its old rings into our LP
     /// get nothing more.
     fn direct_peer_gone(&mut self, s: u32, new_gen: Option<u32>) {
@@ -671,6 +714,7 @@ impl Manager {
     /// Rings that are empty and get nothing more are removed.
     fn drain_direct(&mut self, only: Option<u32>, all: bool) -> bool {
         let mut work = false;
+        let mut revoke = Vec::new();
         let mut buf = std::mem::take(&mut self.scratch);
         for d in self.direct_in.iter_mut() {
             if only.is_some_and(|s| s != d.peer) {
@@ -696,6 +740,9 @@ impl Manager {
                             "shmcollab: direct ring {} is corrupt ({e}); dropped",
                             d.name
                         );
+                        if !d.peer_dead {
+                            revoke.push((d.peer, d.lp_gen));
+                        }
                         self.counters.bad_rings += 1;
                         d.peer_dead = true;
                         d.superseded = true;
@@ -751,6 +798,12 @@ impl Manager {
             !done
         });
         self.direct_rejected_gone += gone;
+        for (s, lp_gen) in revoke {
+            let mut m = vec![ctl::REVOKE];
+            m.extend_from_slice(&lp_gen.to_le_bytes());
+            m.extend_from_slice(&self.gen.to_le_bytes());
+            self.send_peer_ctl(s, &m);
+        }
         work
     }
 
@@ -957,6 +1010,15 @@ impl Manager {
                     self.counters.bad_rings += 1;
                     self.report_dirty = true;
                     self.take_over_ring(&name);
+                    // Its writer goes back to the 6-hop path; we read what
+                    // it left once it says so (UNSWITCH).
+                    if let Some(d) = self.direct_in.iter().find(|d| d.name == name) {
+                        let (s, lp_gen) = (d.peer, d.lp_gen);
+                        let mut m = vec![ctl::REVOKE];
+                        m.extend_from_slice(&lp_gen.to_le_bytes());
+                        m.extend_from_slice(&self.gen.to_le_bytes());
+                        self.send_peer_ctl(s, &m);
+                    }
                 }
                 Some(&ctl::STATS) => {
                     let v = |i: usize| {
@@ -1103,6 +1165,7 @@ impl Manager {
             match p.first() {
                 Some(&ctl::OFFER) => self.on_offer(src, &p),
                 Some(&ctl::SWITCH) => self.on_switch(src, &p),
+                Some(&ctl::REVOKE) => self.on_revoke(src, &p),
                 _ => self.counters.dropped += 1,
             }
         }
@@ -1128,6 +1191,9 @@ impl Manager {
                     }
                 }
                 // Reports of a stale epoch are ignored.
+            }
+            kind::CONTROL if payload.first() == Some(&ctl::UNSWITCH) => {
+                self.on_unswitch(h.src, payload)
             }
             // Handled once the peers are back in place (see `pump_peers`).
             kind::CONTROL => self.peer_ctl.push((h.src, payload.to_vec())),

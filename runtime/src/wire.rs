@@ -55,6 +55,15 @@ pub mod ctl {
     /// Manager a -> manager b: "everything for your LP after this goes into
     /// the direct ring of LP generation `lp_gen u32`; my generation is `u32`".
     pub const SWITCH: u8 = 33;
+    /// Manager b -> manager a: "the direct ring into my LP of generation
+    /// `lp_gen u32` is gone (garbage was found in it); my generation is
+    /// `u32`": a goes back to the 6-hop path for it.
+    pub const REVOKE: u8 = 34;
+    /// Manager a -> manager b, answering REVOKE on a's own ring to b:
+    /// "after this, nothing more for your LP of generation `lp_gen u32`
+    /// goes into my direct ring; my generation is `u32`". b reads what is
+    /// left in the ring before what follows this frame.
+    pub const UNSWITCH: u8 = 35;
 }
 
 /// Whether managers offer the direct path (manager a writing straight into
