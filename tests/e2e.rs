@@ -440,18 +440,13 @@ fn forged_frame_is_rejected_counted_and_the_collaboration_goes_on() {
     assert!(stdout.contains("round trips of 64 B"), "{stdout}");
 }
 
-/// A frame forged into a direct ring (manager a -> LP b, the 4-hop path)
-/// is rejected by LP b, counted in its status, and the ring still works.
-#[test]
-fn forged_frame_in_a_direct_ring_is_rejected_and_counted() {
-    use shmcollab::shm::ring::{data_bell_ref, open_ring, Producer};
+/// In an `idle_pingpong` session: the name of the direct ring from ping's
+/// manager (slot 0) into pong (slot 1), and the doorbell pong waits on
+/// (its main ring's), which that ring's writer rings.
+fn direct_ring_into_pong(sdir: &Path) -> (String, shmcollab::shm::ring::BellRef) {
+    use shmcollab::shm::ring::{data_bell_ref, open_ring};
     use shmcollab::shm::segment::Session;
-    let dir = TempDir::new("forged");
-    let name = unique("fd");
-    let (run, go, sdir) = idle_pingpong(&dir, &name);
-    // ping (slot 0) waits for the go file, so its manager writes nothing
-    // into pong's (slot 1) direct ring from it: the test may.
-    let names = segment_names(&sdir);
+    let names = segment_names(sdir);
     let direct = names
         .iter()
         .find(|n| n.starts_with("m0.") && n.contains("-lp1."))
@@ -460,10 +455,25 @@ fn forged_frame_in_a_direct_ring_is_rejected_and_counted() {
         .iter()
         .find(|n| n.starts_with("lp1.") && n.ends_with(".in"))
         .expect("pong's inbound ring");
-    let session = Session::open(&sdir).unwrap();
-    // Ring the doorbell pong waits on, as ping's manager would.
+    let session = Session::open(sdir).unwrap();
     let bell = data_bell_ref(&open_ring(&session, main_in).unwrap()).unwrap();
-    let mut p = Producer::attach(&open_ring(&session, direct).unwrap(), Some(bell)).unwrap();
+    (direct.clone(), bell)
+}
+
+/// A frame forged into a direct ring (manager a -> LP b, the 4-hop path)
+/// is rejected by LP b, counted in its status, and the ring still works.
+#[test]
+fn forged_frame_in_a_direct_ring_is_rejected_and_counted() {
+    use shmcollab::shm::ring::{open_ring, Producer};
+    use shmcollab::shm::segment::Session;
+    let dir = TempDir::new("forged");
+    let name = unique("fd");
+    let (run, go, sdir) = idle_pingpong(&dir, &name);
+    // ping (slot 0) waits for the go file, so its manager writes nothing
+    // into pong's (slot 1) direct ring from it: the test may.
+    let (direct, bell) = direct_ring_into_pong(&sdir);
+    let session = Session::open(&sdir).unwrap();
+    let mut p = Producer::attach(&open_ring(&session, &direct).unwrap(), Some(bell)).unwrap();
     p.try_send(&forged_frame(0, 1)).unwrap();
     drop(p);
     let v = wait_status(&name, "the forged frame counted", |v| {
@@ -484,34 +494,20 @@ fn forged_frame_in_a_direct_ring_is_rejected_and_counted() {
 /// 6-hop path; messages sent afterwards still arrive.
 #[test]
 fn corrupt_direct_ring_is_dropped_and_traffic_goes_the_long_way() {
-    use shmcollab::shm::ring::{data_bell_ref, open_ring};
-    use shmcollab::shm::segment::Session;
     use std::os::unix::fs::FileExt;
     let dir = TempDir::new("corrupt");
     let name = unique("cr");
     let (run, go, sdir) = idle_pingpong(&dir, &name);
-    let names = segment_names(&sdir);
-    let direct = names
-        .iter()
-        .find(|n| n.starts_with("m0.") && n.contains("-lp1."))
-        .unwrap_or_else(|| panic!("no direct ring into pong among {names:?}"));
-    let main_in = names
-        .iter()
-        .find(|n| n.starts_with("lp1.") && n.ends_with(".in"))
-        .expect("pong's inbound ring");
+    let (direct, bell) = direct_ring_into_pong(&sdir);
     // The ring's tail index (segment header 128 bytes, then the ring's
     // meta and head lines of 128 bytes each): a misaligned position.
     let f = std::fs::OpenOptions::new()
         .write(true)
-        .open(sdir.join(direct))
+        .open(sdir.join(&direct))
         .unwrap();
     f.write_all_at(&3u64.to_le_bytes(), 128 + 256).unwrap();
     drop(f);
-    let session = Session::open(&sdir).unwrap();
-    data_bell_ref(&open_ring(&session, main_in).unwrap())
-        .unwrap()
-        .get()
-        .notify();
+    bell.get().notify();
     let v = wait_status(&name, "the corrupt ring counted", |v| {
         lp_entry(v, "pong").is_some_and(|l| l["bad_rings"].as_u64() >= Some(1))
     });

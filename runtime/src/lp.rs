@@ -478,7 +478,7 @@ impl Lp {
 
     /// Tell the manager (and through it the supervisor) that this LP is ready.
     pub fn ready(&mut self) -> Result<(), LpError> {
-        self.emit(Self::header(kind::CONTROL, 0, 0), &[ctl::READY], Some(None))
+        self.tell(&[ctl::READY], Some(None))
     }
 
     /// Publish a custom `key = value` in this LP's state report.
@@ -488,7 +488,7 @@ impl Lp {
         p.extend_from_slice(key.as_bytes());
         p.push(0);
         p.extend_from_slice(value.as_bytes());
-        self.emit(Self::header(kind::CONTROL, 0, 0), &p, Some(None))
+        self.tell(&p, Some(None))
     }
 
     /// The coordinator's view of the collaboration (JSON, see the README).
@@ -643,7 +643,10 @@ impl Lp {
                 // is told, so that the writer's frames are not stranded.
                 let d = self.direct.remove(r - 1);
                 self.direct_rejected_gone += d.opener.stats().rejected() + 1;
-                self.lost(&d.name);
+                let _ = self.tell(
+                    &wire::ctl_msg(ctl::LOST, &[], d.name.as_bytes()),
+                    Some(None),
+                );
                 return Ok(Some(false));
             }
         };
@@ -687,10 +690,10 @@ impl Lp {
     fn control(&mut self, p: &[u8]) {
         match p.first() {
             Some(&ctl::ATTACH) => {
-                let (Some(slot), Some(gen)) = (wire::u32_at(p, 1), wire::u32_at(p, 5)) else {
+                let Some(([slot, gen], name)) = wire::ctl_nums::<2>(p) else {
                     return;
                 };
-                let Ok(name) = std::str::from_utf8(&p[9..]) else {
+                let Ok(name) = std::str::from_utf8(name) else {
                     return;
                 };
                 if self.direct.iter().any(|d| d.name == name) {
@@ -709,8 +712,8 @@ impl Lp {
                     }),
                     Ok(Err(e)) | Err(e) => {
                         eprintln!("shmcollab: cannot attach the direct ring {name}: {e}");
-                        let name = name.to_owned();
-                        self.lost(&name);
+                        let p = wire::ctl_msg(ctl::LOST, &[], name.as_bytes());
+                        let _ = self.tell(&p, Some(None));
                     }
                 }
             }
@@ -725,11 +728,9 @@ impl Lp {
         }
     }
 
-    /// Tell the manager that this LP cannot read direct ring `name`.
-    fn lost(&mut self, name: &str) {
-        let mut p = vec![ctl::LOST];
-        p.extend_from_slice(name.as_bytes());
-        let _ = self.emit(Self::header(kind::CONTROL, 0, 0), &p, Some(None));
+    /// A control frame to the manager (`wait` as in `emit`).
+    fn tell(&mut self, p: &[u8], wait: Option<Option<Duration>>) -> Result<(), LpError> {
+        self.emit(Self::header(kind::CONTROL, 0, 0), p, wait)
     }
 
     /// Drop direct rings whose producer is gone once they are empty (call
@@ -749,9 +750,7 @@ impl Lp {
         // The manager removes the ring once told (best effort: if the ring
         // to it is full, the ring is removed when this LP ends instead).
         for name in names {
-            let mut p = vec![ctl::DETACHED];
-            p.extend_from_slice(name.as_bytes());
-            let _ = self.emit(Self::header(kind::CONTROL, 0, 0), &p, None);
+            let _ = self.tell(&wire::ctl_msg(ctl::DETACHED, &[], name.as_bytes()), None);
         }
         if self.next_direct >= self.direct.len() {
             self.next_direct = 0;
@@ -773,10 +772,7 @@ impl Lp {
         for v in cur {
             p.extend_from_slice(&v.to_le_bytes());
         }
-        if self
-            .emit(Self::header(kind::CONTROL, 0, 0), &p, None)
-            .is_ok()
-        {
+        if self.tell(&p, None).is_ok() {
             self.stats_sent = cur;
             self.stats_at = Instant::now();
             return true;

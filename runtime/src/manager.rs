@@ -242,9 +242,9 @@ fn remove_stale_rings(session: &Session, slot: u32, gen: u32) {
     let mine_lp = format!("lp{slot}.g");
     let mine_in = format!("-m{slot}.g");
     let current = format!(".g{gen}");
+    let mine_direct = format!("-lp{slot}.g");
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let mine_direct = format!("-lp{slot}.g");
         let ours =
             name.starts_with(&mine_lp) || name.contains(&mine_in) || name.contains(&mine_direct);
         let this_gen = name.ends_with(&format!("-m{slot}{current}"))
@@ -417,13 +417,30 @@ impl Manager {
     // When our LP dies we read its direct rings ourselves, so what it did
     // not release reaches its successor, in order, before the newer rings.
 
-    /// Key of the direct ring from manager `peer` (generation `peer_gen`)
-    /// into our LP of generation `lp_gen`.
-    fn direct_key(&self, peer: u32, peer_gen: u32, lp_gen: u32) -> Option<LinkKey> {
-        let me = wire::manager_endpoint(self.slot, self.gen);
-        let lpe = wire::lp_endpoint(self.slot, self.gen, lp_gen);
-        self.key(me, lpe)
-            .map(|k| k.derive(&wire::direct_label(peer, peer_gen)))
+    /// Key of the direct ring from manager `writer` (generation
+    /// `writer_gen`) into the LP of slot `lp` (manager generation `lp_mgr`,
+    /// LP generation `lp_gen`): derived from that LP's inbound link key,
+    /// as the LP derives it.
+    fn direct_key(&self, writer: (u32, u32), lp: (u32, u32), lp_gen: u32) -> Option<LinkKey> {
+        let mgr = wire::manager_endpoint(lp.0, lp.1);
+        let lpe = wire::lp_endpoint(lp.0, lp.1, lp_gen);
+        self.key(mgr, lpe)
+            .map(|k| k.derive(&wire::direct_label(writer.0, writer.1)))
+    }
+
+    /// Read direct ring `i` ourselves from now on (its LP is dead, gone, or
+    /// cannot read it); the consumer resumes at the ring's head.
+    fn start_drain(&mut self, i: usize) {
+        let d = &self.direct_in[i];
+        if d.drain.is_some() {
+            return;
+        }
+        let key = self.direct_key((d.peer, d.peer_gen), (self.slot, self.gen), d.lp_gen);
+        let d = &mut self.direct_in[i];
+        if let Ok(c) = Consumer::attach(&d.seg) {
+            d.drain = Some((c, Opener::new(key), true));
+            d.attached = false;
+        }
     }
 
     /// Create the direct ring from peer `s` into our current LP and offer it.
@@ -466,44 +483,27 @@ impl Manager {
             switched: false,
             drain: None,
         });
-        let mut p = vec![ctl::OFFER];
-        p.extend_from_slice(&lp_gen.to_le_bytes());
-        p.extend_from_slice(&self.gen.to_le_bytes());
-        self.send_peer_ctl(s, &p);
+        self.send_peer_ctl(s, &wire::ctl_msg(ctl::OFFER, &[lp_gen, self.gen], &[]));
     }
 
     fn send_peer_ctl(&mut self, s: u32, payload: &[u8]) {
-        let h = FrameHeader {
-            kind: kind::CONTROL,
-            src: self.slot,
-            ..Default::default()
-        };
+        let h = ctl_header(self.slot);
         if let Some(peer) = self.peers.get_mut(&s) {
             peer.pending.push(&h, payload);
         }
     }
 
     fn lp_ctl(&mut self, payload: &[u8]) {
-        let h = FrameHeader {
-            kind: kind::CONTROL,
-            src: self.slot,
-            ..Default::default()
-        };
-        self.lp_pending.push(&h, payload);
+        self.lp_pending.push(&ctl_header(self.slot), payload);
     }
 
     /// Peer `b` offers its LP's direct ring: write there from now on.
     fn on_offer(&mut self, b: u32, p: &[u8]) {
-        let (Some(lp_gen), Some(bgen)) = (wire::u32_at(p, 1), wire::u32_at(p, 5)) else {
+        let Some(([lp_gen, bgen], _)) = wire::ctl_nums::<2>(p) else {
             return;
         };
         let (me, my_gen) = (self.slot, self.gen);
-        let key = self
-            .key(
-                wire::manager_endpoint(b, bgen),
-                wire::lp_endpoint(b, bgen, lp_gen),
-            )
-            .map(|k| k.derive(&wire::direct_label(me, my_gen)));
+        let key = self.direct_key((me, my_gen), (b, bgen), lp_gen);
         let Some(peer) = self.peers.get_mut(&b) else {
             return;
         };
@@ -531,21 +531,16 @@ impl Manager {
             old.flush();
         }
         peer.direct = Some((tx, Sealer::new(key), lp_gen));
-        let mut m = vec![ctl::SWITCH];
-        m.extend_from_slice(&lp_gen.to_le_bytes());
-        m.extend_from_slice(&my_gen.to_le_bytes());
-        // For this generation of b only: a SWITCH still queued when b
-        // restarts must not match the new b's ring of the same LP generation.
-        m.extend_from_slice(&bgen.to_le_bytes());
-        self.send_peer_ctl(b, &m);
+        // For this generation of b only (the third number): a SWITCH still
+        // queued when b restarts must not match the new b's ring of the
+        // same LP generation.
+        self.send_peer_ctl(b, &wire::ctl_msg(ctl::SWITCH, &[lp_gen, my_gen, bgen], &[]));
     }
 
     /// Peer `s` writes into the direct ring of LP generation `lp_gen` from
     /// now on; all it sent before is routed.
     fn on_switch(&mut self, s: u32, p: &[u8]) {
-        let (Some(lp_gen), Some(sgen), Some(to_gen)) =
-            (wire::u32_at(p, 1), wire::u32_at(p, 5), wire::u32_at(p, 9))
-        else {
+        let Some(([lp_gen, sgen, to_gen], _)) = wire::ctl_nums::<3>(p) else {
             return;
         };
         if to_gen != self.gen {
@@ -561,23 +556,19 @@ impl Manager {
             return;
         };
         self.direct_in[i].switched = true;
-        if lp_gen != self.lp_gen || !self.lp_up || self.direct_in[i].drain.is_some() {
-            // For an LP that is gone: we read that ring ourselves, from now
-            // on (everything `s` sent before is queued already).
-            self.drain_direct(Some(s), true);
+        let for_our_lp = lp_gen == self.lp_gen && self.lp_up && self.direct_in[i].drain.is_none();
+        // What `s` wrote into older rings goes first; a ring of an LP that
+        // is gone we read ourselves, from now on. (This may remove finished
+        // rings, so the entry is looked up again.)
+        self.drain_direct(Some(s), true);
+        if !for_our_lp {
             return;
         }
-        // What `s` wrote into older rings goes first (this may remove
-        // finished rings, so the entry is looked up again).
-        self.drain_direct(Some(s), true);
         let Some(d) = self.direct_in.iter_mut().find(|d| this(d)) else {
             return;
         };
         d.attached = true;
-        let mut m = vec![ctl::ATTACH];
-        m.extend_from_slice(&s.to_le_bytes());
-        m.extend_from_slice(&sgen.to_le_bytes());
-        m.extend_from_slice(d.name.as_bytes());
+        let m = wire::ctl_msg(ctl::ATTACH, &[s, sgen], d.name.as_bytes());
         let detach = d.peer_dead.then(|| d.name.clone());
         self.lp_ctl(&m);
         if let Some(name) = detach {
@@ -587,32 +578,29 @@ impl Manager {
 
     /// Tell our LP that direct ring `name` gets nothing more.
     fn detach_lp(&mut self, name: &str) {
-        let mut m = vec![ctl::DETACH];
-        m.extend_from_slice(name.as_bytes());
-        self.lp_ctl(&m);
+        self.lp_ctl(&wire::ctl_msg(ctl::DETACH, &[], name.as_bytes()));
+    }
+
+    /// Tell manager `peer`, the writer of the direct ring into our LP of
+    /// generation `lp_gen`, to go back to the 6-hop path.
+    fn revoke(&mut self, peer: u32, lp_gen: u32) {
+        self.send_peer_ctl(peer, &wire::ctl_msg(ctl::REVOKE, &[lp_gen, self.gen], &[]));
     }
 
     /// Peer `b` found garbage in the direct ring we write for its LP and
     /// dropped it: what we queue for that LP goes the 6-hop way again.
     fn on_revoke(&mut self, b: u32, p: &[u8]) {
-        let (Some(lp_gen), Some(bgen)) = (wire::u32_at(p, 1), wire::u32_at(p, 5)) else {
+        let Some(([lp_gen, bgen], _)) = wire::ctl_nums::<2>(p) else {
             return;
         };
-        let my_gen = self.gen;
+        let m = wire::ctl_msg(ctl::UNSWITCH, &[lp_gen, self.gen], &[]);
+        let h = ctl_header(self.slot);
         if let Some(peer) = self.peers.get_mut(&b) {
             if peer.gen == bgen && peer.direct.as_ref().is_some_and(|d| d.2 == lp_gen) {
                 if let Some((tx, _, _)) = peer.direct.as_mut() {
                     tx.flush();
                 }
                 // UNSWITCH goes ahead of what now takes the 6-hop way.
-                let mut m = vec![ctl::UNSWITCH];
-                m.extend_from_slice(&lp_gen.to_le_bytes());
-                m.extend_from_slice(&my_gen.to_le_bytes());
-                let h = FrameHeader {
-                    kind: kind::CONTROL,
-                    src: self.slot,
-                    ..Default::default()
-                };
                 peer.pending.push(&h, &m);
                 unsplit_direct(peer);
             }
@@ -623,7 +611,7 @@ impl Manager {
     /// generation `lp_gen`: what is left there is queued now, before the
     /// frames that follow on `s`'s ring (so this runs while routing them).
     fn on_unswitch(&mut self, s: u32, p: &[u8]) {
-        let (Some(lp_gen), Some(sgen)) = (wire::u32_at(p, 1), wire::u32_at(p, 5)) else {
+        let Some(([lp_gen, sgen], _)) = wire::ctl_nums::<2>(p) else {
             return;
         };
         for d in self.direct_in.iter_mut() {
@@ -653,12 +641,7 @@ impl Manager {
         // Never attached: read what the dead writer left (usually nothing)
         // ourselves, then remove the ring.
         for i in take {
-            let d = &self.direct_in[i];
-            let key = self.direct_key(d.peer, d.peer_gen, d.lp_gen);
-            let d = &mut self.direct_in[i];
-            if let Ok(c) = Consumer::attach(&d.seg) {
-                d.drain = Some((c, Opener::new(key), true));
-            }
+            self.start_drain(i);
         }
         for name in detach {
             self.detach_lp(&name);
@@ -669,19 +652,8 @@ impl Manager {
     /// its LP consumed before are not read again (the consumer resumes at
     /// the ring's head).
     fn take_over_ring(&mut self, name: &str) {
-        let Some(i) = self
-            .direct_in
-            .iter()
-            .position(|d| d.name == name && d.drain.is_none())
-        else {
-            return;
-        };
-        let d = &self.direct_in[i];
-        let key = self.direct_key(d.peer, d.peer_gen, d.lp_gen);
-        let d = &mut self.direct_in[i];
-        if let Ok(c) = Consumer::attach(&d.seg) {
-            d.drain = Some((c, Opener::new(key), true));
-            d.attached = false;
+        if let Some(i) = self.direct_in.iter().position(|d| d.name == name) {
+            self.start_drain(i);
         }
     }
 
@@ -691,15 +663,8 @@ impl Manager {
         // Control frames were for the dead LP only.
         self.lp_pending.retain(|h| h.kind != kind::CONTROL);
         for i in 0..self.direct_in.len() {
-            let d = &self.direct_in[i];
-            if d.lp_gen != dead || d.drain.is_some() {
-                continue;
-            }
-            let key = self.direct_key(d.peer, d.peer_gen, d.lp_gen);
-            let d = &mut self.direct_in[i];
-            if let Ok(c) = Consumer::attach(&d.seg) {
-                d.drain = Some((c, Opener::new(key), true));
-                d.attached = false;
+            if self.direct_in[i].lp_gen == dead {
+                self.start_drain(i);
             }
         }
         for k in 0..3 {
@@ -799,10 +764,7 @@ impl Manager {
         });
         self.direct_rejected_gone += gone;
         for (s, lp_gen) in revoke {
-            let mut m = vec![ctl::REVOKE];
-            m.extend_from_slice(&lp_gen.to_le_bytes());
-            m.extend_from_slice(&self.gen.to_le_bytes());
-            self.send_peer_ctl(s, &m);
+            self.revoke(s, lp_gen);
         }
         work
     }
@@ -1013,11 +975,7 @@ impl Manager {
                     // Its writer goes back to the 6-hop path; we read what
                     // it left once it says so (UNSWITCH).
                     if let Some(d) = self.direct_in.iter().find(|d| d.name == name) {
-                        let (s, lp_gen) = (d.peer, d.lp_gen);
-                        let mut m = vec![ctl::REVOKE];
-                        m.extend_from_slice(&lp_gen.to_le_bytes());
-                        m.extend_from_slice(&self.gen.to_le_bytes());
-                        self.send_peer_ctl(s, &m);
+                        self.revoke(d.peer, d.lp_gen);
                     }
                 }
                 Some(&ctl::STATS) => {
@@ -1376,6 +1334,12 @@ impl Manager {
 
     // ---- reports ------------------------------------------------------
 
+    /// What our LPs, this one and its dead predecessors, said they took
+    /// from direct rings: 0 messages, 1 bytes, 2 rejected frames.
+    fn lp_direct_total(&self, k: usize) -> u64 {
+        self.lp_direct_base[k] + self.lp_direct[k]
+    }
+
     fn report(&self) -> Value {
         let drains = || self.direct_in.iter().filter_map(|d| d.drain.as_ref());
         let auth_failures = self.lp_opener.stats().rejected()
@@ -1387,8 +1351,7 @@ impl Manager {
                 .sum::<u64>()
             + drains().map(|(_, o, _)| o.stats().rejected()).sum::<u64>()
             + self.direct_rejected_gone
-            + self.lp_direct_base[2]
-            + self.lp_direct[2];
+            + self.lp_direct_total(2);
         let mut rejects = shmcollab_shm::auth::RxStats::default();
         let mut add = |s: &shmcollab_shm::auth::RxStats| {
             rejects.truncated += s.truncated;
@@ -1421,9 +1384,9 @@ impl Manager {
             "state": lp_state,
             "restarts": self.restarts,
             "subfunctions": self.lp_plan().subfns,
-            "msgs_in": self.counters.msgs_in + self.lp_direct_base[0] + self.lp_direct[0],
+            "msgs_in": self.counters.msgs_in + self.lp_direct_total(0),
             "msgs_out": self.counters.msgs_out,
-            "bytes_in": self.counters.bytes_in + self.lp_direct_base[1] + self.lp_direct[1],
+            "bytes_in": self.counters.bytes_in + self.lp_direct_total(1),
             "bytes_out": self.counters.bytes_out,
             "dropped": self.counters.dropped,
             "bad_batches": self.counters.bad_batches,
@@ -1549,7 +1512,9 @@ impl Manager {
             self.discover();
             let mut work = self.pump_lp(false)?;
             work |= self.pump_peers()?;
-            if !self.direct_in.is_empty() {
+            // Only rings we read ourselves (rare: a dead or failing LP);
+            // every peer has a direct ring, so `direct_in` is never empty.
+            if self.direct_in.iter().any(|d| d.drain.is_some()) {
                 work |= self.drain_direct(None, false);
             }
             work |= self.flush_lp_pending();
@@ -1672,6 +1637,15 @@ impl Manager {
         self.registry.changes().notify();
         self.ring_all_peers();
         code
+    }
+}
+
+/// Header of a control frame from manager `slot`.
+fn ctl_header(slot: u32) -> FrameHeader {
+    FrameHeader {
+        kind: kind::CONTROL,
+        src: slot,
+        ..Default::default()
     }
 }
 

@@ -91,10 +91,28 @@ pub fn direct_label(from: u32, from_gen: u32) -> Vec<u8> {
     l
 }
 
-/// Read a little-endian u32 at `at` of `b`, if it is there.
-pub fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    b.get(at..at + 4)
-        .map(|x| u32::from_le_bytes([x[0], x[1], x[2], x[3]]))
+/// A control payload: the op byte, `nums` as u32 LE, then `tail` (a ring
+/// name, say). [`ctl_nums`] reads the numbers back.
+pub fn ctl_msg(op: u8, nums: &[u32], tail: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(1 + 4 * nums.len() + tail.len());
+    m.push(op);
+    for n in nums {
+        m.extend_from_slice(&n.to_le_bytes());
+    }
+    m.extend_from_slice(tail);
+    m
+}
+
+/// The `N` numbers of a control payload made by [`ctl_msg`] and the bytes
+/// after them; `None` if the payload is too short (it is untrusted).
+pub fn ctl_nums<const N: usize>(p: &[u8]) -> Option<([u32; N], &[u8])> {
+    let body = p.get(1 + 4 * N..)?;
+    let mut nums = [0u32; N];
+    for (i, n) in nums.iter_mut().enumerate() {
+        let b = &p[1 + 4 * i..5 + 4 * i];
+        *n = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    }
+    Some((nums, body))
 }
 
 /// Endpoint id of manager `slot` (for key derivation).
