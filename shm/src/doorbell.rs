@@ -51,14 +51,21 @@ pub struct WaitStrategy {
     /// yield returns at once, and a thousand of them would burn a
     /// millisecond of CPU on every wake-up of an idle process.
     pub yield_for: Duration,
+    /// After each yield, spin this long before the next one. With more
+    /// processes than cores this turns the yield phase into "hand the core
+    /// over once, then stay on it briefly": the process that just passed
+    /// work on lets the next one in the chain run at once, and the one
+    /// waiting for that work is on a core when it comes instead of a
+    /// context switch away.
+    pub respin: Duration,
 }
 
 impl Default for WaitStrategy {
     /// Spin 20 µs, yield up to 64 times within 200 µs, then sleep: a peer
     /// that answers within a few microseconds is caught without a system
     /// call, an idle one costs nothing. `SHMCOLAB_SPIN_US`,
-    /// `SHMCOLAB_YIELDS` and `SHMCOLAB_YIELD_US` override the three numbers
-    /// for the whole process.
+    /// `SHMCOLAB_YIELDS`, `SHMCOLAB_YIELD_US` and `SHMCOLAB_RESPIN_US`
+    /// (0 by default) override the four numbers for the whole process.
     fn default() -> Self {
         static FROM_ENV: std::sync::OnceLock<WaitStrategy> = std::sync::OnceLock::new();
         *FROM_ENV.get_or_init(|| {
@@ -72,6 +79,7 @@ impl Default for WaitStrategy {
                 spin: Duration::from_micros(num("SHMCOLAB_SPIN_US", 20)),
                 yields: num("SHMCOLAB_YIELDS", 64) as u32,
                 yield_for: Duration::from_micros(num("SHMCOLAB_YIELD_US", 200)),
+                respin: Duration::from_micros(num("SHMCOLAB_RESPIN_US", 0)),
             }
         })
     }
@@ -83,6 +91,7 @@ impl WaitStrategy {
         spin: Duration::ZERO,
         yields: 0,
         yield_for: Duration::ZERO,
+        respin: Duration::ZERO,
     };
 }
 
@@ -146,34 +155,22 @@ impl Doorbell {
         let start = Instant::now();
         let deadline = timeout.map(|t| start + t);
         // Phase 1: spin.
-        if !strategy.spin.is_zero() {
-            let spin_end = start + strategy.spin;
-            let mut i = 0u32;
-            loop {
-                for _ in 0..64 {
-                    crate::sync::spin_hint();
-                    if let Some(v) = ready() {
-                        return Some(v);
-                    }
-                }
-                i += 1;
-                // Reading the clock every 64 probes keeps its cost small.
-                if i.is_multiple_of(4) {
-                    let now = Instant::now();
-                    if now >= spin_end || deadline.is_some_and(|d| now >= d) {
-                        break;
-                    }
-                }
-            }
+        if let Some(v) = Self::spin(strategy.spin, deadline, &mut ready) {
+            return Some(v);
         }
-        // Phase 2: yield.
+        // Phase 2: yield (and spin briefly after each yield).
         let yield_start = Instant::now();
         for i in 0..strategy.yields {
             crate::sync::yield_now();
             if let Some(v) = ready() {
                 return Some(v);
             }
-            if i % 8 == 7 && yield_start.elapsed() >= strategy.yield_for {
+            if let Some(v) = Self::spin(strategy.respin, deadline, &mut ready) {
+                return Some(v);
+            }
+            if (i % 8 == 7 || !strategy.respin.is_zero())
+                && yield_start.elapsed() >= strategy.yield_for
+            {
                 break;
             }
         }
@@ -205,6 +202,32 @@ impl Doorbell {
         }
     }
 
+    /// Spin (with the pause hint) until `ready()` or `span` or the deadline
+    /// passes. Reads the clock every 8 probes: a probe can be a scan of
+    /// every ring a manager reads.
+    fn spin<T>(
+        span: Duration,
+        deadline: Option<Instant>,
+        ready: &mut impl FnMut() -> Option<T>,
+    ) -> Option<T> {
+        if span.is_zero() {
+            return None;
+        }
+        let end = Instant::now() + span;
+        loop {
+            for _ in 0..8 {
+                crate::sync::spin_hint();
+                if let Some(v) = ready() {
+                    return Some(v);
+                }
+            }
+            let now = Instant::now();
+            if now >= end || deadline.is_some_and(|d| now >= d) {
+                return None;
+            }
+        }
+    }
+
     /// Wait until the sequence differs from `seen` (someone called `notify`),
     /// or `timeout` passes. Returns the new value, or `None` on timeout.
     pub fn wait_change(&self, seen: u32, timeout: Option<Duration>) -> Option<u32> {
@@ -212,5 +235,68 @@ impl Doorbell {
             let s = self.seq.load(Ordering::Acquire);
             (s != seen).then_some(s)
         })
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    /// The strategy `launch` gives oversubscribed processes.
+    const RESPIN: WaitStrategy = WaitStrategy {
+        spin: Duration::ZERO,
+        yields: 1000,
+        yield_for: Duration::from_micros(200),
+        respin: Duration::from_micros(5),
+    };
+
+    #[test]
+    fn respin_sees_a_condition_that_turns_true_while_spinning() {
+        let bell = Doorbell::new();
+        let mut probes = 0u32;
+        // False on the first probes (the one before yielding included),
+        // true during the spin that follows a yield.
+        let got = bell.wait_until(RESPIN, Some(Duration::from_secs(10)), || {
+            probes += 1;
+            (probes == 20).then_some(probes)
+        });
+        assert_eq!(got, Some(20));
+        // Never went to sleep.
+        assert_eq!(bell.sleepers.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn respin_ends_in_a_sleep_that_a_ring_wakes() {
+        let bell = Arc::new(Doorbell::new());
+        let flag = Arc::new(AtomicBool::new(false));
+        let (b, f) = (bell.clone(), flag.clone());
+        let t = std::thread::spawn(move || {
+            // Long past the 200 µs of yielding and spinning: the waiter is
+            // asleep on the futex by then (or about to be).
+            std::thread::sleep(Duration::from_millis(50));
+            f.store(true, Ordering::SeqCst);
+            b.ring();
+        });
+        let start = Instant::now();
+        let got = bell.wait_until(RESPIN, Some(Duration::from_secs(30)), || {
+            flag.load(Ordering::SeqCst).then_some(())
+        });
+        t.join().unwrap();
+        assert_eq!(got, Some(()));
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "woken by the ring, not the timeout"
+        );
+    }
+
+    #[test]
+    fn respin_honours_the_timeout() {
+        let bell = Doorbell::new();
+        let start = Instant::now();
+        let got: Option<()> = bell.wait_until(RESPIN, Some(Duration::from_millis(20)), || None);
+        assert_eq!(got, None);
+        assert!(start.elapsed() >= Duration::from_millis(20));
     }
 }

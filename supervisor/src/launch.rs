@@ -407,6 +407,14 @@ fn spawn_manager(
         if std::env::var_os("SHMCOLAB_YIELDS").is_none() {
             cmd.env("SHMCOLAB_YIELDS", "1000");
         }
+        // A waiter gives its core away once at the start of a wait (the
+        // process it just handed work to may be queued behind it), then
+        // spins 5 µs after every yield, so that it is on a core when its
+        // own work arrives instead of a context switch away. Measured on
+        // the pingpong example, alternating runs: p50 7.4 -> 5.2 µs.
+        if std::env::var_os("SHMCOLAB_RESPIN_US").is_none() {
+            cmd.env("SHMCOLAB_RESPIN_US", "5");
+        }
         // Waiting by yielding switches context at every yield, and after
         // each switch the kernel rewrites the restartable-sequences area
         // glibc registered for the thread; nothing here uses it (measured:
