@@ -252,7 +252,7 @@ fn tag_cost(iters: usize) -> Row {
         }
         samples.push(t.elapsed().as_nanos() as u64 / 100);
     }
-    Row::latency("tag_seal_open_64", "aes128gcm", &mut samples)
+    Row::latency("tag_seal_open_64", "aegis128l", &mut samples)
 }
 
 /// Seal + open per message when 32 messages of 64 B share one tag (a
@@ -290,7 +290,7 @@ fn tag_cost_batched(iters: usize) -> Row {
         }
         samples.push(t.elapsed().as_nanos() as u64 / (10 * PER as u64));
     }
-    Row::latency("tag_seal_open_64_batch32", "aes128gcm", &mut samples)
+    Row::latency("tag_seal_open_64_batch32", "aegis128l", &mut samples)
 }
 
 fn label(size: usize) -> String {

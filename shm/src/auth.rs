@@ -4,7 +4,7 @@
 //!
 //! The supervisor draws a session [`MasterKey`] from the OS RNG and hands it to
 //! each manager through an inherited pipe. Each link direction gets its own
-//! AES-128-GCM key, derived by [`link_key`] with HKDF-SHA256:
+//! 128-bit key, derived by [`link_key`] with HKDF-SHA256:
 //!
 //! ```text
 //! salt = session_id (u64 LE)
@@ -16,14 +16,23 @@
 //!
 //! Keys are directional (`a -> b` differs from `b -> a`) and depend on the
 //! generations, so a restarted process gets fresh keys. As each direction has its
-//! own key and its own sequence counter, the nonce `0u32 || seq (u64 LE)` is
+//! own key and its own sequence counter, the nonce `seq (u64 LE) || 0u64` is
 //! never reused under one key.
+//!
+//! # The AEAD
+//!
+//! Frames are sealed with AEGIS-128L (128-bit key, 128-bit nonce, 16-byte
+//! tag; the `aegis` crate, libaegis with AES-NI), not with `ring`'s
+//! AES-128-GCM: for the small frames of a request/reply it costs half as
+//! much (seal + open of 64 B: about 0.14 µs against 0.26 µs here), and
+//! every round trip between two LPs seals and opens four times on its
+//! critical path. `ring` still provides HKDF and the OS RNG.
 //!
 //! # Sealing
 //!
 //! A [`Sealer`] is the sending end of one link. It stamps the version and the
 //! next sequence number into the header, encrypts the payload in place with
-//! AES-128-GCM (associated data: header bytes 0..28), appends the 16-byte tag,
+//! AEGIS-128L (associated data: header bytes 0..28), appends the 16-byte tag,
 //! and then stores a CRC32C over header bytes 0..28, the ciphertext and the tag
 //! at header bytes 28..32 (see [`crate::frame`] for the layout). In insecure
 //! mode (`Sealer::new(None)`, for measurements) there is no encryption, no tag
@@ -52,7 +61,8 @@
 
 use core::fmt;
 
-use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey, AES_128_GCM};
+use aegis::aegis128l::Aegis128L;
+use ring::aead::AES_128_GCM;
 use ring::hkdf;
 use ring::rand::{SecureRandom, SystemRandom};
 
@@ -63,7 +73,9 @@ use crate::frame::{
 
 /// HKDF info prefix for link keys.
 const LINK_INFO: &[u8] = b"shmcollab link v1";
-/// Length of an AES-128-GCM key.
+/// Length of a link key (AEGIS-128L takes 128-bit keys). HKDF is asked for
+/// this many bytes through `ring`'s `AES_128_GCM` key type, which only
+/// names the length.
 const LINK_KEY_LEN: usize = 16;
 
 /// A random u64 from the OS RNG.
@@ -144,7 +156,7 @@ pub struct Endpoint {
     pub generation: u32,
 }
 
-/// The AES-128-GCM key of one link direction. `Debug` never shows the key;
+/// The key of one link direction. `Debug` never shows the key;
 /// the bytes are zeroed on drop.
 #[derive(Clone)]
 pub struct LinkKey([u8; LINK_KEY_LEN]);
@@ -175,10 +187,38 @@ impl LinkKey {
         LinkKey(key)
     }
 
-    fn aead_key(&self) -> LessSafeKey {
-        // AES-128 accepts any 16 bytes, so this cannot fail.
-        let unbound = UnboundKey::new(&AES_128_GCM, &self.0).expect("16-byte AES-128 key");
-        LessSafeKey::new(unbound)
+    fn aead_key(&self) -> FrameKey {
+        FrameKey(self.0)
+    }
+}
+
+/// The AEAD key a [`Sealer`] or [`Opener`] holds; zeroed on drop.
+struct FrameKey([u8; LINK_KEY_LEN]);
+
+impl FrameKey {
+    /// Encrypts `payload` in place; returns the tag.
+    fn seal(&self, seq: u64, aad: &[u8], payload: &mut [u8]) -> [u8; TAG_LEN] {
+        Aegis128L::<TAG_LEN>::new(&self.0, &nonce(seq)).encrypt_in_place(payload, aad)
+    }
+
+    /// Checks `tag` and decrypts `payload` in place; false if the tag does
+    /// not match (then `payload` is garbage).
+    fn open(&self, seq: u64, aad: &[u8], payload: &mut [u8], tag: &[u8; TAG_LEN]) -> bool {
+        Aegis128L::<TAG_LEN>::new(&self.0, &nonce(seq))
+            .decrypt_in_place(payload, tag, aad)
+            .is_ok()
+    }
+}
+
+impl fmt::Debug for FrameKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FrameKey(..)")
+    }
+}
+
+impl Drop for FrameKey {
+    fn drop(&mut self) {
+        wipe(&mut self.0);
     }
 }
 
@@ -214,11 +254,11 @@ pub fn link_key(master: &MasterKey, session_id: u64, from: Endpoint, to: Endpoin
     LinkKey(key)
 }
 
-/// The nonce of frame `seq`: 4 zero bytes, then `seq` as u64 LE.
-fn nonce(seq: u64) -> Nonce {
-    let mut n = [0u8; aead::NONCE_LEN];
-    n[4..].copy_from_slice(&seq.to_le_bytes());
-    Nonce::assume_unique_for_key(n)
+/// The nonce of frame `seq`: `seq` as u64 LE, then 8 zero bytes.
+fn nonce(seq: u64) -> [u8; 16] {
+    let mut n = [0u8; 16];
+    n[..8].copy_from_slice(&seq.to_le_bytes());
+    n
 }
 
 /// CRC32C over header bytes 0..28 and everything after the header.
@@ -249,7 +289,8 @@ pub enum SealError {
     /// new key.
     #[error("sequence numbers of this link are exhausted")]
     SeqExhausted,
-    /// The AEAD implementation failed (does not happen with valid lengths).
+    /// The AEAD implementation failed (kept for callers that match on it;
+    /// AEGIS-128L sealing of a valid length cannot fail).
     #[error("encryption failed")]
     Crypto,
 }
@@ -257,7 +298,7 @@ pub enum SealError {
 /// The sending end of one link direction.
 #[derive(Debug)]
 pub struct Sealer {
-    key: Option<LessSafeKey>,
+    key: Option<FrameKey>,
     next_seq: u64,
 }
 
@@ -321,10 +362,8 @@ impl Sealer {
         if let Some(key) = &self.key {
             let (head, body) = frame.split_at_mut(FRAME_HEADER_LEN);
             let (payload, tag_out) = body.split_at_mut(len);
-            let tag = key
-                .seal_in_place_separate_tag(nonce(hdr.seq), Aad::from(&head[..CRC_OFFSET]), payload)
-                .map_err(|_| SealError::Crypto)?;
-            tag_out.copy_from_slice(tag.as_ref());
+            let tag = key.seal(hdr.seq, &head[..CRC_OFFSET], payload);
+            tag_out.copy_from_slice(&tag);
             let crc = frame_crc(frame);
             frame[CRC_OFFSET..FRAME_HEADER_LEN].copy_from_slice(&crc.to_le_bytes());
         }
@@ -429,7 +468,7 @@ impl RxStats {
 /// The receiving end of one link direction.
 #[derive(Debug)]
 pub struct Opener {
-    key: Option<LessSafeKey>,
+    key: Option<FrameKey>,
     expected: u64,
     stats: RxStats,
 }
@@ -518,14 +557,9 @@ impl Opener {
             let (payload, tag) = body.split_at_mut(len);
             let mut t = [0u8; TAG_LEN];
             t.copy_from_slice(tag);
-            key.open_in_place_separate_tag(
-                nonce(hdr.seq),
-                Aad::from(&head[..CRC_OFFSET]),
-                aead::Tag::from(t),
-                payload,
-                0..,
-            )
-            .map_err(|_| Reject::Forged)?;
+            if !key.open(hdr.seq, &head[..CRC_OFFSET], payload, &t) {
+                return Err(Reject::Forged);
+            }
         }
         if hdr.seq < self.expected {
             return Err(Reject::Replayed);
@@ -700,5 +734,22 @@ mod tests {
         let mut a = [0u8; 32];
         random_bytes(&mut a);
         assert_ne!(a, [0u8; 32]);
+    }
+
+    /// The AEAD is standard AEGIS-128L: test vector 1 of the CFRG AEGIS
+    /// draft (key 10 01 00.., nonce 10 00 02 00.., no AD, 16 zero bytes).
+    #[test]
+    fn aegis_128l_known_answer() {
+        let mut key = [0u8; 16];
+        key[0] = 0x10;
+        key[1] = 0x01;
+        let mut nonce = [0u8; 16];
+        nonce[0] = 0x10;
+        nonce[2] = 0x02;
+        let mut m = [0u8; 16];
+        let tag = Aegis128L::<TAG_LEN>::new(&key, &nonce).encrypt_in_place(&mut m, &[]);
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        assert_eq!(hex(&m), "c1c0e58bd913006feba00f4b3cc3594e");
+        assert_eq!(hex(&tag), "abe0ece80c24868a226a35d16bdae37a");
     }
 }

@@ -1,5 +1,5 @@
 //! Batches: several messages in the payload of one frame, so that one
-//! AES-GCM tag (and one sequence number) covers them all.
+//! AEAD tag (and one sequence number) covers them all.
 //!
 //! DESIGN.md allows "a tag per batch of frames where it keeps the same
 //! guarantees": the batch travels as one frame of kind

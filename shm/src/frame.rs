@@ -1,7 +1,7 @@
 //! Frame header codec.
 //!
 //! Every message that crosses a ring is one frame: a fixed 32-byte header, the
-//! payload, and, on a secure link, a 16-byte AES-128-GCM tag (see
+//! payload, and, on a secure link, a 16-byte AEGIS-128L tag (see
 //! [`crate::auth`] for sealing and opening).
 //!
 //! All integers are little-endian. Byte layout of the header:
@@ -46,7 +46,7 @@
 pub const FRAME_VERSION: u8 = 1;
 /// Length of the encoded frame header in bytes.
 pub const FRAME_HEADER_LEN: usize = 32;
-/// Length of the AES-128-GCM authentication tag that ends a secure frame.
+/// Length of the AEGIS-128L authentication tag that ends a secure frame.
 pub const TAG_LEN: usize = 16;
 /// Largest payload a frame may carry (1 MiB).
 pub const MAX_PAYLOAD: usize = 1 << 20;
