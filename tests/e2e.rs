@@ -748,3 +748,119 @@ fn messages_to_a_finished_lp_are_counted_not_blocking() {
     let (code, _out, err) = run.wait(Duration::from_secs(60));
     assert_eq!(code, 0, "{err}");
 }
+
+/// The CPUs a process may run on, from `/proc/<pid>/status`
+/// (`Cpus_allowed_list`, e.g. "0-1,4").
+fn cpus_of(pid: &str) -> Option<Vec<usize>> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let list = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?
+        .trim();
+    let mut out = Vec::new();
+    for part in list.split(',') {
+        match part.split_once('-') {
+            Some((a, b)) => out.extend(a.parse::<usize>().ok()?..=b.parse::<usize>().ok()?),
+            None => out.push(part.parse().ok()?),
+        }
+    }
+    Some(out)
+}
+
+/// With more processes than CPUs, LPs start on one half of the CPUs and
+/// managers on the other; an LP that computes without pause is then let
+/// onto every CPU, and one that sleeps stays where it was put.
+#[test]
+fn cpu_bound_lps_are_let_onto_every_cpu() {
+    let dir = TempDir::new("place");
+    let name = unique("pl");
+    let cfg = write_config(
+        &dir.0,
+        &format!(
+            r#"
+name = "{name}"
+report_interval_ms = 20
+grace_ms = 500
+[[subfunction]]
+name = "burn"
+partitions = 3
+[[subfunction]]
+name = "calm"
+[[process]]
+name = "burner"
+instances = 3
+command = ["sh", "-c", "while :; do :; done"]
+hosts = ["burn/*"]
+restart = "temporary"
+[[process]]
+name = "calm"
+command = ["{idle}"]
+hosts = ["calm"]
+restart = "temporary"
+"#,
+            idle = example("idle").display(),
+        ),
+    );
+    let all = cpus_of("self").unwrap();
+    // 4 LPs and 4 managers: split only on 2..=7 CPUs.
+    let split = (2..8).contains(&all.len());
+    let (lp_cpus, mgr_cpus) = all.split_at(all.len().div_ceil(2));
+    let run = Launched::start(&cfg, &name);
+    let v = wait_status(&name, "4 LPs with pids", |v| {
+        v["lps"]
+            .as_array()
+            .is_some_and(|a| a.len() == 4 && a.iter().all(|l| l["pid"].as_u64().unwrap_or(0) > 0))
+    });
+    let lps: Vec<(String, String, String)> = v["lps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["name"].as_str().unwrap().to_owned(),
+                l["pid"].to_string(),
+                l["manager_pid"].to_string(),
+            )
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let burners_wide = lps
+            .iter()
+            .filter(|(n, _, _)| n.starts_with("burner"))
+            .all(|(_, pid, _)| cpus_of(pid).as_deref() == Some(&all[..]));
+        if !split || burners_wide {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "burners never got every CPU: {:?}",
+            lps.iter()
+                .map(|(n, p, _)| (n, cpus_of(p)))
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for (n, pid, mpid) in &lps {
+        let (want_mgr, want_calm) = if split {
+            (mgr_cpus, lp_cpus)
+        } else {
+            (&all[..], &all[..])
+        };
+        assert_eq!(cpus_of(mpid).as_deref(), Some(want_mgr), "manager of {n}");
+        if n == "calm" {
+            assert_eq!(
+                cpus_of(pid).as_deref(),
+                Some(want_calm),
+                "calm, an LP that sleeps"
+            );
+        }
+    }
+    let stop = Command::new(bin()).args(["stop", &name]).output().unwrap();
+    assert!(stop.status.success());
+    let (_code, _out, err) = run.wait(Duration::from_secs(60));
+    if split {
+        assert!(err.contains("burner.0 is CPU-bound"), "{err}");
+        assert!(!err.contains("calm is CPU-bound"), "{err}");
+    }
+}

@@ -357,7 +357,8 @@ impl Manager {
             }
         };
         // The LP dies with its manager; it stays in the manager's group.
-        let key_pipe = wire::prepare_child(&mut cmd, keys.as_ref().map(|b| &b[..]), false);
+        let cpus = self.plan.cpus.as_ref().map(|c| &c.lps[..]);
+        let key_pipe = wire::prepare_child(&mut cmd, keys.as_ref().map(|b| &b[..]), false, cpus);
         let key_pipe = key_pipe?;
         let child = cmd
             .spawn()

@@ -27,6 +27,51 @@ pub enum CoordinatorChoice {
     Slot(u32),
 }
 
+/// Where managers and LPs run (`placement` in the config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Placement {
+    /// With more processes than CPUs, LPs on one half of the CPUs `launch`
+    /// may use and managers on the other (see [`CpuSplit`]); else anywhere.
+    #[default]
+    Auto,
+    /// Anywhere the kernel puts them.
+    None,
+}
+
+/// The CPUs of LPs and of managers when `launch` split them.
+///
+/// With more processes than CPUs, processes wait by yielding. A hop between
+/// two processes that share a CPU then costs a context switch, and the
+/// kernel often puts an LP on the CPU of its own manager, a hop every round
+/// trip takes. With LPs on one set and managers on the other, every hop of
+/// LP a -> manager a -> LP b -> manager b -> LP a crosses CPUs, to a process
+/// that is already running.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CpuSplit {
+    /// CPUs of the LPs.
+    pub lps: Vec<usize>,
+    /// CPUs of the managers.
+    pub managers: Vec<usize>,
+}
+
+impl CpuSplit {
+    /// The split for `procs` processes over the CPUs in `allowed`: the first
+    /// half (rounded up) for LPs, the rest for managers; `None` when every
+    /// process can have a CPU of its own or there is only one CPU.
+    pub fn for_cpus(allowed: &[usize], procs: usize) -> Option<CpuSplit> {
+        let n = allowed.len();
+        if n < 2 || procs <= n {
+            return None;
+        }
+        let half = n.div_ceil(2);
+        Some(CpuSplit {
+            lps: allowed[..half].to_vec(),
+            managers: allowed[half..].to_vec(),
+        })
+    }
+}
+
 /// One logical process: an instance of a process group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LpPlan {
@@ -71,11 +116,36 @@ pub struct Plan {
     pub ring_capacity: usize,
     /// Grace period between SIGTERM and SIGKILL, in milliseconds.
     pub grace_ms: u64,
+    /// Placement choice from the config.
+    #[serde(default)]
+    pub placement: Placement,
+    /// The CPU split `launch` chose (`placement = "auto"` with more
+    /// processes than CPUs), applied to every manager and LP it starts.
+    #[serde(default)]
+    pub cpus: Option<CpuSplit>,
 }
 
 impl Plan {
     /// File name of the plan in the session directory.
     pub const FILE: &'static str = "plan.json";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_only_when_oversubscribed() {
+        // 2 LPs + 2 managers on 2 CPUs: LPs on the first, managers on the second.
+        let s = CpuSplit::for_cpus(&[0, 1], 4).unwrap();
+        assert_eq!((s.lps, s.managers), (vec![0], vec![1]));
+        // A process per CPU: no split.
+        assert_eq!(CpuSplit::for_cpus(&[0, 1, 2, 3], 4), None);
+        assert_eq!(CpuSplit::for_cpus(&[5], 4), None);
+        // The allowed CPUs are used as given (a taskset of 2, 5, 7).
+        let s = CpuSplit::for_cpus(&[2, 5, 7], 8).unwrap();
+        assert_eq!((s.lps, s.managers), (vec![2, 5], vec![7]));
+    }
 }
 
 /// Restart intensity, as in OTP: at most `max_restarts` within

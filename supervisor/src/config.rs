@@ -14,6 +14,9 @@
 //! report_interval_ms = 1000     # default 1000, 10..=60000
 //! ring_capacity = 262144        # default 262144; a power of two in 4096..=2^30
 //! grace_ms = 3000               # SIGTERM to SIGKILL; default 3000, 0..=600000
+//! placement = "auto"            # "auto" (default): with more processes than CPUs,
+//!                               # LPs on one half of the CPUs, managers on the other;
+//!                               # "none": wherever the kernel puts them
 //! build = ["cargo", "build", "--release", "--examples"]   # optional, run once first
 //!
 //! [[subfunction]]
@@ -82,7 +85,7 @@
 //! ```
 
 use serde::Deserialize;
-use shmcollab_runtime::plan::{CoordinatorChoice, LpPlan, Plan, RestartType};
+use shmcollab_runtime::plan::{CoordinatorChoice, LpPlan, Placement, Plan, RestartType};
 use shmcollab_shm::registry::{MAX_NAME_LEN, MAX_SLOTS, MAX_SUBFNS, MAX_SUBFN_NAME_LEN};
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
@@ -253,6 +256,8 @@ struct RawConfig {
     ring_capacity: Option<Spanned<i64>>,
     #[serde(default)]
     grace_ms: Option<Spanned<i64>>,
+    #[serde(default)]
+    placement: Option<Spanned<String>>,
     #[serde(default)]
     build: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default)]
@@ -591,6 +596,20 @@ impl Source<'_> {
         let grace_ms = self.int(&raw.grace_ms, GRACE, DEFAULT_GRACE_MS as i64, || {
             top("grace_ms")
         })? as u64;
+        let placement = match &raw.placement {
+            None => Placement::Auto,
+            Some(p) => match p.get_ref().as_str() {
+                "auto" => Placement::Auto,
+                "none" => Placement::None,
+                other => {
+                    return Err(self.err(
+                        p.span(),
+                        top("placement"),
+                        format!("expected \"auto\" or \"none\", found {other:?}"),
+                    ))
+                }
+            },
+        };
         let state_dir = match &raw.state_dir {
             None => dir.join(DEFAULT_STATE_DIR),
             Some(s) if s.get_ref().is_empty() || s.get_ref().contains('\0') => {
@@ -656,6 +675,8 @@ impl Source<'_> {
                 lps,
                 ring_capacity,
                 grace_ms,
+                placement,
+                cpus: None,
             },
         })
     }

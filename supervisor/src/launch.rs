@@ -6,12 +6,13 @@
 //! whole collaboration Running -> Stopping(slot, deadline) -> Done.
 
 use crate::config::Config;
+use crate::placement::Governor;
 use anyhow::{anyhow, Context};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use rustix::event::epoll;
 use shmcollab_runtime::manager::EXIT_LP_FAILED;
-use shmcollab_runtime::plan::{Plan, RestartIntensity};
+use shmcollab_runtime::plan::{CpuSplit, Placement, Plan, RestartIntensity};
 use shmcollab_runtime::wire;
 use shmcollab_shm::auth::MasterKey;
 use shmcollab_shm::registry::{LpState, Registry, DEFAULT_STATUS_CAP};
@@ -70,6 +71,17 @@ pub fn launch(config_path: &Path) -> i32 {
     }
 }
 
+/// The CPUs this process may run on (its affinity mask: a `taskset` or a
+/// cgroup's cpuset is respected).
+fn allowed_cpus() -> Vec<usize> {
+    match rustix::thread::sched_getaffinity(None) {
+        Ok(set) => (0..rustix::thread::CpuSet::MAX_CPU)
+            .filter(|&i| set.is_set(i))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
 fn block_signals() -> anyhow::Result<SignalFd> {
     let mut set = SigSet::empty();
     for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
@@ -83,7 +95,7 @@ fn block_signals() -> anyhow::Result<SignalFd> {
 }
 
 fn run(cfg: &Config) -> anyhow::Result<i32> {
-    let plan = cfg.plan().clone();
+    let mut plan = cfg.plan().clone();
     if let Some(build) = cfg.build_command() {
         let st = Command::new(&build[0])
             .args(&build[1..])
@@ -122,6 +134,19 @@ fn run(cfg: &Config) -> anyhow::Result<i32> {
             registry.set_subfn_owner(i, Some(slot as u32))?;
         }
     }
+    if plan.placement == Placement::Auto {
+        plan.cpus = CpuSplit::for_cpus(&allowed_cpus(), 2 * plan.lps.len());
+        if let Some(c) = &plan.cpus {
+            eprintln!(
+                "shmcollab: {} processes on {} CPUs: LPs on CPUs {:?}, managers on CPUs {:?} \
+                 (placement = \"none\" in the config turns this off)",
+                2 * plan.lps.len() + 1,
+                c.lps.len() + c.managers.len(),
+                c.lps,
+                c.managers
+            );
+        }
+    }
     write_private(
         &session.dir().join(Plan::FILE),
         &serde_json::to_vec_pretty(&plan)?,
@@ -151,12 +176,11 @@ fn run(cfg: &Config) -> anyhow::Result<i32> {
             &session,
             slot as u32,
             &master,
-            plan.secure,
+            &plan,
             &ep,
             &mut mgrs[slot],
             &mut outs,
             width,
-            plan.lps.len(),
         )?;
     }
     spawn_ready_watch(registry.clone(), plan.lps.len(), started);
@@ -168,6 +192,7 @@ fn run(cfg: &Config) -> anyhow::Result<i32> {
     let mut stopping: Option<(Vec<usize>, Option<Instant>)> = None;
     let grace = Duration::from_millis(plan.grace_ms);
     let mut events: Vec<epoll::Event> = Vec::with_capacity(64);
+    let mut governor = plan.cpus.clone().map(Governor::new);
     loop {
         // Next timer: a restart or a shutdown deadline.
         let now = Instant::now();
@@ -180,6 +205,17 @@ fn run(cfg: &Config) -> anyhow::Result<i32> {
         }
         if let Some((_, Some(d))) = &stopping {
             timeout = timeout.min(d.saturating_duration_since(now));
+        }
+        if let Some(g) = &mut governor {
+            if now >= g.due {
+                let live: Vec<(String, u32)> = (0..plan.lps.len() as u32)
+                    .filter_map(|s| registry.slot(s).ok())
+                    .filter(|v| v.lp_pid != 0)
+                    .map(|v| (plan.lps[v.index as usize].name.clone(), v.lp_pid))
+                    .collect();
+                g.tick(&live);
+            }
+            timeout = timeout.min(g.due.saturating_duration_since(now));
         }
         let ts = rustix::time::Timespec {
             tv_sec: timeout.as_secs() as i64,
@@ -284,12 +320,11 @@ fn run(cfg: &Config) -> anyhow::Result<i32> {
                     &session,
                     slot as u32,
                     &master,
-                    plan.secure,
+                    &plan,
                     &ep,
                     m,
                     &mut outs,
                     width,
-                    plan.lps.len(),
                 );
                 if let Err(e) = restarted {
                     m.done = true;
@@ -380,13 +415,13 @@ fn spawn_manager(
     session: &Session,
     slot: u32,
     master: &MasterKey,
-    secure: bool,
+    plan: &Plan,
     ep: &OwnedFd,
     m: &mut Mgr,
     outs: &mut std::collections::HashMap<u64, Out>,
     width: usize,
-    procs: usize,
 ) -> anyhow::Result<()> {
+    let (secure, procs) = (plan.secure, plan.lps.len());
     let exe = std::env::current_exe()?;
     let mut cmd = Command::new(exe);
     cmd.arg("manager")
@@ -431,7 +466,13 @@ fn spawn_manager(
             Ok(_) => {}
         }
     }
-    let key_read = wire::prepare_child(&mut cmd, secure.then_some(&master.as_bytes()[..]), true)?;
+    let cpus = plan.cpus.as_ref().map(|c| &c.managers[..]);
+    let key_read = wire::prepare_child(
+        &mut cmd,
+        secure.then_some(&master.as_bytes()[..]),
+        true,
+        cpus,
+    )?;
     let mut child = cmd.spawn().context("spawning a manager")?;
     drop(key_read);
     let pid =

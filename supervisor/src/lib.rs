@@ -7,6 +7,8 @@
 //!   key handed down a pipe, one manager per LP, one epoll loop over pidfds,
 //!   a signalfd and the output pipes, restarts (one_for_one with intensity),
 //!   the ordered stop;
+//! * [`placement`]: LPs and managers on separate CPUs when there are more
+//!   processes than CPUs, and CPU-bound LPs let onto every CPU;
 //! * [`status`]: reading the coordinator's view, and `stop`.
 //!
 //! Restart strategies beyond one_for_one, `after`, heartbeats and
@@ -16,4 +18,5 @@
 
 pub mod config;
 pub mod launch;
+pub mod placement;
 pub mod status;

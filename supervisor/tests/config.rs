@@ -1,6 +1,6 @@
 //! Config parsing, partitioning and assignment, and the error messages.
 
-use shmcollab_runtime::plan::{CoordinatorChoice, RestartType};
+use shmcollab_runtime::plan::{CoordinatorChoice, Placement, RestartType};
 use shmcollab_supervisor::config::{line_col, Config, ConfigError};
 use std::path::{Path, PathBuf};
 
@@ -200,6 +200,8 @@ fn defaults() {
     assert_eq!(plan.report_interval_ms, 1000);
     assert_eq!(plan.ring_capacity, 262_144);
     assert_eq!(plan.grace_ms, 3000);
+    assert_eq!(plan.placement, Placement::Auto);
+    assert_eq!(plan.cpus, None);
     assert_eq!(plan.subfns, ["a"]);
     assert_eq!(plan.lps.len(), 1);
     let lp = &plan.lps[0];
@@ -335,6 +337,18 @@ fn instances_zero() {
         shown,
         "/nonexistent/cfg/config.toml:10:13: process \"p\", field `instances`: \
          expected an integer between 1 and 256, found 0"
+    );
+}
+
+#[test]
+fn placement_values() {
+    let text = small("").replace("name = \"t\"\n", "name = \"t\"\nplacement = \"none\"\n");
+    assert_eq!(parse(&text).unwrap().plan().placement, Placement::None);
+    let text = small("").replace("name = \"t\"\n", "name = \"t\"\nplacement = \"fast\"\n");
+    let shown = error_at(&text, 2, 13, "field `placement`");
+    assert!(
+        shown.ends_with("expected \"auto\" or \"none\", found \"fast\""),
+        "{shown}"
     );
 }
 
