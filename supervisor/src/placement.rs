@@ -10,7 +10,7 @@
 //!
 //! "CPU-bound" uses `/proc/<pid>/task/*/schedstat` (time on a CPU, time
 //! waiting for one, number of times scheduled in), summed over the LP's
-//! threads. Over one period an LP is CPU-bound when it wanted a CPU for more
+//! threads. Over one period (250 ms) an LP is CPU-bound when it wanted a CPU for more
 //! than half of the period (on one or waiting for one) and its time slices
 //! averaged over 200 µs. An LP that waits for messages by yielding also
 //! wants a CPU all the time, but in slices of a few microseconds; one that
@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 /// How often the LPs are looked at.
 pub const PERIOD: Duration = Duration::from_millis(250);
 /// Periods in a row an LP must be CPU-bound before it may use every CPU.
-const HOT_PERIODS: u32 = 2;
+const HOT_PERIODS: u32 = 1;
 /// Periods in a row an LP must not be CPU-bound before it goes back.
 const COOL_PERIODS: u32 = 8;
 /// Wanting a CPU for more than this share of a period ...
