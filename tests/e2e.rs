@@ -767,9 +767,9 @@ fn cpus_of(pid: &str) -> Option<Vec<usize>> {
     Some(out)
 }
 
-/// With more processes than CPUs, LPs start on one half of the CPUs and
-/// managers on the other; an LP that computes without pause is then let
-/// onto every CPU, and one that sleeps stays where it was put.
+/// With more processes than CPUs, LPs go to one half of the CPUs and
+/// managers to the other once ready; an LP that computes without pause is
+/// then let onto every CPU, and one that sleeps stays where it was put.
 #[test]
 fn cpu_bound_lps_are_let_onto_every_cpu() {
     let dir = TempDir::new("place");
@@ -789,7 +789,7 @@ name = "calm"
 [[process]]
 name = "burner"
 instances = 3
-command = ["sh", "-c", "while :; do :; done"]
+command = ["{idle}", "burn"]
 hosts = ["burn/*"]
 restart = "temporary"
 [[process]]
@@ -806,11 +806,9 @@ restart = "temporary"
     let split = (2..8).contains(&all.len());
     let (lp_cpus, mgr_cpus) = all.split_at(all.len().div_ceil(2));
     let run = Launched::start(&cfg, &name);
-    let v = wait_status(&name, "4 LPs with pids", |v| {
-        v["lps"]
-            .as_array()
-            .is_some_and(|a| a.len() == 4 && a.iter().all(|l| l["pid"].as_u64().unwrap_or(0) > 0))
-    });
+    // Placed once ready: from here the burners are on the LPs' CPUs until
+    // the governor lets them out (which it prints).
+    let v = wait_status(&name, "4 ready LPs", |v| all_ready(v, 4));
     let lps: Vec<(String, String, String)> = v["lps"]
         .as_array()
         .unwrap()

@@ -19,7 +19,7 @@
 //! generation the direct ring `m<from>.g<gen>-lp<slot>.g<gen>.<lp gen>`
 //! (peer manager -> our LP; see "the direct path" below).
 
-use crate::plan::{CoordinatorChoice, Plan, RestartIntensity, RestartType};
+use crate::plan::{set_process_cpus, CoordinatorChoice, Plan, RestartIntensity, RestartType};
 use crate::wire::{self, ctl, FLAG_DST_LP};
 use anyhow::{anyhow, Context};
 use serde_json::{json, Value};
@@ -168,6 +168,7 @@ pub fn run(dir: &Path, slot: u32) -> anyhow::Result<i32> {
         lp_pending: Outbox::new(),
         lp_up: false,
         lp_ready: false,
+        lp_placed: false,
         restart_at: None,
         restart_times: RestartIntensity::default(),
         restarts: 0,
@@ -276,6 +277,8 @@ struct Manager {
     lp_pending: Outbox,
     lp_up: bool,
     lp_ready: bool,
+    /// The plan's CPU split was applied to the current LP (and to us).
+    lp_placed: bool,
     restart_at: Option<Instant>,
     restart_times: RestartIntensity,
     restarts: u32,
@@ -357,8 +360,7 @@ impl Manager {
             }
         };
         // The LP dies with its manager; it stays in the manager's group.
-        let cpus = self.plan.cpus.as_ref().map(|c| &c.lps[..]);
-        let key_pipe = wire::prepare_child(&mut cmd, keys.as_ref().map(|b| &b[..]), false, cpus);
+        let key_pipe = wire::prepare_child(&mut cmd, keys.as_ref().map(|b| &b[..]), false);
         let key_pipe = key_pipe?;
         let child = cmd
             .spawn()
@@ -393,6 +395,7 @@ impl Manager {
         self.lp = Some(LpProc { child, pidfd });
         self.lp_up = true;
         self.lp_ready = false;
+        self.lp_placed = false;
         let _ = self.registry.set_lp(self.slot, pid, LpState::Running);
         self.report_dirty = true;
         let up: Vec<u32> = self
@@ -905,7 +908,25 @@ impl Manager {
         Ok(work)
     }
 
+    /// Applies the plan's CPU split (if any) to this manager and its LP, once
+    /// per LP: when it is ready or sends its first frame. Until then both
+    /// run anywhere, so that starting many of them uses every CPU.
+    fn place(&mut self) {
+        if self.lp_placed {
+            return;
+        }
+        self.lp_placed = true;
+        let (Some(split), Some(lp)) = (&self.plan.cpus, &self.lp) else {
+            return;
+        };
+        set_process_cpus(std::process::id(), &split.managers);
+        set_process_cpus(lp.child.id(), &split.lps);
+    }
+
     fn route_from_lp(&mut self, h: FrameHeader, payload: &[u8]) {
+        if !self.lp_placed {
+            self.place();
+        }
         match h.kind {
             kind::DATA | kind::REQUEST | kind::REPLY => {
                 let owner = if h.flags & FLAG_DST_LP != 0 {
@@ -930,6 +951,7 @@ impl Manager {
             }
             kind::CONTROL => match payload.first() {
                 Some(&ctl::READY) => {
+                    self.place();
                     self.lp_ready = true;
                     let pid = self.lp.as_ref().map(|l| l.child.id()).unwrap_or(0);
                     let _ = self.registry.set_lp(self.slot, pid, LpState::Ready);

@@ -39,7 +39,9 @@ pub enum Placement {
     None,
 }
 
-/// The CPUs of LPs and of managers when `launch` split them.
+/// The CPUs of LPs and of managers when `launch` split them. Each manager
+/// applies it to itself and its LP when the LP is ready (or sends its first
+/// frame), so that starting up, which is work, still spreads over every CPU.
 ///
 /// With more processes than CPUs, processes wait by yielding. A hop between
 /// two processes that share a CPU then costs a context switch, and the
@@ -70,6 +72,30 @@ impl CpuSplit {
             managers: allowed[half..].to_vec(),
         })
     }
+}
+
+/// Sets the CPUs of every thread of process `pid`; false if none could be
+/// set (the process is gone, or a CPU was taken away: the kernel's choice
+/// stands then).
+pub fn set_process_cpus(pid: u32, cpus: &[usize]) -> bool {
+    let mut set = rustix::thread::CpuSet::new();
+    for &c in cpus
+        .iter()
+        .filter(|&&c| c < rustix::thread::CpuSet::MAX_CPU)
+    {
+        set.set(c);
+    }
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    let mut any = false;
+    for t in dir.flatten() {
+        let tid = t.file_name().to_str().and_then(|s| s.parse::<i32>().ok());
+        if let Some(tid) = tid.and_then(rustix::process::Pid::from_raw) {
+            any |= rustix::thread::sched_setaffinity(Some(tid), &set).is_ok();
+        }
+    }
+    any
 }
 
 /// One logical process: an instance of a process group.

@@ -159,7 +159,6 @@ pub fn prepare_child(
     cmd: &mut std::process::Command,
     key: Option<&[u8]>,
     own_group: bool,
-    cpus: Option<&[usize]>,
 ) -> std::io::Result<Option<std::os::fd::OwnedFd>> {
     use std::os::fd::AsRawFd;
     use std::os::unix::process::CommandExt;
@@ -174,18 +173,9 @@ pub fn prepare_child(
     };
     let key_fd = read_end.as_ref().map_or(-1, |f| f.as_raw_fd());
     let parent = std::process::id() as libc::pid_t;
-    // Built here: the child may not allocate.
-    let cpu_set = cpus.filter(|c| !c.is_empty()).map(|c| {
-        let mut set = rustix::thread::CpuSet::new();
-        for &i in c.iter().filter(|&&i| i < rustix::thread::CpuSet::MAX_CPU) {
-            set.set(i);
-        }
-        set
-    });
     // SAFETY: the closure runs in the forked child before exec and calls
     // only async-signal-safe functions (dup2, fcntl, setpgid, prctl,
-    // getppid, sched_setaffinity, sigemptyset, sigprocmask, _exit); it
-    // allocates nothing.
+    // getppid, sigemptyset, sigprocmask, _exit); it allocates nothing.
     unsafe {
         cmd.pre_exec(move || {
             if key_fd >= 0 {
@@ -201,11 +191,6 @@ pub fn prepare_child(
             // The parent may have died before prctl took effect.
             if libc::getppid() != parent {
                 libc::_exit(1);
-            }
-            if let Some(set) = &cpu_set {
-                // A CPU taken away since is not fatal: the kernel's choice
-                // stands then.
-                let _ = rustix::thread::sched_setaffinity(None, set);
             }
             let mut set: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut set);

@@ -466,13 +466,7 @@ fn spawn_manager(
             Ok(_) => {}
         }
     }
-    let cpus = plan.cpus.as_ref().map(|c| &c.managers[..]);
-    let key_read = wire::prepare_child(
-        &mut cmd,
-        secure.then_some(&master.as_bytes()[..]),
-        true,
-        cpus,
-    )?;
+    let key_read = wire::prepare_child(&mut cmd, secure.then_some(&master.as_bytes()[..]), true)?;
     let mut child = cmd.spawn().context("spawning a manager")?;
     drop(key_read);
     let pid =

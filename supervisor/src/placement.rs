@@ -16,7 +16,7 @@
 //! wants a CPU all the time, but in slices of a few microseconds; one that
 //! sleeps wants none.
 
-use shmcollab_runtime::plan::CpuSplit;
+use shmcollab_runtime::plan::{set_process_cpus as set_affinity, CpuSplit};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -163,28 +163,6 @@ impl Governor {
             }
         }
     }
-}
-
-/// Sets the CPUs of every thread of `pid`; false if none could be set.
-fn set_affinity(pid: u32, cpus: &[usize]) -> bool {
-    let mut set = rustix::thread::CpuSet::new();
-    for &c in cpus
-        .iter()
-        .filter(|&&c| c < rustix::thread::CpuSet::MAX_CPU)
-    {
-        set.set(c);
-    }
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return false;
-    };
-    let mut any = false;
-    for t in dir.flatten() {
-        let tid = t.file_name().to_str().and_then(|s| s.parse::<i32>().ok());
-        if let Some(tid) = tid.and_then(rustix::process::Pid::from_raw) {
-            any |= rustix::thread::sched_setaffinity(Some(tid), &set).is_ok();
-        }
-    }
-    any
 }
 
 #[cfg(test)]
