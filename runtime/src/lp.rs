@@ -599,11 +599,16 @@ impl Lp {
                 d.c.prepare_wait();
             }
             let this = &*self;
+            let waited = Instant::now();
             this.rx
                 .data_bell()
                 .wait_until(WaitStrategy::default(), left, || {
                     (this.rx.has_data() || this.direct.iter().any(|d| d.c.has_data())).then_some(())
                 });
+            // For the supervisor's placement: time spent waiting is not work.
+            let _ = this
+                .registry
+                .add_lp_wait(this.slot, waited.elapsed().as_nanos() as u64);
         }
     }
 

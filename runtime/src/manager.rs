@@ -370,6 +370,12 @@ impl Manager {
             b.fill(0);
         }
         let pid = child.id();
+        if let Some(split) = &self.plan.cpus {
+            // Forked from us, it would run on the managers' CPUs (once we
+            // placed ourselves) until it is ready: let it start anywhere.
+            let all: Vec<usize> = split.lps.iter().chain(&split.managers).copied().collect();
+            set_process_cpus(pid, &all);
+        }
         let pidfd = Arc::new(rustix::process::pidfd_open(
             rustix::process::Pid::from_raw(pid as i32).ok_or_else(|| anyhow!("bad pid"))?,
             rustix::process::PidfdFlags::empty(),

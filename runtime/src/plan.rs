@@ -146,7 +146,8 @@ pub struct Plan {
     #[serde(default)]
     pub placement: Placement,
     /// The CPU split `launch` chose (`placement = "auto"` with more
-    /// processes than CPUs), applied to every manager and LP it starts.
+    /// processes than CPUs); each manager applies it to itself and its LP
+    /// once the LP is ready.
     #[serde(default)]
     pub cpus: Option<CpuSplit>,
 }

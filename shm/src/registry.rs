@@ -39,7 +39,11 @@
 //!     36   64 name           UTF-8, zero padded
 //!    100   28 reserved
 //!    128    8 doorbell       Doorbell the slot's manager sleeps on
-//!    136  120 reserved
+//!    136   56 reserved
+//!    192    8 lp_wait_ns     nanoseconds the LP spent waiting in the LP API
+//!                            (written by the LP; read by the supervisor's
+//!                            placement governor; its own cache line)
+//!    200   56 reserved
 //!
 //! Sub-function entry (64 bytes), max_subfns of them at 128 + 256 * max_slots
 //!      0    1 name_len       1..=55
@@ -180,13 +184,18 @@ struct Slot {
     _reserved0: [AtomicU32; 7],
     /// The doorbell of this slot's manager.
     doorbell: Doorbell,
-    _reserved1: [AtomicU32; 30],
+    _reserved1: [AtomicU32; 14],
+    /// Nanoseconds the LP spent waiting for input in the LP API, summed.
+    /// Written by the LP, untrusted. Publishes nothing: Relaxed.
+    lp_wait_ns: AtomicU64,
+    _reserved2: [AtomicU32; 14],
 }
 const _: () = assert!(std::mem::size_of::<Slot>() == SLOT_LEN);
 const _: () = assert!(std::mem::align_of::<Slot>() == 128);
 const _: () = assert!(std::mem::offset_of!(Slot, heartbeat_ms) == 24);
 const _: () = assert!(std::mem::offset_of!(Slot, name) == 36);
 const _: () = assert!(std::mem::offset_of!(Slot, doorbell) == 128);
+const _: () = assert!(std::mem::offset_of!(Slot, lp_wait_ns) == 192);
 
 /// One sub-function table entry.
 #[repr(C)]
@@ -455,6 +464,9 @@ pub struct SlotView {
     pub restarts: u32,
     /// CLOCK_MONOTONIC ms of the last heartbeat (see [`monotonic_ms`]).
     pub heartbeat_ms: u64,
+    /// Nanoseconds the slot's LPs spent waiting in the LP API, summed
+    /// (written by the LPs: a hint, not a fact).
+    pub lp_wait_ns: u64,
     /// Manager name; empty for a slot that is free or being claimed (a DEAD
     /// slot keeps its last holder's name).
     pub name: String,
@@ -1076,6 +1088,7 @@ impl Registry {
                 lp_state: LpState::from_u32(lp_state),
                 restarts: s.restarts.load(Ordering::Relaxed),
                 heartbeat_ms: s.heartbeat_ms.load(Ordering::Relaxed),
+                lp_wait_ns: s.lp_wait_ns.load(Ordering::Relaxed),
                 name,
             });
         }
@@ -1098,6 +1111,15 @@ impl Registry {
         self.slot_ref(slot)?
             .heartbeat_ms
             .store(monotonic_ms(), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Add `ns` to the time the slot's LP spent waiting (called by the LP).
+    pub fn add_lp_wait(&self, slot: u32, ns: u64) -> Result<(), RegistryError> {
+        // Relaxed: the value publishes nothing else.
+        self.slot_ref(slot)?
+            .lp_wait_ns
+            .fetch_add(ns, Ordering::Relaxed);
         Ok(())
     }
 

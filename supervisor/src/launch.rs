@@ -15,7 +15,7 @@ use shmcollab_runtime::manager::EXIT_LP_FAILED;
 use shmcollab_runtime::plan::{CpuSplit, Placement, Plan, RestartIntensity};
 use shmcollab_runtime::wire;
 use shmcollab_shm::auth::MasterKey;
-use shmcollab_shm::registry::{LpState, Registry, DEFAULT_STATUS_CAP};
+use shmcollab_shm::registry::{LpState, Registry, SlotState, DEFAULT_STATUS_CAP};
 use shmcollab_shm::segment::Session;
 use std::io::Write;
 use std::os::fd::OwnedFd;
@@ -138,9 +138,9 @@ fn run(cfg: &Config) -> anyhow::Result<i32> {
         plan.cpus = CpuSplit::for_cpus(&allowed_cpus(), 2 * plan.lps.len());
         if let Some(c) = &plan.cpus {
             eprintln!(
-                "shmcollab: {} processes on {} CPUs: LPs on CPUs {:?}, managers on CPUs {:?} \
-                 (placement = \"none\" in the config turns this off)",
-                2 * plan.lps.len() + 1,
+                "shmcollab: {} LPs and managers on {} CPUs: LPs on CPUs {:?}, managers on \
+                 CPUs {:?} once ready (placement = \"none\" in the config turns this off)",
+                2 * plan.lps.len(),
                 c.lps.len() + c.managers.len(),
                 c.lps,
                 c.managers
@@ -208,12 +208,20 @@ fn run(cfg: &Config) -> anyhow::Result<i32> {
         }
         if let Some(g) = &mut governor {
             if now >= g.due {
-                let live: Vec<(String, u32)> = (0..plan.lps.len() as u32)
+                // Ready LPs only: their managers have placed them.
+                let ready: Vec<(String, u32, u64)> = (0..plan.lps.len() as u32)
                     .filter_map(|s| registry.slot(s).ok())
-                    .filter(|v| v.lp_pid != 0)
-                    .map(|v| (plan.lps[v.index as usize].name.clone(), v.lp_pid))
+                    .filter(|v| {
+                        v.state == SlotState::Active
+                            && v.lp_state == LpState::Ready
+                            && v.lp_pid != 0
+                    })
+                    .map(|v| {
+                        let name = plan.lps[v.index as usize].name.clone();
+                        (name, v.lp_pid, v.lp_wait_ns)
+                    })
                     .collect();
-                g.tick(&live);
+                g.tick(&ready);
             }
             timeout = timeout.min(g.due.saturating_duration_since(now));
         }
@@ -436,19 +444,26 @@ fn spawn_manager(
     // the process it waits for needs: then wait by yielding, not spinning
     // (measured: 16 µs instead of 55 µs per LP round trip with 4 processes
     // on 2 cores). The user's own setting wins.
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if 2 * procs > cores && std::env::var_os("SHMCOLAB_SPIN_US").is_none() {
-        cmd.env("SHMCOLAB_SPIN_US", "0");
-        if std::env::var_os("SHMCOLAB_YIELDS").is_none() {
-            cmd.env("SHMCOLAB_YIELDS", "1000");
-        }
-        // A waiter gives its core away once at the start of a wait (the
-        // process it just handed work to may be queued behind it), then
-        // spins 5 µs after every yield, so that it is on a core when its
-        // own work arrives instead of a context switch away. Measured on
-        // the pingpong example, alternating runs: p50 7.4 -> 5.2 µs.
-        if std::env::var_os("SHMCOLAB_RESPIN_US").is_none() {
-            cmd.env("SHMCOLAB_RESPIN_US", "5");
+    let cores = match allowed_cpus().len() {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    if 2 * procs > cores {
+        // Each setting the user made by hand wins on its own.
+        for (k, v) in [
+            ("SHMCOLAB_SPIN_US", "0"),
+            ("SHMCOLAB_YIELDS", "1000"),
+            // A waiter gives its core away once at the start of a wait (the
+            // process it just handed work to may be queued behind it), then
+            // spins 5 µs after every yield, so that it is on a core when
+            // its own work arrives instead of a context switch away.
+            // Measured on the pingpong example, alternating runs: p50 7.4
+            // -> 5.2 µs.
+            ("SHMCOLAB_RESPIN_US", "5"),
+        ] {
+            if std::env::var_os(k).is_none() {
+                cmd.env(k, v);
+            }
         }
         // Waiting by yielding switches context at every yield, and after
         // each switch the kernel rewrites the restartable-sequences area

@@ -8,13 +8,18 @@
 //! that is CPU-bound run on every CPU, and puts it back once it waits
 //! again.
 //!
-//! "CPU-bound" uses `/proc/<pid>/task/*/schedstat` (time on a CPU, time
-//! waiting for one, number of times scheduled in), summed over the LP's
-//! threads. Over one period (250 ms) an LP is CPU-bound when it wanted a CPU for more
-//! than half of the period (on one or waiting for one) and its time slices
-//! averaged over 200 µs. An LP that waits for messages by yielding also
-//! wants a CPU all the time, but in slices of a few microseconds; one that
-//! sleeps wants none.
+//! "CPU-bound" uses `/proc/<pid>/task/*/schedstat` (time on a CPU and time
+//! waiting for one, summed over the LP's threads) and the time the LP says
+//! it spent waiting for messages in the LP API (`lp_wait_ns` in its registry
+//! slot). Over one period an LP is CPU-bound when it wanted a CPU for more
+//! than half of the period *outside* those waits. An LP that waits for
+//! messages by spinning and yielding wants a CPU all the time, but while it
+//! waits; one that sleeps wants none. A program that never uses the LP API
+//! is judged by its CPU use alone.
+//!
+//! Only LPs that said they are ready are looked at (their managers placed
+//! them then), and an LP is known by its pid and its start time, so that a
+//! pid the kernel gave to another process since is left alone.
 
 use shmcollab_runtime::plan::{set_process_cpus as set_affinity, CpuSplit};
 use std::collections::HashMap;
@@ -26,10 +31,9 @@ pub const PERIOD: Duration = Duration::from_millis(250);
 const HOT_PERIODS: u32 = 1;
 /// Periods in a row an LP must not be CPU-bound before it goes back.
 const COOL_PERIODS: u32 = 8;
-/// Wanting a CPU for more than this share of a period ...
+/// Wanting a CPU outside the LP API's waits for more than this share of a
+/// period is CPU-bound.
 const BUSY_SHARE: f64 = 0.5;
-/// ... in time slices longer than this on average is CPU-bound.
-const LONG_SLICE: Duration = Duration::from_micros(200);
 
 /// Scheduler statistics of a process, summed over its threads.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -40,6 +44,15 @@ pub struct Sched {
     pub delay_ns: u64,
     /// Times scheduled in.
     pub slices: u64,
+}
+
+/// What the governor reads of an LP at one time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reading {
+    /// The scheduler's statistics.
+    pub sched: Sched,
+    /// Nanoseconds the LP said it waited in the LP API.
+    pub wait_ns: u64,
 }
 
 impl Sched {
@@ -79,20 +92,41 @@ impl Sched {
 }
 
 /// Whether an LP was CPU-bound between two readings `dt` apart.
-pub fn cpu_bound(before: Sched, after: Sched, dt: Duration) -> bool {
-    let run = after.run_ns.saturating_sub(before.run_ns);
-    let delay = after.delay_ns.saturating_sub(before.delay_ns);
-    let slices = after.slices.saturating_sub(before.slices).max(1);
-    let wanted = (run + delay) as f64 / dt.as_nanos().max(1) as f64;
-    wanted > BUSY_SHARE && run / slices > LONG_SLICE.as_nanos() as u64
+pub fn cpu_bound(before: Reading, after: Reading, dt: Duration) -> bool {
+    let run = after.sched.run_ns.saturating_sub(before.sched.run_ns);
+    let delay = after.sched.delay_ns.saturating_sub(before.sched.delay_ns);
+    let waited = after.wait_ns.saturating_sub(before.wait_ns);
+    let wanted = run.saturating_add(delay).saturating_sub(waited);
+    wanted as f64 > BUSY_SHARE * dt.as_nanos().max(1) as f64
+}
+
+/// The start time of `pid` (field 22 of `/proc/<pid>/stat`, clock ticks
+/// since boot): with the pid, it names one process.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count
+    // from the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_ascii_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether every thread of `pid` may run on all of `cpus` and no other.
+fn runs_on(pid: u32, cpus: &[usize]) -> bool {
+    let Some(p) = rustix::process::Pid::from_raw(pid as i32) else {
+        return false;
+    };
+    match rustix::thread::sched_getaffinity(Some(p)) {
+        Ok(set) => set.count() as usize == cpus.len() && cpus.iter().all(|&c| set.is_set(c)),
+        Err(_) => false,
+    }
 }
 
 struct Watched {
-    last: Sched,
+    start: u64,
+    last: Reading,
     at: Instant,
     hot: u32,
     cool: u32,
-    wide: bool,
 }
 
 /// Widens and narrows the CPUs of LPs by how they use them.
@@ -105,8 +139,8 @@ pub struct Governor {
 }
 
 impl Governor {
-    /// A governor for LPs started on `split.lps`, which may widen them to
-    /// `split.lps` and `split.managers` together.
+    /// A governor for LPs that their managers place on `split.lps`, which
+    /// may widen them to `split.lps` and `split.managers` together.
     pub fn new(split: CpuSplit) -> Governor {
         let mut all = split.lps.clone();
         all.extend_from_slice(&split.managers);
@@ -118,48 +152,69 @@ impl Governor {
         }
     }
 
-    /// Looks at the live LPs (`(name, pid)`): widens the ones CPU-bound for
-    /// [`HOT_PERIODS`] periods, narrows the widened ones that were not for
-    /// [`COOL_PERIODS`]. Forgets LPs that are gone.
-    pub fn tick(&mut self, live: &[(String, u32)]) {
+    /// Looks at the ready LPs (`(name, pid, wait_ns)`): widens the ones
+    /// CPU-bound for [`HOT_PERIODS`] periods that are still on the LPs'
+    /// CPUs, narrows the widened ones that were not for [`COOL_PERIODS`].
+    /// Forgets LPs that are gone.
+    pub fn tick(&mut self, ready: &[(String, u32, u64)]) {
         let now = Instant::now();
         self.due = now + PERIOD;
-        self.lps.retain(|pid, _| live.iter().any(|(_, p)| p == pid));
-        for (name, pid) in live {
-            let Some(s) = Sched::of(*pid) else { continue };
-            let Some(w) = self.lps.get_mut(pid) else {
-                self.lps.insert(
-                    *pid,
-                    Watched {
-                        last: s,
-                        at: now,
-                        hot: 0,
-                        cool: 0,
-                        wide: false,
-                    },
-                );
+        self.lps
+            .retain(|pid, _| ready.iter().any(|(_, p, _)| p == pid));
+        for (name, pid, wait_ns) in ready {
+            let (Some(sched), Some(start)) = (Sched::of(*pid), start_time(*pid)) else {
                 continue;
             };
-            if cpu_bound(w.last, s, now.duration_since(w.at)) {
+            let r = Reading {
+                sched,
+                wait_ns: *wait_ns,
+            };
+            let fresh = Watched {
+                start,
+                last: r,
+                at: now,
+                hot: 0,
+                cool: 0,
+            };
+            let w = self.lps.entry(*pid).or_insert(fresh);
+            if w.start != start {
+                // Another process with the same pid: start over.
+                *w = Watched {
+                    start,
+                    last: r,
+                    at: now,
+                    hot: 0,
+                    cool: 0,
+                };
+                continue;
+            }
+            if w.at == now {
+                continue;
+            }
+            if cpu_bound(w.last, r, now.duration_since(w.at)) {
                 w.hot += 1;
                 w.cool = 0;
             } else {
                 w.cool += 1;
                 w.hot = 0;
             }
-            w.last = s;
+            w.last = r;
             w.at = now;
-            if !w.wide && w.hot >= HOT_PERIODS {
+            // The actual CPUs decide, not what was done last: the LP's
+            // manager placed it when it became ready, and places a
+            // restarted one anew.
+            if w.hot >= HOT_PERIODS && runs_on(*pid, &self.split.lps) {
                 if set_affinity(*pid, &self.all) {
                     eprintln!("shmcollab: {name} is CPU-bound: it may run on every CPU now");
-                    w.wide = true;
                 }
-            } else if w.wide && w.cool >= COOL_PERIODS && set_affinity(*pid, &self.split.lps) {
+            } else if w.cool >= COOL_PERIODS
+                && runs_on(*pid, &self.all)
+                && set_affinity(*pid, &self.split.lps)
+            {
                 eprintln!(
                     "shmcollab: {name} waits again: back on CPUs {:?}",
                     self.split.lps
                 );
-                w.wide = false;
             }
         }
     }
@@ -186,21 +241,43 @@ mod tests {
 
     #[test]
     fn yielding_waiter_sleeper_and_cruncher() {
-        let s = |run_ms: u64, delay_ms: u64, slices: u64| Sched {
-            run_ns: run_ms * 1_000_000,
-            delay_ns: delay_ms * 1_000_000,
-            slices,
+        let r = |run_ms: u64, delay_ms: u64, wait_ms: u64| Reading {
+            sched: Sched {
+                run_ns: run_ms * 1_000_000,
+                delay_ns: delay_ms * 1_000_000,
+                slices: 0,
+            },
+            wait_ns: wait_ms * 1_000_000,
         };
-        let dt = Duration::from_millis(500); // any period: only shares count
-        let zero = Sched::default();
-        // Waits by yielding: runnable all the time, in 5 µs slices.
-        assert!(!cpu_bound(zero, s(250, 250, 50_000), dt));
-        // Sleeps: wants no CPU.
-        assert!(!cpu_bound(zero, s(1, 0, 10), dt));
-        // Computes beside three others on one CPU: a quarter of the time on
-        // it, the rest waiting for it, in 3 ms slices.
-        assert!(cpu_bound(zero, s(125, 375, 42), dt));
+        let dt = Duration::from_millis(250);
+        let zero = Reading::default();
+        // Waits by yielding on a CPU of its own: on a CPU all the time,
+        // 90% of it waiting in the LP API.
+        assert!(!cpu_bound(zero, r(250, 0, 225), dt));
+        // The same, sharing a CPU: half on it, half waiting for it.
+        assert!(!cpu_bound(zero, r(125, 125, 225), dt));
+        // Sleeps in the LP API: wants no CPU, waited the whole period.
+        assert!(!cpu_bound(zero, r(1, 0, 250), dt));
+        // Sleeps elsewhere (not in the LP API).
+        assert!(!cpu_bound(zero, r(1, 0, 0), dt));
+        // Computes beside three others on one CPU.
+        assert!(cpu_bound(zero, r(62, 188, 0), dt));
         // Computes alone.
-        assert!(cpu_bound(zero, s(500, 0, 125), dt));
+        assert!(cpu_bound(zero, r(250, 0, 0), dt));
+        // Counters that went backwards (garbage from the LP): no panic.
+        assert!(!cpu_bound(r(10, 10, 10), zero, dt));
+    }
+
+    #[test]
+    fn own_start_time_and_cpus() {
+        let me = std::process::id();
+        assert!(start_time(me).is_some_and(|t| t > 0));
+        assert_eq!(start_time(me), start_time(me));
+        let mine = rustix::thread::sched_getaffinity(None).unwrap();
+        let cpus: Vec<usize> = (0..rustix::thread::CpuSet::MAX_CPU)
+            .filter(|&c| mine.is_set(c))
+            .collect();
+        assert!(runs_on(me, &cpus));
+        assert!(!runs_on(me, &[]));
     }
 }
