@@ -481,6 +481,9 @@ fn forged_frame_in_a_direct_ring_is_rejected_and_counted() {
     });
     let l = lp_entry(&v, "pong").unwrap();
     assert_eq!(l["auth_failures"], 1, "{l}");
+    // Counted by the LP on its direct ring, told to its manager in STATS,
+    // and broken down like the manager's own rejects.
+    assert_eq!(l["rejected"]["forged"], 1, "{l}");
     assert_eq!(l["msgs_in"], 0, "{l}");
     // The ring still carries ping's real requests.
     std::fs::write(&go, b"go").unwrap();

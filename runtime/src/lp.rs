@@ -16,7 +16,7 @@
 //! it, whatever that LP wrote.
 
 use crate::wire::{self, ctl, env, FLAG_DST_LP};
-use shmcollab_shm::auth::{LinkKey, Opener, Sealer};
+use shmcollab_shm::auth::{LinkKey, Opener, RxStats, Sealer};
 use shmcollab_shm::doorbell::WaitStrategy;
 use shmcollab_shm::frame::{kind, FrameHeader, FRAME_HEADER_LEN};
 use shmcollab_shm::registry::Registry;
@@ -121,8 +121,9 @@ pub struct Lp {
     /// already dropped: reported to the manager, which cannot see them.
     direct_msgs: u64,
     direct_bytes: u64,
-    direct_rejected_gone: u64,
-    stats_sent: [u64; 3],
+    /// Counts of direct rings removed since (their openers are gone).
+    direct_gone: RxStats,
+    stats_sent: [u64; 8],
     stats_at: Instant,
 }
 
@@ -227,8 +228,8 @@ impl Lp {
             next_direct: 0,
             direct_msgs: 0,
             direct_bytes: 0,
-            direct_rejected_gone: 0,
-            stats_sent: [0; 3],
+            direct_gone: RxStats::default(),
+            stats_sent: [0; 8],
             stats_at: Instant::now(),
         })
     }
@@ -279,12 +280,16 @@ impl Lp {
     }
 
     fn direct_rejected(&self) -> u64 {
-        self.direct_rejected_gone
-            + self
-                .direct
-                .iter()
-                .map(|d| d.opener.stats().rejected())
-                .sum::<u64>()
+        self.direct_stats().rejected()
+    }
+
+    /// What the direct rings rejected, removed ones included.
+    fn direct_stats(&self) -> RxStats {
+        let mut all = self.direct_gone;
+        for d in &self.direct {
+            all.add(d.opener.stats());
+        }
+        all
     }
 
     fn subfn_id(&self, subfn: &str) -> Result<u32, LpError> {
@@ -647,7 +652,9 @@ impl Lp {
                 // read from it here; the main ring still works. The manager
                 // is told, so that the writer's frames are not stranded.
                 let d = self.direct.remove(r - 1);
-                self.direct_rejected_gone += d.opener.stats().rejected() + 1;
+                self.direct_gone.add(d.opener.stats());
+                // The ring itself counts as one malformed frame.
+                self.direct_gone.malformed = self.direct_gone.malformed.saturating_add(1);
                 let _ = self.tell(
                     &wire::ctl_msg(ctl::LOST, &[], d.name.as_bytes()),
                     Some(None),
@@ -741,17 +748,17 @@ impl Lp {
     /// Drop direct rings whose producer is gone once they are empty (call
     /// with no frame held).
     fn drop_closed_direct(&mut self) {
-        let mut gone = 0;
+        let mut gone = RxStats::default();
         let mut names = Vec::new();
         self.direct.retain(|d| {
             let keep = !d.closing || d.c.has_data();
             if !keep {
-                gone += d.opener.stats().rejected();
+                gone.add(d.opener.stats());
                 names.push(d.name.clone());
             }
             keep
         });
-        self.direct_rejected_gone += gone;
+        self.direct_gone.add(&gone);
         // The manager removes the ring once told (best effort: if the ring
         // to it is full, the ring is removed when this LP ends instead).
         for name in names {
@@ -766,7 +773,18 @@ impl Lp {
     /// was not told within [`STATS_EVERY`] (or `now`). False if something
     /// is left to tell later.
     fn send_stats(&mut self, now: bool) -> bool {
-        let cur = [self.direct_msgs, self.direct_bytes, self.direct_rejected()];
+        // Messages, bytes, then the six reject counts (`RxStats::rejects`).
+        let r = self.direct_stats().rejects();
+        let cur = [
+            self.direct_msgs,
+            self.direct_bytes,
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            r[5],
+        ];
         if cur == self.stats_sent {
             return true;
         }

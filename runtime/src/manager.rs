@@ -23,7 +23,7 @@ use crate::plan::{set_process_cpus, CoordinatorChoice, Plan, RestartIntensity, R
 use crate::wire::{self, ctl, FLAG_DST_LP};
 use anyhow::{anyhow, Context};
 use serde_json::{json, Value};
-use shmcollab_shm::auth::{link_key, LinkKey, MasterKey, Opener, Sealer};
+use shmcollab_shm::auth::{link_key, LinkKey, MasterKey, Opener, RxStats, Sealer};
 use shmcollab_shm::frame::{kind, FrameHeader};
 use shmcollab_shm::registry::{monotonic_ms, LpState, Registry, SlotState};
 use shmcollab_shm::ring::{create_ring, open_ring, BellRef, Consumer, Producer};
@@ -186,9 +186,9 @@ pub fn run(dir: &Path, slot: u32) -> anyhow::Result<i32> {
         exit: None,
         stop_seen: false,
         direct_in: Vec::new(),
-        lp_direct: [0; 3],
-        lp_direct_base: [0; 3],
-        direct_rejected_gone: 0,
+        lp_direct: [0; 8],
+        lp_direct_base: [0; 8],
+        direct_gone: RxStats::default(),
         peer_ctl: Vec::new(),
     };
     if let Err(e) = m.spawn_lp() {
@@ -300,10 +300,11 @@ struct Manager {
     direct_in: Vec<DirectIn>,
     /// What our current LP says it took from direct rings (messages,
     /// bytes, rejected frames), and the totals of its dead predecessors.
-    lp_direct: [u64; 3],
-    lp_direct_base: [u64; 3],
+    lp_direct: [u64; 8],
+    lp_direct_base: [u64; 8],
     /// Rejected frames of direct rings we drained and removed.
-    direct_rejected_gone: u64,
+    /// Counts of drained direct rings removed since.
+    direct_gone: RxStats,
     /// Control frames from peers, handled after their rings are read.
     peer_ctl: Vec<(u32, Vec<u8>)>,
 }
@@ -677,10 +678,10 @@ impl Manager {
                 self.start_drain(i);
             }
         }
-        for k in 0..3 {
-            self.lp_direct_base[k] += self.lp_direct[k];
+        for k in 0..8 {
+            self.lp_direct_base[k] = self.lp_direct_base[k].saturating_add(self.lp_direct[k]);
         }
-        self.lp_direct = [0; 3];
+        self.lp_direct = [0; 8];
         self.drain_direct(None, true);
     }
 
@@ -756,7 +757,7 @@ impl Manager {
             }
         }
         self.scratch = buf;
-        let mut gone = 0;
+        let mut gone = RxStats::default();
         let session = &self.session;
         self.direct_in.retain(|d| {
             let done = match &d.drain {
@@ -766,13 +767,13 @@ impl Manager {
             };
             if done {
                 if let Some((_, o, _)) = &d.drain {
-                    gone += o.stats().rejected();
+                    gone.add(o.stats());
                 }
                 let _ = std::fs::remove_file(session.segment_path(&d.name));
             }
             !done
         });
-        self.direct_rejected_gone += gone;
+        self.direct_gone.add(&gone);
         for (s, lp_gen) in revoke {
             self.revoke(s, lp_gen);
         }
@@ -1014,8 +1015,15 @@ impl Manager {
                             .and_then(|b| b.try_into().ok())
                             .map(u64::from_le_bytes)
                     };
-                    if let (Some(a), Some(b), Some(c)) = (v(0), v(1), v(2)) {
-                        self.lp_direct = [a, b, c];
+                    // Messages, bytes and the six reject counts of the
+                    // LP's direct rings (`RxStats::rejects` order).
+                    let mut got = [0u64; 8];
+                    if got
+                        .iter_mut()
+                        .enumerate()
+                        .all(|(i, g)| v(i).map(|x| *g = x).is_some())
+                    {
+                        self.lp_direct = got;
                         self.report_dirty = true;
                     }
                 }
@@ -1371,34 +1379,25 @@ impl Manager {
 
     fn report(&self) -> Value {
         let drains = || self.direct_in.iter().filter_map(|d| d.drain.as_ref());
-        let auth_failures = self.lp_opener.stats().rejected()
-            + self
-                .peers
-                .values()
-                .flat_map(|p| p.rx.iter().chain(p.draining.iter()))
-                .map(|(_, o, _)| o.stats().rejected())
-                .sum::<u64>()
-            + drains().map(|(_, o, _)| o.stats().rejected()).sum::<u64>()
-            + self.direct_rejected_gone
-            + self.lp_direct_total(2);
-        let mut rejects = shmcollab_shm::auth::RxStats::default();
-        let mut add = |s: &shmcollab_shm::auth::RxStats| {
-            rejects.truncated += s.truncated;
-            rejects.malformed += s.malformed;
-            rejects.altered += s.altered;
-            rejects.forged += s.forged;
-            rejects.replayed += s.replayed;
-            rejects.reordered += s.reordered;
-        };
-        add(self.lp_opener.stats());
+        // Every inbound link's counts: the LP's ring, peers' rings, our dead
+        // LP's direct rings we drain, removed ones, and what the LP counted
+        // on its direct rings.
+        let mut rejects = self.direct_gone;
+        rejects.add(self.lp_opener.stats());
         for p in self.peers.values() {
             for (_, o, _) in p.rx.iter().chain(p.draining.iter()) {
-                add(o.stats());
+                rejects.add(o.stats());
             }
         }
         for (_, o, _) in drains() {
-            add(o.stats());
+            rejects.add(o.stats());
         }
+        let mut from_lp = [0u64; 6];
+        for (i, r) in from_lp.iter_mut().enumerate() {
+            *r = self.lp_direct_total(2 + i);
+        }
+        rejects.add(&RxStats::from_rejects(from_lp));
+        let auth_failures = rejects.rejected();
         let lp_state = self
             .registry
             .slot(self.slot)

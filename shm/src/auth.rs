@@ -442,6 +442,45 @@ pub struct RxStats {
 }
 
 impl RxStats {
+    /// The six reject counts: truncated, malformed, altered, forged,
+    /// replayed, reordered.
+    pub fn rejects(&self) -> [u64; 6] {
+        [
+            self.truncated,
+            self.malformed,
+            self.altered,
+            self.forged,
+            self.replayed,
+            self.reordered,
+        ]
+    }
+
+    /// Reject counts from [`RxStats::rejects`] order (nothing accepted).
+    pub fn from_rejects(r: [u64; 6]) -> RxStats {
+        RxStats {
+            accepted: 0,
+            truncated: r[0],
+            malformed: r[1],
+            altered: r[2],
+            forged: r[3],
+            replayed: r[4],
+            reordered: r[5],
+        }
+    }
+
+    /// Adds `other`'s counts to these (saturating).
+    pub fn add(&mut self, other: &RxStats) {
+        self.accepted = self.accepted.saturating_add(other.accepted);
+        let mut r = self.rejects();
+        for (a, b) in r.iter_mut().zip(other.rejects()) {
+            *a = a.saturating_add(b);
+        }
+        *self = RxStats {
+            accepted: self.accepted,
+            ..RxStats::from_rejects(r)
+        };
+    }
+
     /// Total number of rejected frames.
     pub fn rejected(&self) -> u64 {
         self.truncated
@@ -751,5 +790,16 @@ mod tests {
         let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
         assert_eq!(hex(&m), "c1c0e58bd913006feba00f4b3cc3594e");
         assert_eq!(hex(&tag), "abe0ece80c24868a226a35d16bdae37a");
+    }
+
+    #[test]
+    fn rx_stats_add_and_rejects() {
+        let mut a = RxStats::from_rejects([1, 2, 3, 4, 5, 6]);
+        a.accepted = 7;
+        assert_eq!(a.rejected(), 21);
+        let mut b = RxStats::from_rejects([u64::MAX, 0, 0, 1, 0, 0]);
+        b.add(&a);
+        assert_eq!(b.rejects(), [u64::MAX, 2, 3, 5, 5, 6]);
+        assert_eq!(b.accepted, 7);
     }
 }
