@@ -169,23 +169,17 @@ impl Governor {
                 sched,
                 wait_ns: *wait_ns,
             };
-            let fresh = Watched {
+            let fresh = || Watched {
                 start,
                 last: r,
                 at: now,
                 hot: 0,
                 cool: 0,
             };
-            let w = self.lps.entry(*pid).or_insert(fresh);
+            let w = self.lps.entry(*pid).or_insert_with(fresh);
             if w.start != start {
                 // Another process with the same pid: start over.
-                *w = Watched {
-                    start,
-                    last: r,
-                    at: now,
-                    hot: 0,
-                    cool: 0,
-                };
+                *w = fresh();
                 continue;
             }
             if w.at == now {
