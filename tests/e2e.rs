@@ -45,13 +45,19 @@ struct Launched {
 }
 impl Launched {
     fn start(config: &Path, name: &str) -> Launched {
-        let child = Command::new(bin())
-            .arg("launch")
-            .arg(config)
+        let mut cmd = Command::new(bin());
+        cmd.arg("launch").arg(config);
+        Launched::spawn(cmd, name)
+    }
+
+    /// Run `cmd` (which runs `shmcollab launch` for collaboration `name`)
+    /// with its output piped.
+    fn spawn(mut cmd: Command, name: &str) -> Launched {
+        let child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap();
+            .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
         Launched {
             child: Some(child),
             name: name.to_owned(),
@@ -376,6 +382,15 @@ fn idle_pingpong(dir: &TempDir, name: &str) -> (Launched, PathBuf, PathBuf) {
     (run, go, sdir)
 }
 
+/// Let ping of an `idle_pingpong` go and wait for the collaboration to end
+/// with exit code 0; returns ping's (stdout, stderr).
+fn go_and_finish(run: Launched, go: &Path) -> (String, String) {
+    std::fs::write(go, b"go").unwrap();
+    let (code, stdout, stderr) = run.wait(Duration::from_secs(60));
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    (stdout, stderr)
+}
+
 /// The segment names in session directory `sdir`.
 fn segment_names(sdir: &Path) -> Vec<String> {
     std::fs::read_dir(sdir)
@@ -434,9 +449,7 @@ fn forged_frame_is_rejected_counted_and_the_collaboration_goes_on() {
     // pong never saw it.
     assert_eq!(lp_entry(&v, "pong").unwrap()["msgs_in"], 0);
     // The collaboration goes on: ping now does real round trips and ends.
-    std::fs::write(&go, b"go").unwrap();
-    let (code, stdout, stderr) = run.wait(Duration::from_secs(60));
-    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let (stdout, _) = go_and_finish(run, &go);
     assert!(stdout.contains("round trips of 64 B"), "{stdout}");
 }
 
@@ -486,9 +499,7 @@ fn forged_frame_in_a_direct_ring_is_rejected_and_counted() {
     assert_eq!(l["rejected"]["forged"], 1, "{l}");
     assert_eq!(l["msgs_in"], 0, "{l}");
     // The ring still carries ping's real requests.
-    std::fs::write(&go, b"go").unwrap();
-    let (code, stdout, stderr) = run.wait(Duration::from_secs(60));
-    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let (stdout, _) = go_and_finish(run, &go);
     assert!(stdout.contains("100 round trips of 64 B"), "{stdout}");
 }
 
@@ -516,9 +527,7 @@ fn corrupt_direct_ring_is_dropped_and_traffic_goes_the_long_way() {
     });
     assert_eq!(lp_entry(&v, "pong").unwrap()["msgs_in"], 0);
     // ping's requests now go through pong's manager, and all get answers.
-    std::fs::write(&go, b"go").unwrap();
-    let (code, stdout, stderr) = run.wait(Duration::from_secs(60));
-    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let (stdout, stderr) = go_and_finish(run, &go);
     assert!(stdout.contains("100 round trips of 64 B"), "{stdout}");
     assert!(stderr.contains("cannot read the direct ring"), "{stderr}");
 }
@@ -815,19 +824,13 @@ restart = "temporary"
         .map(|c| c.to_string())
         .collect::<Vec<_>>()
         .join(",");
-    let child = Command::new("taskset")
+    let mut taskset = Command::new("taskset");
+    taskset
         .args(["-c", &list])
         .arg(bin())
         .arg("launch")
-        .arg(&cfg)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("taskset (util-linux)");
-    let run = Launched {
-        child: Some(child),
-        name: name.clone(),
-    };
+        .arg(&cfg);
+    let run = Launched::spawn(taskset, &name);
     // Placed once ready: from here the burners are on the LPs' CPUs until
     // the governor lets them out (which it prints).
     let v = wait_status(&name, "4 ready LPs", |v| all_ready(v, 4));

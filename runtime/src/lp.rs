@@ -15,7 +15,7 @@
 //! message, so `Message::from` is the slot of the LP whose manager forwarded
 //! it, whatever that LP wrote.
 
-use crate::wire::{self, ctl, env, FLAG_DST_LP};
+use crate::wire::{self, ctl, env, DirectStats, FLAG_DST_LP};
 use shmcollab_shm::auth::{LinkKey, Opener, RxStats, Sealer};
 use shmcollab_shm::doorbell::WaitStrategy;
 use shmcollab_shm::frame::{kind, FrameHeader, FRAME_HEADER_LEN};
@@ -117,13 +117,13 @@ pub struct Lp {
     direct: Vec<DirectRx>,
     /// Where the next search of the direct rings starts (fairness).
     next_direct: usize,
-    /// Messages and bytes taken from direct rings, and rejections on rings
-    /// already dropped: reported to the manager, which cannot see them.
+    /// Messages and bytes taken from direct rings, and what rings already
+    /// dropped rejected: reported to the manager, which cannot see them.
     direct_msgs: u64,
     direct_bytes: u64,
-    /// Counts of direct rings removed since (their openers are gone).
     direct_gone: RxStats,
-    stats_sent: [u64; 8],
+    /// What the manager was told last, and when.
+    stats_sent: DirectStats,
     stats_at: Instant,
 }
 
@@ -229,7 +229,7 @@ impl Lp {
             direct_msgs: 0,
             direct_bytes: 0,
             direct_gone: RxStats::default(),
-            stats_sent: [0; 8],
+            stats_sent: DirectStats::default(),
             stats_at: Instant::now(),
         })
     }
@@ -276,11 +276,7 @@ impl Lp {
 
     /// Frames from the manager that failed authentication (dropped).
     pub fn auth_failures(&self) -> u64 {
-        self.opener.stats().rejected() + self.direct_rejected()
-    }
-
-    fn direct_rejected(&self) -> u64 {
-        self.direct_stats().rejected()
+        self.opener.stats().rejected() + self.direct_stats().rejected()
     }
 
     /// What the direct rings rejected, removed ones included.
@@ -655,10 +651,7 @@ impl Lp {
                 self.direct_gone.add(d.opener.stats());
                 // The ring itself counts as one malformed frame.
                 self.direct_gone.malformed = self.direct_gone.malformed.saturating_add(1);
-                let _ = self.tell(
-                    &wire::ctl_msg(ctl::LOST, &[], d.name.as_bytes()),
-                    Some(None),
-                );
+                let _ = self.tell_ring(ctl::LOST, &d.name, Some(None));
                 return Ok(Some(false));
             }
         };
@@ -724,8 +717,7 @@ impl Lp {
                     }),
                     Ok(Err(e)) | Err(e) => {
                         eprintln!("shmcollab: cannot attach the direct ring {name}: {e}");
-                        let p = wire::ctl_msg(ctl::LOST, &[], name.as_bytes());
-                        let _ = self.tell(&p, Some(None));
+                        let _ = self.tell_ring(ctl::LOST, name, Some(None));
                     }
                 }
             }
@@ -745,6 +737,16 @@ impl Lp {
         self.emit(Self::header(kind::CONTROL, 0, 0), p, wait)
     }
 
+    /// A control frame about direct ring `name` (LOST, DETACHED).
+    fn tell_ring(
+        &mut self,
+        op: u8,
+        name: &str,
+        wait: Option<Option<Duration>>,
+    ) -> Result<(), LpError> {
+        self.tell(&wire::ctl_msg(op, &[], name.as_bytes()), wait)
+    }
+
     /// Drop direct rings whose producer is gone once they are empty (call
     /// with no frame held).
     fn drop_closed_direct(&mut self) {
@@ -762,7 +764,7 @@ impl Lp {
         // The manager removes the ring once told (best effort: if the ring
         // to it is full, the ring is removed when this LP ends instead).
         for name in names {
-            let _ = self.tell(&wire::ctl_msg(ctl::DETACHED, &[], name.as_bytes()), None);
+            let _ = self.tell_ring(ctl::DETACHED, &name, None);
         }
         if self.next_direct >= self.direct.len() {
             self.next_direct = 0;
@@ -773,29 +775,18 @@ impl Lp {
     /// was not told within [`STATS_EVERY`] (or `now`). False if something
     /// is left to tell later.
     fn send_stats(&mut self, now: bool) -> bool {
-        // Messages, bytes, then the six reject counts (`RxStats::rejects`).
-        let r = self.direct_stats().rejects();
-        let cur = [
-            self.direct_msgs,
-            self.direct_bytes,
-            r[0],
-            r[1],
-            r[2],
-            r[3],
-            r[4],
-            r[5],
-        ];
+        let cur = DirectStats {
+            msgs: self.direct_msgs,
+            bytes: self.direct_bytes,
+            rejects: RxStats::from_rejects(self.direct_stats().rejects()),
+        };
         if cur == self.stats_sent {
             return true;
         }
         if !now && self.stats_at.elapsed() < STATS_EVERY {
             return false;
         }
-        let mut p = vec![ctl::STATS];
-        for v in cur {
-            p.extend_from_slice(&v.to_le_bytes());
-        }
-        if self.tell(&p, None).is_ok() {
+        if self.tell(&cur.encode(), None).is_ok() {
             self.stats_sent = cur;
             self.stats_at = Instant::now();
             return true;

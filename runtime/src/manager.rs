@@ -20,7 +20,7 @@
 //! (peer manager -> our LP; see "the direct path" below).
 
 use crate::plan::{set_process_cpus, CoordinatorChoice, Plan, RestartIntensity, RestartType};
-use crate::wire::{self, ctl, FLAG_DST_LP};
+use crate::wire::{self, ctl, DirectStats, FLAG_DST_LP};
 use anyhow::{anyhow, Context};
 use serde_json::{json, Value};
 use shmcollab_shm::auth::{link_key, LinkKey, MasterKey, Opener, RxStats, Sealer};
@@ -186,8 +186,8 @@ pub fn run(dir: &Path, slot: u32) -> anyhow::Result<i32> {
         exit: None,
         stop_seen: false,
         direct_in: Vec::new(),
-        lp_direct: [0; 8],
-        lp_direct_base: [0; 8],
+        lp_direct: DirectStats::default(),
+        lp_direct_base: DirectStats::default(),
         direct_gone: RxStats::default(),
         peer_ctl: Vec::new(),
     };
@@ -298,12 +298,11 @@ struct Manager {
     stop_seen: bool,
     /// Direct rings into our LP.
     direct_in: Vec<DirectIn>,
-    /// What our current LP says it took from direct rings (messages,
-    /// bytes, rejected frames), and the totals of its dead predecessors.
-    lp_direct: [u64; 8],
-    lp_direct_base: [u64; 8],
-    /// Rejected frames of direct rings we drained and removed.
-    /// Counts of drained direct rings removed since.
+    /// What our current LP says it took from and rejected on its direct
+    /// rings, and the totals of its dead predecessors.
+    lp_direct: DirectStats,
+    lp_direct_base: DirectStats,
+    /// What the direct rings we drained and removed since rejected.
     direct_gone: RxStats,
     /// Control frames from peers, handled after their rings are read.
     peer_ctl: Vec<(u32, Vec<u8>)>,
@@ -678,10 +677,8 @@ impl Manager {
                 self.start_drain(i);
             }
         }
-        for k in 0..8 {
-            self.lp_direct_base[k] = self.lp_direct_base[k].saturating_add(self.lp_direct[k]);
-        }
-        self.lp_direct = [0; 8];
+        let last = std::mem::take(&mut self.lp_direct);
+        self.lp_direct_base.add(&last);
         self.drain_direct(None, true);
     }
 
@@ -916,12 +913,9 @@ impl Manager {
     }
 
     /// Applies the plan's CPU split (if any) to this manager and its LP, once
-    /// per LP: when it is ready or sends its first frame. Until then both
-    /// run anywhere, so that starting many of them uses every CPU.
+    /// per LP: at its first frame (READY, as a rule). Until then both run
+    /// anywhere, so that starting many of them uses every CPU.
     fn place(&mut self) {
-        if self.lp_placed {
-            return;
-        }
         self.lp_placed = true;
         let (Some(split), Some(lp)) = (&self.plan.cpus, &self.lp) else {
             return;
@@ -958,7 +952,6 @@ impl Manager {
             }
             kind::CONTROL => match payload.first() {
                 Some(&ctl::READY) => {
-                    self.place();
                     self.lp_ready = true;
                     let pid = self.lp.as_ref().map(|l| l.child.id()).unwrap_or(0);
                     let _ = self.registry.set_lp(self.slot, pid, LpState::Ready);
@@ -1009,21 +1002,8 @@ impl Manager {
                     }
                 }
                 Some(&ctl::STATS) => {
-                    let v = |i: usize| {
-                        payload
-                            .get(1 + 8 * i..9 + 8 * i)
-                            .and_then(|b| b.try_into().ok())
-                            .map(u64::from_le_bytes)
-                    };
-                    // Messages, bytes and the six reject counts of the
-                    // LP's direct rings (`RxStats::rejects` order).
-                    let mut got = [0u64; 8];
-                    if got
-                        .iter_mut()
-                        .enumerate()
-                        .all(|(i, g)| v(i).map(|x| *g = x).is_some())
-                    {
-                        self.lp_direct = got;
+                    if let Some(st) = DirectStats::decode(payload) {
+                        self.lp_direct = st;
                         self.report_dirty = true;
                     }
                 }
@@ -1371,12 +1351,6 @@ impl Manager {
 
     // ---- reports ------------------------------------------------------
 
-    /// What our LPs, this one and its dead predecessors, said they took
-    /// from direct rings: 0 messages, 1 bytes, 2 rejected frames.
-    fn lp_direct_total(&self, k: usize) -> u64 {
-        self.lp_direct_base[k] + self.lp_direct[k]
-    }
-
     fn report(&self) -> Value {
         let drains = || self.direct_in.iter().filter_map(|d| d.drain.as_ref());
         // Every inbound link's counts: the LP's ring, peers' rings, our dead
@@ -1392,11 +1366,11 @@ impl Manager {
         for (_, o, _) in drains() {
             rejects.add(o.stats());
         }
-        let mut from_lp = [0u64; 6];
-        for (i, r) in from_lp.iter_mut().enumerate() {
-            *r = self.lp_direct_total(2 + i);
-        }
-        rejects.add(&RxStats::from_rejects(from_lp));
+        // What our LPs, this one and its dead predecessors, said they took
+        // from and rejected on direct rings.
+        let mut from_lp = self.lp_direct_base;
+        from_lp.add(&self.lp_direct);
+        rejects.add(&from_lp.rejects);
         let auth_failures = rejects.rejected();
         let lp_state = self
             .registry
@@ -1412,9 +1386,9 @@ impl Manager {
             "state": lp_state,
             "restarts": self.restarts,
             "subfunctions": self.lp_plan().subfns,
-            "msgs_in": self.counters.msgs_in + self.lp_direct_total(0),
+            "msgs_in": self.counters.msgs_in + from_lp.msgs,
             "msgs_out": self.counters.msgs_out,
-            "bytes_in": self.counters.bytes_in + self.lp_direct_total(1),
+            "bytes_in": self.counters.bytes_in + from_lp.bytes,
             "bytes_out": self.counters.bytes_out,
             "dropped": self.counters.dropped,
             "bad_batches": self.counters.bad_batches,

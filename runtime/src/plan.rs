@@ -74,6 +74,25 @@ impl CpuSplit {
     }
 }
 
+/// The CPUs process `pid` (this one if `None`) may run on, ascending (its
+/// affinity mask: a `taskset` or a cgroup's cpuset shows here); empty if
+/// it cannot be read.
+pub fn process_cpus(pid: Option<u32>) -> Vec<usize> {
+    let pid = match pid {
+        None => None,
+        Some(p) => match rustix::process::Pid::from_raw(p as i32) {
+            Some(p) => Some(p),
+            None => return Vec::new(),
+        },
+    };
+    match rustix::thread::sched_getaffinity(pid) {
+        Ok(set) => (0..rustix::thread::CpuSet::MAX_CPU)
+            .filter(|&c| set.is_set(c))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
 /// Sets the CPUs of every thread of process `pid`; false if none could be
 /// set (the process is gone, or a CPU was taken away: the kernel's choice
 /// stands then).

@@ -1,7 +1,7 @@
 //! Names and small formats shared by the supervisor, the managers and the
 //! LPs: segment names, environment variables, endpoint ids, control ops.
 
-use shmcollab_shm::auth::Endpoint;
+use shmcollab_shm::auth::{Endpoint, RxStats};
 
 /// Environment variables the manager sets for its LP (read by [`crate::Lp::connect`]).
 pub mod env {
@@ -34,8 +34,8 @@ pub mod ctl {
     pub const READY: u8 = 1;
     /// Custom state: `key \0 value`.
     pub const REPORT: u8 = 2;
-    /// LP -> manager: counters of what the LP took from its direct rings
-    /// (messages, bytes, authentication failures: three u64 LE, totals).
+    /// LP -> manager: what the LP took from and rejected on its direct
+    /// rings, totals ([`super::DirectStats`]).
     pub const STATS: u8 = 3;
     /// LP -> manager: the LP dropped the (empty, closing) direct ring `name`.
     pub const DETACHED: u8 = 4;
@@ -64,6 +64,57 @@ pub mod ctl {
     /// goes into my direct ring; my generation is `u32`". b reads what is
     /// left in the ring before what follows this frame.
     pub const UNSWITCH: u8 = 35;
+}
+
+/// What an LP took from its direct rings and what it rejected there (the
+/// manager cannot see either): the payload of [`ctl::STATS`], the op byte
+/// then messages, bytes and the six reject counts of
+/// [`RxStats::rejects`], each u64 LE.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DirectStats {
+    /// Messages taken.
+    pub msgs: u64,
+    /// Their payload bytes.
+    pub bytes: u64,
+    /// Frames rejected (`accepted` unused).
+    pub rejects: RxStats,
+}
+
+impl DirectStats {
+    /// The STATS control payload.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut p = vec![ctl::STATS];
+        for v in [self.msgs, self.bytes]
+            .into_iter()
+            .chain(self.rejects.rejects())
+        {
+            p.extend_from_slice(&v.to_le_bytes());
+        }
+        p
+    }
+
+    /// Reads a STATS payload; `None` if it is too short (it is untrusted).
+    pub fn decode(p: &[u8]) -> Option<DirectStats> {
+        let mut v = [0u64; 8];
+        for (i, x) in v.iter_mut().enumerate() {
+            let b = p.get(1 + 8 * i..9 + 8 * i)?;
+            *x = u64::from_le_bytes(b.try_into().ok()?);
+        }
+        let mut r = [0u64; 6];
+        r.copy_from_slice(&v[2..]);
+        Some(DirectStats {
+            msgs: v[0],
+            bytes: v[1],
+            rejects: RxStats::from_rejects(r),
+        })
+    }
+
+    /// Adds `other`'s counts to these (saturating).
+    pub fn add(&mut self, other: &DirectStats) {
+        self.msgs = self.msgs.saturating_add(other.msgs);
+        self.bytes = self.bytes.saturating_add(other.bytes);
+        self.rejects.add(&other.rejects);
+    }
 }
 
 /// Whether managers offer the direct path (manager a writing straight into
@@ -199,4 +250,23 @@ pub fn prepare_child(
         });
     }
     Ok(read_end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn direct_stats_round_trip_and_short_payloads() {
+        let s = DirectStats {
+            msgs: 7,
+            bytes: 448,
+            rejects: RxStats::from_rejects([1, 2, 3, 4, 5, 6]),
+        };
+        let p = s.encode();
+        assert_eq!(p.len(), 1 + 8 * 8);
+        assert_eq!(DirectStats::decode(&p), Some(s));
+        assert_eq!(DirectStats::decode(&p[..p.len() - 1]), None);
+        assert_eq!(DirectStats::decode(&[ctl::STATS]), None);
+    }
 }

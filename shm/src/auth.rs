@@ -187,16 +187,8 @@ impl LinkKey {
         LinkKey(key)
     }
 
-    fn aead_key(&self) -> FrameKey {
-        FrameKey(self.0)
-    }
-}
-
-/// The AEAD key a [`Sealer`] or [`Opener`] holds; zeroed on drop.
-struct FrameKey([u8; LINK_KEY_LEN]);
-
-impl FrameKey {
-    /// Encrypts `payload` in place; returns the tag.
+    /// Encrypts `payload` in place with AEGIS-128L under this key; returns
+    /// the tag.
     fn seal(&self, seq: u64, aad: &[u8], payload: &mut [u8]) -> [u8; TAG_LEN] {
         Aegis128L::<TAG_LEN>::new(&self.0, &nonce(seq)).encrypt_in_place(payload, aad)
     }
@@ -207,18 +199,6 @@ impl FrameKey {
         Aegis128L::<TAG_LEN>::new(&self.0, &nonce(seq))
             .decrypt_in_place(payload, tag, aad)
             .is_ok()
-    }
-}
-
-impl fmt::Debug for FrameKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("FrameKey(..)")
-    }
-}
-
-impl Drop for FrameKey {
-    fn drop(&mut self) {
-        wipe(&mut self.0);
     }
 }
 
@@ -289,16 +269,12 @@ pub enum SealError {
     /// new key.
     #[error("sequence numbers of this link are exhausted")]
     SeqExhausted,
-    /// The AEAD implementation failed (kept for callers that match on it;
-    /// AEGIS-128L sealing of a valid length cannot fail).
-    #[error("encryption failed")]
-    Crypto,
 }
 
 /// The sending end of one link direction.
 #[derive(Debug)]
 pub struct Sealer {
-    key: Option<FrameKey>,
+    key: Option<LinkKey>,
     next_seq: u64,
 }
 
@@ -306,10 +282,7 @@ impl Sealer {
     /// A sealer whose first frame gets sequence number 0. `None` is the
     /// insecure mode (no encryption, no tag, CRC field 0), for measurements.
     pub fn new(key: Option<LinkKey>) -> Sealer {
-        Sealer {
-            key: key.map(|k| k.aead_key()),
-            next_seq: 0,
-        }
+        Sealer { key, next_seq: 0 }
     }
 
     /// Whether frames are encrypted and authenticated.
@@ -470,15 +443,19 @@ impl RxStats {
 
     /// Adds `other`'s counts to these (saturating).
     pub fn add(&mut self, other: &RxStats) {
-        self.accepted = self.accepted.saturating_add(other.accepted);
-        let mut r = self.rejects();
-        for (a, b) in r.iter_mut().zip(other.rejects()) {
+        let mine = [
+            &mut self.accepted,
+            &mut self.truncated,
+            &mut self.malformed,
+            &mut self.altered,
+            &mut self.forged,
+            &mut self.replayed,
+            &mut self.reordered,
+        ];
+        let theirs = [other.accepted].into_iter().chain(other.rejects());
+        for (a, b) in mine.into_iter().zip(theirs) {
             *a = a.saturating_add(b);
         }
-        *self = RxStats {
-            accepted: self.accepted,
-            ..RxStats::from_rejects(r)
-        };
     }
 
     /// Total number of rejected frames.
@@ -507,7 +484,7 @@ impl RxStats {
 /// The receiving end of one link direction.
 #[derive(Debug)]
 pub struct Opener {
-    key: Option<FrameKey>,
+    key: Option<LinkKey>,
     expected: u64,
     stats: RxStats,
 }
@@ -517,7 +494,7 @@ impl Opener {
     /// mode: no CRC or tag is checked, only lengths and sequence numbers.
     pub fn new(key: Option<LinkKey>) -> Opener {
         Opener {
-            key: key.map(|k| k.aead_key()),
+            key,
             expected: 0,
             stats: RxStats::default(),
         }

@@ -12,10 +12,10 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use rustix::event::epoll;
 use shmcollab_runtime::manager::EXIT_LP_FAILED;
-use shmcollab_runtime::plan::{CpuSplit, Placement, Plan, RestartIntensity};
+use shmcollab_runtime::plan::{process_cpus, CpuSplit, Placement, Plan, RestartIntensity};
 use shmcollab_runtime::wire;
 use shmcollab_shm::auth::MasterKey;
-use shmcollab_shm::registry::{LpState, Registry, SlotState, DEFAULT_STATUS_CAP};
+use shmcollab_shm::registry::{LpState, Registry, DEFAULT_STATUS_CAP};
 use shmcollab_shm::segment::Session;
 use std::io::Write;
 use std::os::fd::OwnedFd;
@@ -71,15 +71,42 @@ pub fn launch(config_path: &Path) -> i32 {
     }
 }
 
-/// The CPUs this process may run on (its affinity mask: a `taskset` or a
-/// cgroup's cpuset is respected).
-fn allowed_cpus() -> Vec<usize> {
-    match rustix::thread::sched_getaffinity(None) {
-        Ok(set) => (0..rustix::thread::CpuSet::MAX_CPU)
-            .filter(|&i| set.is_set(i))
-            .collect(),
-        Err(_) => Vec::new(),
+/// Environment for managers and LPs when there are more of them than CPUs
+/// (`2 x lps > cpus`); each variable the user set by hand wins on its own.
+fn crowded_env(lps: usize, cpus: usize) -> Vec<(&'static str, String)> {
+    if 2 * lps <= cpus {
+        return Vec::new();
     }
+    // A spinning waiter keeps the core that the process it waits for
+    // needs: wait by yielding (measured: 16 µs instead of 55 µs per LP
+    // round trip with 4 processes on 2 cores). A waiter gives its core away
+    // once at the start of a wait (the process it just handed work to may
+    // be queued behind it), then spins 5 µs after every yield, so that it
+    // is on a core when its own work arrives instead of a context switch
+    // away (pingpong, alternating runs: p50 7.4 -> 5.2 µs).
+    let mut env: Vec<(&'static str, String)> = [
+        ("SHMCOLAB_SPIN_US", "0"),
+        ("SHMCOLAB_YIELDS", "1000"),
+        ("SHMCOLAB_RESPIN_US", "5"),
+    ]
+    .into_iter()
+    .filter(|(k, _)| std::env::var_os(k).is_none())
+    .map(|(k, v)| (k, v.to_owned()))
+    .collect();
+    // Waiting by yielding switches context at every yield, and after each
+    // switch the kernel rewrites the restartable-sequences area glibc
+    // registered for the thread; nothing here uses it (measured: LP round
+    // trip p50 -7 to -10%, medians of 8 and 12 alternating runs, about the
+    // size of this machine's noise). A user's own rseq tunable wins; their
+    // other tunables are kept.
+    match std::env::var("GLIBC_TUNABLES") {
+        Err(_) => env.push(("GLIBC_TUNABLES", "glibc.pthread.rseq=0".into())),
+        Ok(t) if !t.contains("rseq") => {
+            env.push(("GLIBC_TUNABLES", format!("{t}:glibc.pthread.rseq=0")))
+        }
+        Ok(_) => {}
+    }
+    env
 }
 
 fn block_signals() -> anyhow::Result<SignalFd> {
@@ -134,8 +161,16 @@ fn run(cfg: &Config) -> anyhow::Result<i32> {
             registry.set_subfn_owner(i, Some(slot as u32))?;
         }
     }
+    // The CPUs launch may use, and what follows from there being more
+    // managers and LPs than those.
+    let allowed = process_cpus(None);
+    let cpus = match allowed.len() {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let env = crowded_env(plan.lps.len(), cpus);
     if plan.placement == Placement::Auto {
-        plan.cpus = CpuSplit::for_cpus(&allowed_cpus(), 2 * plan.lps.len());
+        plan.cpus = CpuSplit::for_cpus(&allowed, 2 * plan.lps.len());
         if let Some(c) = &plan.cpus {
             eprintln!(
                 "shmcollab: {} LPs and managers on {} CPUs: LPs on CPUs {:?}, managers on \
@@ -176,7 +211,8 @@ fn run(cfg: &Config) -> anyhow::Result<i32> {
             &session,
             slot as u32,
             &master,
-            &plan,
+            plan.secure,
+            &env,
             &ep,
             &mut mgrs[slot],
             &mut outs,
@@ -208,20 +244,7 @@ fn run(cfg: &Config) -> anyhow::Result<i32> {
         }
         if let Some(g) = &mut governor {
             if now >= g.due {
-                // Ready LPs only: their managers have placed them.
-                let ready: Vec<(String, u32, u64)> = (0..plan.lps.len() as u32)
-                    .filter_map(|s| registry.slot(s).ok())
-                    .filter(|v| {
-                        v.state == SlotState::Active
-                            && v.lp_state == LpState::Ready
-                            && v.lp_pid != 0
-                    })
-                    .map(|v| {
-                        let name = plan.lps[v.index as usize].name.clone();
-                        (name, v.lp_pid, v.lp_wait_ns)
-                    })
-                    .collect();
-                g.tick(&ready);
+                g.tick(&registry, &plan);
             }
             timeout = timeout.min(g.due.saturating_duration_since(now));
         }
@@ -328,7 +351,8 @@ fn run(cfg: &Config) -> anyhow::Result<i32> {
                     &session,
                     slot as u32,
                     &master,
-                    &plan,
+                    plan.secure,
+                    &env,
                     &ep,
                     m,
                     &mut outs,
@@ -423,13 +447,13 @@ fn spawn_manager(
     session: &Session,
     slot: u32,
     master: &MasterKey,
-    plan: &Plan,
+    secure: bool,
+    env: &[(&str, String)],
     ep: &OwnedFd,
     m: &mut Mgr,
     outs: &mut std::collections::HashMap<u64, Out>,
     width: usize,
 ) -> anyhow::Result<()> {
-    let (secure, procs) = (plan.secure, plan.lps.len());
     let exe = std::env::current_exe()?;
     let mut cmd = Command::new(exe);
     cmd.arg("manager")
@@ -440,47 +464,7 @@ fn spawn_manager(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    // With more processes than cores a spinning waiter keeps the core that
-    // the process it waits for needs: then wait by yielding, not spinning
-    // (measured: 16 µs instead of 55 µs per LP round trip with 4 processes
-    // on 2 cores). The user's own setting wins.
-    let cores = match allowed_cpus().len() {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    };
-    if 2 * procs > cores {
-        // Each setting the user made by hand wins on its own.
-        for (k, v) in [
-            ("SHMCOLAB_SPIN_US", "0"),
-            ("SHMCOLAB_YIELDS", "1000"),
-            // A waiter gives its core away once at the start of a wait (the
-            // process it just handed work to may be queued behind it), then
-            // spins 5 µs after every yield, so that it is on a core when
-            // its own work arrives instead of a context switch away.
-            // Measured on the pingpong example, alternating runs: p50 7.4
-            // -> 5.2 µs.
-            ("SHMCOLAB_RESPIN_US", "5"),
-        ] {
-            if std::env::var_os(k).is_none() {
-                cmd.env(k, v);
-            }
-        }
-        // Waiting by yielding switches context at every yield, and after
-        // each switch the kernel rewrites the restartable-sequences area
-        // glibc registered for the thread; nothing here uses it (measured:
-        // LP round trip p50 -7 to -10%, medians of 8 and 12 alternating
-        // runs, about the size of this machine's noise). A user's own rseq
-        // tunable wins; their other tunables are kept.
-        match std::env::var("GLIBC_TUNABLES") {
-            Err(_) => {
-                cmd.env("GLIBC_TUNABLES", "glibc.pthread.rseq=0");
-            }
-            Ok(t) if !t.contains("rseq") => {
-                cmd.env("GLIBC_TUNABLES", format!("{t}:glibc.pthread.rseq=0"));
-            }
-            Ok(_) => {}
-        }
-    }
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
     let key_read = wire::prepare_child(&mut cmd, secure.then_some(&master.as_bytes()[..]), true)?;
     let mut child = cmd.spawn().context("spawning a manager")?;
     drop(key_read);

@@ -21,8 +21,9 @@
 //! them then), and an LP is known by its pid and its start time, so that a
 //! pid the kernel gave to another process since is left alone.
 
-use shmcollab_runtime::plan::{set_process_cpus as set_affinity, CpuSplit};
-use std::collections::HashMap;
+use shmcollab_runtime::plan::{process_cpus, set_process_cpus, CpuSplit, Plan};
+use shmcollab_shm::registry::{LpState, Registry, SlotState};
+use std::collections::hash_map::{Entry, HashMap};
 use std::time::{Duration, Instant};
 
 /// How often the LPs are looked at.
@@ -35,68 +36,52 @@ const COOL_PERIODS: u32 = 8;
 /// period is CPU-bound.
 const BUSY_SHARE: f64 = 0.5;
 
-/// Scheduler statistics of a process, summed over its threads.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Sched {
-    /// Nanoseconds on a CPU.
-    pub run_ns: u64,
-    /// Nanoseconds runnable but waiting for a CPU.
-    pub delay_ns: u64,
-    /// Times scheduled in.
-    pub slices: u64,
-}
-
 /// What the governor reads of an LP at one time.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Reading {
-    /// The scheduler's statistics.
-    pub sched: Sched,
+    /// Nanoseconds its threads were on a CPU or runnable and waiting for
+    /// one (the first two numbers of `schedstat`), summed.
+    pub cpu_ns: u64,
     /// Nanoseconds the LP said it waited in the LP API.
     pub wait_ns: u64,
 }
 
-impl Sched {
-    /// Parses one `schedstat` line ("run_ns delay_ns slices"); `None` for
-    /// anything else.
-    pub fn parse(line: &str) -> Option<Sched> {
-        let mut it = line.split_ascii_whitespace().map(|w| w.parse::<u64>().ok());
-        let s = Sched {
-            run_ns: it.next()??,
-            delay_ns: it.next()??,
-            slices: it.next()??,
-        };
-        it.next().is_none().then_some(s)
+/// Parses one `schedstat` line ("run_ns delay_ns slices") into run_ns +
+/// delay_ns; `None` for anything else.
+pub fn parse_schedstat(line: &str) -> Option<u64> {
+    let v: Vec<u64> = line
+        .split_ascii_whitespace()
+        .map(|w| w.parse().ok())
+        .collect::<Option<_>>()?;
+    match v[..] {
+        [run, delay, _slices] => Some(run.saturating_add(delay)),
+        _ => None,
     }
+}
 
-    /// The statistics of `pid`, summed over its threads; `None` if it is
-    /// gone or the kernel keeps no schedstat.
-    pub fn of(pid: u32) -> Option<Sched> {
-        let mut sum = Sched::default();
-        let mut any = false;
-        for t in std::fs::read_dir(format!("/proc/{pid}/task"))
-            .ok()?
-            .flatten()
-        {
-            let Ok(text) = std::fs::read_to_string(t.path().join("schedstat")) else {
-                continue;
-            };
-            if let Some(s) = Sched::parse(text.trim()) {
-                sum.run_ns = sum.run_ns.saturating_add(s.run_ns);
-                sum.delay_ns = sum.delay_ns.saturating_add(s.delay_ns);
-                sum.slices = sum.slices.saturating_add(s.slices);
-                any = true;
-            }
+/// Nanoseconds the threads of `pid` were on a CPU or waiting for one,
+/// summed; `None` if it is gone or the kernel keeps no schedstat.
+fn cpu_wanted(pid: u32) -> Option<u64> {
+    let mut sum = None;
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+    {
+        let text = std::fs::read_to_string(t.path().join("schedstat")).ok();
+        if let Some(ns) = text.as_deref().and_then(|t| parse_schedstat(t.trim())) {
+            sum = Some(sum.unwrap_or(0u64).saturating_add(ns));
         }
-        any.then_some(sum)
     }
+    sum
 }
 
 /// Whether an LP was CPU-bound between two readings `dt` apart.
 pub fn cpu_bound(before: Reading, after: Reading, dt: Duration) -> bool {
-    let run = after.sched.run_ns.saturating_sub(before.sched.run_ns);
-    let delay = after.sched.delay_ns.saturating_sub(before.sched.delay_ns);
     let waited = after.wait_ns.saturating_sub(before.wait_ns);
-    let wanted = run.saturating_add(delay).saturating_sub(waited);
+    let wanted = after
+        .cpu_ns
+        .saturating_sub(before.cpu_ns)
+        .saturating_sub(waited);
     wanted as f64 > BUSY_SHARE * dt.as_nanos().max(1) as f64
 }
 
@@ -108,17 +93,6 @@ fn start_time(pid: u32) -> Option<u64> {
     // from the last ')'.
     let rest = &stat[stat.rfind(')')? + 1..];
     rest.split_ascii_whitespace().nth(19)?.parse().ok()
-}
-
-/// Whether every thread of `pid` may run on all of `cpus` and no other.
-fn runs_on(pid: u32, cpus: &[usize]) -> bool {
-    let Some(p) = rustix::process::Pid::from_raw(pid as i32) else {
-        return false;
-    };
-    match rustix::thread::sched_getaffinity(Some(p)) {
-        Ok(set) => set.count() as usize == cpus.len() && cpus.iter().all(|&c| set.is_set(c)),
-        Err(_) => false,
-    }
 }
 
 struct Watched {
@@ -152,39 +126,58 @@ impl Governor {
         }
     }
 
+    /// Looks at the ready LPs of `plan` in `registry`.
+    pub fn tick(&mut self, registry: &Registry, plan: &Plan) {
+        // Ready LPs only: their managers have placed them.
+        let ready: Vec<(String, u32, u64)> = (0..plan.lps.len() as u32)
+            .filter_map(|s| registry.slot(s).ok())
+            .filter(|v| {
+                v.state == SlotState::Active && v.lp_state == LpState::Ready && v.lp_pid != 0
+            })
+            .map(|v| {
+                let name = plan.lps[v.index as usize].name.clone();
+                (name, v.lp_pid, v.lp_wait_ns)
+            })
+            .collect();
+        self.look_at(&ready);
+    }
+
     /// Looks at the ready LPs (`(name, pid, wait_ns)`): widens the ones
     /// CPU-bound for [`HOT_PERIODS`] periods that are still on the LPs'
     /// CPUs, narrows the widened ones that were not for [`COOL_PERIODS`].
     /// Forgets LPs that are gone.
-    pub fn tick(&mut self, ready: &[(String, u32, u64)]) {
+    fn look_at(&mut self, ready: &[(String, u32, u64)]) {
         let now = Instant::now();
         self.due = now + PERIOD;
         self.lps
             .retain(|pid, _| ready.iter().any(|(_, p, _)| p == pid));
         for (name, pid, wait_ns) in ready {
-            let (Some(sched), Some(start)) = (Sched::of(*pid), start_time(*pid)) else {
+            let (Some(cpu_ns), Some(start)) = (cpu_wanted(*pid), start_time(*pid)) else {
                 continue;
             };
             let r = Reading {
-                sched,
+                cpu_ns,
                 wait_ns: *wait_ns,
             };
-            let fresh = || Watched {
+            let fresh = Watched {
                 start,
                 last: r,
                 at: now,
                 hot: 0,
                 cool: 0,
             };
-            let w = self.lps.entry(*pid).or_insert_with(fresh);
-            if w.start != start {
-                // Another process with the same pid: start over.
-                *w = fresh();
-                continue;
-            }
-            if w.at == now {
-                continue;
-            }
+            let w = match self.lps.entry(*pid) {
+                Entry::Vacant(v) => {
+                    v.insert(fresh);
+                    continue;
+                }
+                Entry::Occupied(o) if o.get().start != start => {
+                    // Another process with the same pid: start over.
+                    *o.into_mut() = fresh;
+                    continue;
+                }
+                Entry::Occupied(o) => o.into_mut(),
+            };
             if cpu_bound(w.last, r, now.duration_since(w.at)) {
                 w.hot += 1;
                 w.cool = 0;
@@ -197,13 +190,14 @@ impl Governor {
             // The actual CPUs decide, not what was done last: the LP's
             // manager placed it when it became ready, and places a
             // restarted one anew.
-            if w.hot >= HOT_PERIODS && runs_on(*pid, &self.split.lps) {
-                if set_affinity(*pid, &self.all) {
+            let on = process_cpus(Some(*pid));
+            if w.hot >= HOT_PERIODS && on == self.split.lps {
+                if set_process_cpus(*pid, &self.all) {
                     eprintln!("shmcollab: {name} is CPU-bound: it may run on every CPU now");
                 }
             } else if w.cool >= COOL_PERIODS
-                && runs_on(*pid, &self.all)
-                && set_affinity(*pid, &self.split.lps)
+                && on == self.all
+                && set_process_cpus(*pid, &self.split.lps)
             {
                 eprintln!(
                     "shmcollab: {name} waits again: back on CPUs {:?}",
@@ -219,28 +213,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parse_schedstat() {
-        assert_eq!(
-            Sched::parse("552965 10 2"),
-            Some(Sched {
-                run_ns: 552965,
-                delay_ns: 10,
-                slices: 2
-            })
-        );
-        assert_eq!(Sched::parse("1 2"), None);
-        assert_eq!(Sched::parse("1 2 x"), None);
-        assert_eq!(Sched::parse("1 2 3 4"), None);
+    fn schedstat_lines() {
+        assert_eq!(parse_schedstat("552965 10 2"), Some(552975));
+        assert_eq!(parse_schedstat("1 2"), None);
+        assert_eq!(parse_schedstat("1 2 x"), None);
+        assert_eq!(parse_schedstat("1 2 3 4"), None);
     }
 
     #[test]
     fn yielding_waiter_sleeper_and_cruncher() {
         let r = |run_ms: u64, delay_ms: u64, wait_ms: u64| Reading {
-            sched: Sched {
-                run_ns: run_ms * 1_000_000,
-                delay_ns: delay_ms * 1_000_000,
-                slices: 0,
-            },
+            cpu_ns: (run_ms + delay_ms) * 1_000_000,
             wait_ns: wait_ms * 1_000_000,
         };
         let dt = Duration::from_millis(250);
@@ -267,11 +250,8 @@ mod tests {
         let me = std::process::id();
         assert!(start_time(me).is_some_and(|t| t > 0));
         assert_eq!(start_time(me), start_time(me));
-        let mine = rustix::thread::sched_getaffinity(None).unwrap();
-        let cpus: Vec<usize> = (0..rustix::thread::CpuSet::MAX_CPU)
-            .filter(|&c| mine.is_set(c))
-            .collect();
-        assert!(runs_on(me, &cpus));
-        assert!(!runs_on(me, &[]));
+        assert!(cpu_wanted(me).is_some_and(|ns| ns > 0));
+        assert_eq!(process_cpus(Some(me)), process_cpus(None));
+        assert!(!process_cpus(None).is_empty());
     }
 }
