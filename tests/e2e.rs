@@ -5,6 +5,7 @@
 //! `cargo test --test e2e` alone does not rebuild them (run
 //! `cargo build --examples` first in that case).
 
+use shmcollab::runtime::wire::RingName;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -432,7 +433,7 @@ fn forged_frame_is_rejected_counted_and_the_collaboration_goes_on() {
     // frame into its outbound ring.
     let ring = segment_names(&sdir)
         .into_iter()
-        .find(|n| n.starts_with("lp0.") && n.ends_with(".out"))
+        .find(|n| matches!(RingName::parse(n), Some(RingName::LpOut { slot: 0, .. })))
         .expect("ping's outbound ring");
     let session = Session::open(&sdir).unwrap();
     let mut p = Producer::attach(&open_ring(&session, &ring).unwrap(), None).unwrap();
@@ -462,11 +463,16 @@ fn direct_ring_into_pong(sdir: &Path) -> (String, shmcollab::shm::ring::BellRef)
     let names = segment_names(sdir);
     let direct = names
         .iter()
-        .find(|n| n.starts_with("m0.") && n.contains("-lp1."))
+        .find(|n| {
+            matches!(
+                RingName::parse(n),
+                Some(RingName::Direct { from: 0, lp: 1, .. })
+            )
+        })
         .unwrap_or_else(|| panic!("no direct ring into pong among {names:?}"));
     let main_in = names
         .iter()
-        .find(|n| n.starts_with("lp1.") && n.ends_with(".in"))
+        .find(|n| matches!(RingName::parse(n), Some(RingName::LpIn { slot: 1, .. })))
         .expect("pong's inbound ring");
     let session = Session::open(sdir).unwrap();
     let bell = data_bell_ref(&open_ring(&session, main_in).unwrap()).unwrap();

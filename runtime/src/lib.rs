@@ -6,17 +6,22 @@
 //!   the coordinator with its state reports. The transaction server comes
 //!   with the durable-transactions issue.
 //! * [`lp`]: [`Lp`], what an LP program uses to talk to its manager.
-//! * [`link`]: queued messages written into a ring, batched under one tag.
+//! * [`link`]: the one read loop and the one writer of a ring, and the
+//!   queue of messages batched under one tag.
+//! * [`ctl`]: the typed control messages (manager <-> LP, manager <-> manager).
+//! * [`report`]: the typed state report and the published collaboration state.
 //! * [`plan`]: what the supervisor decided, handed to every manager.
 //! * [`wire`]: names, environment variables and child-process setup shared
 //!   by all of them.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub mod ctl;
 pub mod link;
 pub mod lp;
 pub mod manager;
 pub mod plan;
+pub mod report;
 pub mod wire;
 
 pub use lp::{Lp, LpError, Message, MessageKind};

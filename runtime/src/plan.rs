@@ -222,3 +222,13 @@ impl RestartIntensity {
         Some(backoff.min(std::time::Duration::from_secs(1)))
     }
 }
+
+/// The program of a command: with a '/', relative to the config directory
+/// `cwd`; without, looked up in PATH when started.
+pub fn resolve_program(prog: &str, cwd: &std::path::Path) -> PathBuf {
+    if prog.contains('/') {
+        cwd.join(prog)
+    } else {
+        PathBuf::from(prog)
+    }
+}

@@ -18,8 +18,6 @@ pub mod env {
     /// File descriptor from which the LP reads its two link keys (32 bytes:
     /// LP -> manager, then manager -> LP); absent when `secure = false`.
     pub const KEY_FD: &str = "SHMCOLAB_KEY_FD";
-    /// Sub-functions the LP hosts, comma-separated.
-    pub const SUBFNS: &str = "SHMCOLAB_SUBFNS";
 }
 
 /// File descriptor number on which a child finds its keys.
@@ -28,48 +26,8 @@ pub const KEY_FD: i32 = 3;
 /// Frame flag: `dst` is an LP slot, not a sub-function index.
 pub const FLAG_DST_LP: u16 = 1;
 
-/// Control operations (first payload byte of a CONTROL frame, LP -> manager).
-pub mod ctl {
-    /// The LP is ready.
-    pub const READY: u8 = 1;
-    /// Custom state: `key \0 value`.
-    pub const REPORT: u8 = 2;
-    /// LP -> manager: what the LP took from and rejected on its direct
-    /// rings, totals ([`super::DirectStats`]).
-    pub const STATS: u8 = 3;
-    /// LP -> manager: the LP dropped the (empty, closing) direct ring `name`.
-    pub const DETACHED: u8 = 4;
-    /// LP -> manager: the LP cannot read direct ring `name` (it would not
-    /// open, or its indices are garbage); the manager reads it instead.
-    pub const LOST: u8 = 5;
-    /// Manager -> LP: start reading a direct ring: `peer slot u32, peer
-    /// generation u32, ring name`. Sent after every frame of that peer that
-    /// must come first.
-    pub const ATTACH: u8 = 16;
-    /// Manager -> LP: the direct ring `name` gets nothing more; drop it once
-    /// it is empty.
-    pub const DETACH: u8 = 17;
-    /// Manager b -> manager a: "write straight into LP b's direct ring of
-    /// LP generation `lp_gen u32`; my generation is `u32`".
-    pub const OFFER: u8 = 32;
-    /// Manager a -> manager b: "everything for your LP after this goes into
-    /// the direct ring of LP generation `lp_gen u32`; my generation is `u32`".
-    pub const SWITCH: u8 = 33;
-    /// Manager b -> manager a: "the direct ring into my LP of generation
-    /// `lp_gen u32` is gone (garbage was found in it); my generation is
-    /// `u32`": a goes back to the 6-hop path for it.
-    pub const REVOKE: u8 = 34;
-    /// Manager a -> manager b, answering REVOKE on a's own ring to b:
-    /// "after this, nothing more for your LP of generation `lp_gen u32`
-    /// goes into my direct ring; my generation is `u32`". b reads what is
-    /// left in the ring before what follows this frame.
-    pub const UNSWITCH: u8 = 35;
-}
-
 /// What an LP took from its direct rings and what it rejected there (the
-/// manager cannot see either): the payload of [`ctl::STATS`], the op byte
-/// then messages, bytes and the six reject counts of
-/// [`RxStats::rejects`], each u64 LE.
+/// manager cannot see either): carried by [`crate::ctl::LpCtl::Stats`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DirectStats {
     /// Messages taken.
@@ -81,34 +39,6 @@ pub struct DirectStats {
 }
 
 impl DirectStats {
-    /// The STATS control payload.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut p = vec![ctl::STATS];
-        for v in [self.msgs, self.bytes]
-            .into_iter()
-            .chain(self.rejects.rejects())
-        {
-            p.extend_from_slice(&v.to_le_bytes());
-        }
-        p
-    }
-
-    /// Reads a STATS payload; `None` if it is too short (it is untrusted).
-    pub fn decode(p: &[u8]) -> Option<DirectStats> {
-        let mut v = [0u64; 8];
-        for (i, x) in v.iter_mut().enumerate() {
-            let b = p.get(1 + 8 * i..9 + 8 * i)?;
-            *x = u64::from_le_bytes(b.try_into().ok()?);
-        }
-        let mut r = [0u64; 6];
-        r.copy_from_slice(&v[2..]);
-        Some(DirectStats {
-            msgs: v[0],
-            bytes: v[1],
-            rejects: RxStats::from_rejects(r),
-        })
-    }
-
     /// Adds `other`'s counts to these (saturating).
     pub fn add(&mut self, other: &DirectStats) {
         self.msgs = self.msgs.saturating_add(other.msgs);
@@ -125,13 +55,6 @@ pub fn direct_enabled() -> bool {
     *ON.get_or_init(|| std::env::var("SHMCOLAB_DIRECT").map_or(true, |v| v != "0"))
 }
 
-/// Direct ring from manager `from` (generation `from_gen`) to the LP of
-/// slot `lp` (manager generation `lp_mgr_gen`, LP generation `lp_gen`),
-/// created by the LP's manager.
-pub fn direct_ring(from: u32, from_gen: u32, lp: u32, lp_mgr_gen: u32, lp_gen: u32) -> String {
-    format!("m{from}.g{from_gen}-lp{lp}.g{lp_mgr_gen}.{lp_gen}")
-}
-
 /// Label of the sub-key of a direct ring from manager `from` (generation
 /// `from_gen`): derived from the key of the LP's own inbound link, so the LP
 /// holds no key but its own.
@@ -140,30 +63,6 @@ pub fn direct_label(from: u32, from_gen: u32) -> Vec<u8> {
     l.extend_from_slice(&from.to_le_bytes());
     l.extend_from_slice(&from_gen.to_le_bytes());
     l
-}
-
-/// A control payload: the op byte, `nums` as u32 LE, then `tail` (a ring
-/// name, say). [`ctl_nums`] reads the numbers back.
-pub fn ctl_msg(op: u8, nums: &[u32], tail: &[u8]) -> Vec<u8> {
-    let mut m = Vec::with_capacity(1 + 4 * nums.len() + tail.len());
-    m.push(op);
-    for n in nums {
-        m.extend_from_slice(&n.to_le_bytes());
-    }
-    m.extend_from_slice(tail);
-    m
-}
-
-/// The `N` numbers of a control payload made by [`ctl_msg`] and the bytes
-/// after them; `None` if the payload is too short (it is untrusted).
-pub fn ctl_nums<const N: usize>(p: &[u8]) -> Option<([u32; N], &[u8])> {
-    let body = p.get(1 + 4 * N..)?;
-    let mut nums = [0u32; N];
-    for (i, n) in nums.iter_mut().enumerate() {
-        let b = &p[1 + 4 * i..5 + 4 * i];
-        *n = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-    }
-    Some((nums, body))
 }
 
 /// Endpoint id of manager `slot` (for key derivation).
@@ -186,17 +85,176 @@ pub fn lp_endpoint(slot: u32, manager_gen: u32, lp_gen: u32) -> Endpoint {
 
 /// Ring from manager to its LP.
 pub fn lp_in_ring(slot: u32, manager_gen: u32) -> String {
-    format!("lp{slot}.g{manager_gen}.in")
+    RingName::LpIn { slot, manager_gen }.to_string()
 }
 
 /// Ring from the LP to its manager.
 pub fn lp_out_ring(slot: u32, manager_gen: u32) -> String {
-    format!("lp{slot}.g{manager_gen}.out")
+    RingName::LpOut { slot, manager_gen }.to_string()
 }
 
 /// Ring from manager `from` to manager `to` (created by `to`, the consumer).
 pub fn peer_ring(from: u32, from_gen: u32, to: u32, to_gen: u32) -> String {
-    format!("m{from}.g{from_gen}-m{to}.g{to_gen}")
+    RingName::Peer {
+        from,
+        from_gen,
+        to,
+        to_gen,
+    }
+    .to_string()
+}
+
+/// Direct ring from manager `from` (generation `from_gen`) to the LP of
+/// slot `lp` (manager generation `lp_mgr_gen`, LP generation `lp_gen`),
+/// created by the LP's manager.
+pub fn direct_ring(from: u32, from_gen: u32, lp: u32, lp_mgr_gen: u32, lp_gen: u32) -> String {
+    RingName::Direct {
+        from,
+        from_gen,
+        lp,
+        lp_mgr_gen,
+        lp_gen,
+    }
+    .to_string()
+}
+
+/// The names of ring segments in a session directory: the one grammar,
+/// written by [`std::fmt::Display`] and read by [`RingName::parse`].
+///
+/// ```text
+/// lp<slot>.g<manager gen>.in                       manager -> its LP
+/// lp<slot>.g<manager gen>.out                      LP -> its manager
+/// m<from>.g<gen>-m<to>.g<gen>                      manager -> manager (made by `to`)
+/// m<from>.g<gen>-lp<slot>.g<manager gen>.<lp gen>  manager -> another LP (direct)
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RingName {
+    /// Manager -> its LP.
+    LpIn {
+        /// The LP's slot.
+        slot: u32,
+        /// Its manager's generation.
+        manager_gen: u32,
+    },
+    /// LP -> its manager.
+    LpOut {
+        /// The LP's slot.
+        slot: u32,
+        /// Its manager's generation.
+        manager_gen: u32,
+    },
+    /// Manager `from` -> manager `to`.
+    Peer {
+        /// Writer's slot.
+        from: u32,
+        /// Writer's generation.
+        from_gen: u32,
+        /// Reader's slot.
+        to: u32,
+        /// Reader's generation.
+        to_gen: u32,
+    },
+    /// Manager `from` -> the LP of slot `lp` (the direct path).
+    Direct {
+        /// Writer's slot.
+        from: u32,
+        /// Writer's generation.
+        from_gen: u32,
+        /// The LP's slot.
+        lp: u32,
+        /// The LP's manager's generation.
+        lp_mgr_gen: u32,
+        /// The LP's generation.
+        lp_gen: u32,
+    },
+}
+
+impl std::fmt::Display for RingName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            RingName::LpIn { slot, manager_gen } => write!(f, "lp{slot}.g{manager_gen}.in"),
+            RingName::LpOut { slot, manager_gen } => write!(f, "lp{slot}.g{manager_gen}.out"),
+            RingName::Peer {
+                from,
+                from_gen,
+                to,
+                to_gen,
+            } => write!(f, "m{from}.g{from_gen}-m{to}.g{to_gen}"),
+            RingName::Direct {
+                from,
+                from_gen,
+                lp,
+                lp_mgr_gen,
+                lp_gen,
+            } => write!(f, "m{from}.g{from_gen}-lp{lp}.g{lp_mgr_gen}.{lp_gen}"),
+        }
+    }
+}
+
+/// `<prefix><n>.g<m>` -> (n, m) and what follows.
+fn slot_gen<'a>(s: &'a str, prefix: &str) -> Option<(u32, u32, &'a str)> {
+    let s = s.strip_prefix(prefix)?;
+    let (n, s) = s.split_once(".g")?;
+    let end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (m, rest) = s.split_at(end);
+    Some((num(n)?, num(m)?, rest))
+}
+
+/// A decimal u32 as [`RingName`] writes it (no sign, no leading zeros).
+fn num(s: &str) -> Option<u32> {
+    let ok =
+        !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
+    ok.then(|| s.parse().ok()).flatten()
+}
+
+impl RingName {
+    /// Reads a segment name; `None` for anything else (a file in the
+    /// session directory is untrusted).
+    pub fn parse(name: &str) -> Option<RingName> {
+        if let Some((slot, manager_gen, rest)) = slot_gen(name, "lp") {
+            return match rest {
+                ".in" => Some(RingName::LpIn { slot, manager_gen }),
+                ".out" => Some(RingName::LpOut { slot, manager_gen }),
+                _ => None,
+            };
+        }
+        let (from, from_gen, rest) = slot_gen(name, "m")?;
+        if let Some((to, to_gen, "")) = slot_gen(rest, "-m") {
+            return Some(RingName::Peer {
+                from,
+                from_gen,
+                to,
+                to_gen,
+            });
+        }
+        let (lp, lp_mgr_gen, rest) = slot_gen(rest, "-lp")?;
+        let lp_gen = num(rest.strip_prefix('.')?)?;
+        Some(RingName::Direct {
+            from,
+            from_gen,
+            lp,
+            lp_mgr_gen,
+            lp_gen,
+        })
+    }
+
+    /// The slot whose manager made this ring (its reader's).
+    pub fn owner(&self) -> u32 {
+        match *self {
+            RingName::LpIn { slot, .. } | RingName::LpOut { slot, .. } => slot,
+            RingName::Peer { to, .. } => to,
+            RingName::Direct { lp, .. } => lp,
+        }
+    }
+
+    /// The generation of the manager that made this ring.
+    pub fn owner_gen(&self) -> u32 {
+        match *self {
+            RingName::LpIn { manager_gen, .. } | RingName::LpOut { manager_gen, .. } => manager_gen,
+            RingName::Peer { to_gen, .. } => to_gen,
+            RingName::Direct { lp_mgr_gen, .. } => lp_mgr_gen,
+        }
+    }
 }
 
 /// Prepare `cmd` to start a child of the runtime (a manager or an LP):
@@ -256,17 +314,60 @@ pub fn prepare_child(
 mod tests {
     use super::*;
 
+    use proptest::prelude::*;
+
+    fn ring_name() -> impl Strategy<Value = RingName> {
+        let n = any::<u32>;
+        prop_oneof![
+            (n(), n()).prop_map(|(slot, manager_gen)| RingName::LpIn { slot, manager_gen }),
+            (n(), n()).prop_map(|(slot, manager_gen)| RingName::LpOut { slot, manager_gen }),
+            (n(), n(), n(), n()).prop_map(|(from, from_gen, to, to_gen)| RingName::Peer {
+                from,
+                from_gen,
+                to,
+                to_gen
+            }),
+            (n(), n(), n(), n(), n()).prop_map(|(from, from_gen, lp, lp_mgr_gen, lp_gen)| {
+                RingName::Direct {
+                    from,
+                    from_gen,
+                    lp,
+                    lp_mgr_gen,
+                    lp_gen,
+                }
+            }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn ring_names_round_trip(r in ring_name()) {
+            prop_assert_eq!(RingName::parse(&r.to_string()), Some(r));
+        }
+
+        #[test]
+        fn any_string_parses_without_panic(s in ".{0,40}") {
+            if let Some(r) = RingName::parse(&s) {
+                prop_assert_eq!(r.to_string(), s);
+            }
+        }
+    }
+
     #[test]
-    fn direct_stats_round_trip_and_short_payloads() {
-        let s = DirectStats {
-            msgs: 7,
-            bytes: 448,
-            rejects: RxStats::from_rejects([1, 2, 3, 4, 5, 6]),
-        };
-        let p = s.encode();
-        assert_eq!(p.len(), 1 + 8 * 8);
-        assert_eq!(DirectStats::decode(&p), Some(s));
-        assert_eq!(DirectStats::decode(&p[..p.len() - 1]), None);
-        assert_eq!(DirectStats::decode(&[ctl::STATS]), None);
+    fn ring_names_as_written() {
+        assert_eq!(lp_in_ring(3, 2), "lp3.g2.in");
+        assert_eq!(peer_ring(0, 1, 2, 3), "m0.g1-m2.g3");
+        assert_eq!(direct_ring(0, 1, 2, 3, 4), "m0.g1-lp2.g3.4");
+        for bad in [
+            "lp1.g2.inx",
+            "lp01.g2.in",
+            "m1.g2-m3.g",
+            "m1.g2-lp3.g4",
+            "registry",
+            "owner",
+            "m1.g2-lp3.g4.-1",
+        ] {
+            assert_eq!(RingName::parse(bad), None, "{bad}");
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! `shmcollab status` and `shmcollab stop`.
 
 use crate::launch::{find_live_session, session_owner};
-use serde_json::Value;
+use shmcollab_runtime::report::CollaborationState;
 use shmcollab_shm::registry::Registry;
 use shmcollab_shm::segment::{shm_root, stale_sessions, Session};
 use std::time::{Duration, Instant};
@@ -27,8 +27,8 @@ fn live_names() -> Vec<String> {
     v
 }
 
-/// The coordinator's published view of collaboration `name` as JSON.
-pub fn read_state(name: &str) -> Result<Value, String> {
+/// The coordinator's published view of collaboration `name`.
+pub fn read_state(name: &str) -> Result<CollaborationState, String> {
     let dir = find_live_session(name)
         .ok_or_else(|| format!("no running collaboration named {name:?}"))?;
     let session = Session::open(&dir).map_err(|e| e.to_string())?;
@@ -39,7 +39,7 @@ pub fn read_state(name: &str) -> Result<Value, String> {
             "{name}: the coordinator has not published a state yet"
         ));
     }
-    serde_json::from_slice(&bytes).map_err(|e| format!("{name}: bad state document: {e}"))
+    CollaborationState::decode(&bytes).map_err(|e| format!("{name}: bad state document: {e}"))
 }
 
 /// `shmcollab status [NAME] [--json]`.
@@ -72,49 +72,42 @@ pub fn status(name: Option<&str>, json: bool) -> i32 {
         }
     };
     if json {
-        println!("{v}");
+        println!("{}", String::from_utf8_lossy(&v.encode()));
         return 0;
     }
-    let c = &v["coordinator"];
+    print_table(&v);
+    0
+}
+
+/// The state as a table, a line per LP; `-` where the LP's manager has
+/// not reported yet.
+fn print_table(v: &CollaborationState) {
+    let c = &v.coordinator;
     println!(
         "collaboration {}   coordinator: {} (slot {}, epoch {})",
-        v["name"].as_str().unwrap_or("?"),
-        c["name"].as_str().unwrap_or("?"),
-        c["slot"],
-        c["epoch"]
+        v.name, c.name, c.slot, c.epoch
     );
     println!(
         "{:<16} {:>4} {:>8} {:>8} {:<10} {:>8} {:>10} {:>10} {:>6}  sub-functions",
         "LP", "slot", "pid", "manager", "state", "restarts", "msgs in", "msgs out", "auth!"
     );
-    for lp in v["lps"].as_array().into_iter().flatten() {
-        let num = |k: &str| {
-            lp[k]
-                .as_u64()
-                .map(|n| n.to_string())
-                .unwrap_or_else(|| "-".into())
-        };
-        let subfns: Vec<&str> = lp["subfunctions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|s| s.as_str())
-            .collect();
+    let dash = |n: Option<u64>| n.map_or_else(|| "-".into(), |n| n.to_string());
+    for lp in &v.lps {
+        let r = lp.report.as_ref();
         println!(
             "{:<16} {:>4} {:>8} {:>8} {:<10} {:>8} {:>10} {:>10} {:>6}  {}",
-            lp["name"].as_str().unwrap_or("?"),
-            num("slot"),
-            num("pid"),
-            num("manager_pid"),
-            lp["state"].as_str().unwrap_or("?"),
-            num("restarts"),
-            num("msgs_in"),
-            num("msgs_out"),
-            num("auth_failures"),
-            subfns.join(",")
+            lp.name,
+            lp.slot,
+            dash(lp.pid.map(u64::from)),
+            dash(r.map(|r| u64::from(r.manager_pid))),
+            lp.state,
+            lp.restarts,
+            dash(r.map(|r| r.msgs_in)),
+            dash(r.map(|r| r.msgs_out)),
+            dash(r.map(|r| r.auth_failures)),
+            lp.subfunctions.join(",")
         );
     }
-    0
 }
 
 /// `shmcollab stop NAME`: SIGTERM to the supervisor, then wait for it to go.

@@ -1,0 +1,346 @@
+//! An LP's inbound side: its main ring from its manager and the direct
+//! rings other managers write straight into it (frames sealed with keys
+//! derived from its own inbound link key), read through the one read loop
+//! ([`RxLink`]) into the inbox. The main ring goes first: its control
+//! frames (ATTACH, DETACH) say when a direct ring may be read.
+//!
+//! The last frame a message came from is released only when the next one
+//! is asked for: if the LP dies while handling a message, its manager
+//! delivers that message again to the restarted LP (at least once).
+
+use super::{Lp, LpError, Message};
+use crate::ctl::LpCtl;
+use crate::link::{Resync, RxLink, Step, Wait};
+use crate::wire::{self, DirectStats};
+use shmcollab_shm::auth::{LinkKey, Opener, RxStats};
+use shmcollab_shm::doorbell::WaitStrategy;
+use shmcollab_shm::frame::kind;
+use shmcollab_shm::ring::{open_ring, Consumer};
+use shmcollab_shm::segment::Session;
+use std::time::{Duration, Instant};
+
+/// How often at most an LP tells its manager what it took from direct rings.
+const STATS_EVERY: Duration = Duration::from_millis(100);
+
+/// Which ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum RingRef {
+    /// The ring from our manager.
+    Main,
+    /// Direct ring `i` of [`Inbound::direct`].
+    Direct(usize),
+}
+
+/// A direct ring.
+struct DirectRx {
+    link: RxLink,
+    name: String,
+    /// Its producer is gone: drop it once empty.
+    closing: bool,
+}
+
+/// The LP's inbound rings and what it counts on them.
+pub(super) struct Inbound {
+    main: RxLink,
+    /// The key of the main ring, from which direct rings' keys derive.
+    key: Option<LinkKey>,
+    direct: Vec<DirectRx>,
+    /// Where the next search of the direct rings starts (fairness).
+    next_direct: usize,
+    /// The ring whose head frame is still held (see the module doc).
+    unreleased: Option<RingRef>,
+    /// Messages and bytes taken from direct rings, and what removed rings
+    /// rejected: reported to the manager, which cannot see them.
+    taken: DirectStats,
+    gone: RxStats,
+    /// What the manager was told last, and when.
+    told: DirectStats,
+    told_at: Instant,
+}
+
+/// What reading one frame did.
+enum Took {
+    /// The ring was empty.
+    Empty,
+    /// A frame without messages for the inbox (rejected, control only).
+    Nothing,
+    /// Messages went into the inbox.
+    Messages,
+}
+
+impl Inbound {
+    pub fn new(main: RxLink, key: Option<LinkKey>) -> Inbound {
+        Inbound {
+            main,
+            key,
+            direct: Vec::new(),
+            next_direct: 0,
+            unreleased: None,
+            taken: DirectStats::default(),
+            gone: RxStats::default(),
+            told: DirectStats::default(),
+            told_at: Instant::now(),
+        }
+    }
+
+    /// Frames rejected on every inbound ring.
+    pub fn rejected(&self) -> u64 {
+        self.main.stats().rejected() + self.direct_rejects().rejected()
+    }
+
+    /// What the direct rings rejected, removed ones included.
+    fn direct_rejects(&self) -> RxStats {
+        let mut all = self.gone;
+        for d in &self.direct {
+            all.add(d.link.stats());
+        }
+        all
+    }
+
+    fn link(&mut self, r: RingRef) -> Option<&mut RxLink> {
+        match r {
+            RingRef::Main => Some(&mut self.main),
+            RingRef::Direct(i) => self.direct.get_mut(i).map(|d| &mut d.link),
+        }
+    }
+}
+
+impl Lp {
+    /// Read the next frame's messages onto the back of the inbox, waiting up
+    /// to `timeout`; false if nothing came.
+    pub(super) fn fill_inbox(&mut self, timeout: Option<Duration>) -> Result<bool, LpError> {
+        if !self.out.is_empty() {
+            self.flush()?;
+        }
+        let deadline = timeout.map(|t| Instant::now() + t);
+        if let Some(r) = self.rx.unreleased.take() {
+            if let Some(l) = self.rx.link(r) {
+                l.release_held()
+                    .map_err(|e| LpError::Corrupt(e.to_string()))?;
+            }
+        }
+        loop {
+            match self.take_next()? {
+                Took::Messages => return Ok(true),
+                Took::Nothing => continue,
+                Took::Empty => {}
+            }
+            // Every ring is empty and nothing is held.
+            self.drop_closed_direct();
+            let mut left = match deadline {
+                Some(d) if Instant::now() >= d => {
+                    self.send_stats(true);
+                    return Ok(false);
+                }
+                Some(d) => Some(d - Instant::now()),
+                None => None,
+            };
+            if !self.send_stats(false) {
+                // Counts to report but reported recently: wake up in time.
+                left = Some(left.map_or(STATS_EVERY, |l| l.min(STATS_EVERY)));
+            }
+            self.wait_input(left);
+        }
+    }
+
+    /// One frame from the ring whose turn it is: a closing direct ring
+    /// first (its writer's manager is gone, and the frames it left come
+    /// before anything its successor sends, which arrives behind the
+    /// DETACH on the main ring), then the main ring, then the direct
+    /// rings in turn.
+    fn take_next(&mut self) -> Result<Took, LpError> {
+        let rx = &self.rx;
+        if let Some(i) = rx
+            .direct
+            .iter()
+            .position(|d| d.closing && d.link.has_data())
+        {
+            let took = self.take_from(RingRef::Direct(i))?;
+            if !matches!(took, Took::Empty) {
+                return Ok(took);
+            }
+        }
+        let took = self.take_from(RingRef::Main)?;
+        if !matches!(took, Took::Empty) {
+            return Ok(took);
+        }
+        let n = self.rx.direct.len();
+        for k in 0..n {
+            let i = (self.rx.next_direct + k) % n;
+            let took = self.take_from(RingRef::Direct(i))?;
+            if matches!(took, Took::Empty) {
+                continue;
+            }
+            self.rx.next_direct = (i + 1) % n;
+            // Under steady load the rings are never all empty: tell the
+            // manager now and then anyway.
+            if matches!(took, Took::Messages) && self.rx.taken.msgs.is_multiple_of(256) {
+                self.send_stats(false);
+            }
+            return Ok(took);
+        }
+        Ok(Took::Empty)
+    }
+
+    /// Sleep until a ring has a frame, or `left` passed.
+    fn wait_input(&mut self, left: Option<Duration>) {
+        self.rx.main.prepare_wait();
+        for d in &mut self.rx.direct {
+            d.link.prepare_wait();
+        }
+        let rx = &self.rx;
+        let waited = Instant::now();
+        rx.main
+            .data_bell()
+            .wait_until(WaitStrategy::default(), left, || {
+                (rx.main.has_data() || rx.direct.iter().any(|d| d.link.has_data())).then_some(())
+            });
+        // For the supervisor's placement: time spent waiting is not work.
+        let ns = waited.elapsed().as_nanos() as u64;
+        let _ = self.registry.add_lp_wait(self.slot, ns);
+    }
+
+    /// Take the next frame of ring `r` into the inbox.
+    fn take_from(&mut self, r: RingRef) -> Result<Took, LpError> {
+        let registry = &self.registry;
+        let inbox = &mut self.inbox;
+        let mut ctls = Vec::new();
+        let mut taken = DirectStats::default();
+        let Some(link) = self.rx.link(r) else {
+            return Ok(Took::Empty);
+        };
+        let step = link.next_held(&mut self.scratch, |h, p| {
+            if h.kind == kind::CONTROL {
+                // Only the manager's own ring carries control.
+                if r == RingRef::Main {
+                    ctls.push(LpCtl::decode(p));
+                }
+                return false;
+            }
+            let Some(m) = Message::from_frame(registry, &h, p) else {
+                return false;
+            };
+            taken.msgs += 1;
+            taken.bytes += m.payload.len() as u64;
+            inbox.push_back(m);
+            true
+        });
+        let step = match (step, r) {
+            (Ok(s), _) => s,
+            (Err(e), RingRef::Main) => return Err(LpError::Corrupt(e.to_string())),
+            (Err(_), RingRef::Direct(i)) => {
+                self.lose_direct(i);
+                return Ok(Took::Nothing);
+            }
+        };
+        for c in ctls.into_iter().flatten() {
+            self.control(c);
+        }
+        if matches!(r, RingRef::Direct(_)) {
+            self.rx.taken.add(&taken);
+        }
+        Ok(match step {
+            Step::Empty => Took::Empty,
+            Step::Opened { held: true, .. } => {
+                self.rx.unreleased = Some(r);
+                Took::Messages
+            }
+            Step::Rejected | Step::Opened { .. } => Took::Nothing,
+        })
+    }
+
+    /// A direct ring with garbage indices: nothing more can be read from
+    /// it here; the main ring still works. The manager is told, so that the
+    /// writer's frames are not stranded.
+    fn lose_direct(&mut self, i: usize) {
+        let d = self.rx.direct.remove(i);
+        self.rx.gone.add(d.link.stats());
+        // The ring itself counts as one malformed frame.
+        self.rx.gone.malformed = self.rx.gone.malformed.saturating_add(1);
+        let _ = self.tell(&LpCtl::Lost { ring: d.name }, Wait::Forever);
+    }
+
+    /// A control frame from the manager.
+    fn control(&mut self, c: LpCtl) {
+        match c {
+            LpCtl::Attach {
+                writer,
+                writer_generation,
+                ring,
+            } => {
+                if self.rx.direct.iter().any(|d| d.name == ring) {
+                    return;
+                }
+                let label = wire::direct_label(writer, writer_generation);
+                let key = self.rx.key.as_ref().map(|k| k.derive(&label));
+                match attach(&self._session, &ring) {
+                    Ok(c) => self.rx.direct.push(DirectRx {
+                        link: RxLink::new(c, Opener::new(key), Resync::Never),
+                        name: ring,
+                        closing: false,
+                    }),
+                    Err(e) => {
+                        eprintln!("shmcollab: cannot attach the direct ring {ring}: {e}");
+                        let _ = self.tell(&LpCtl::Lost { ring }, Wait::Forever);
+                    }
+                }
+            }
+            LpCtl::Detach { ring } => {
+                for d in self.rx.direct.iter_mut().filter(|d| d.name == ring) {
+                    d.closing = true;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Drop direct rings whose producer is gone once they are empty (call
+    /// with no frame held).
+    fn drop_closed_direct(&mut self) {
+        let mut gone = RxStats::default();
+        let mut names = Vec::new();
+        self.rx.direct.retain(|d| {
+            let keep = !d.closing || d.link.has_data();
+            if !keep {
+                gone.add(d.link.stats());
+                names.push(d.name.clone());
+            }
+            keep
+        });
+        self.rx.gone.add(&gone);
+        // The manager removes the ring once told (best effort: if the ring
+        // to it is full, the ring is removed when this LP ends instead).
+        for ring in names {
+            let _ = self.tell(&LpCtl::Detached { ring }, Wait::No);
+        }
+        if self.rx.next_direct >= self.rx.direct.len() {
+            self.rx.next_direct = 0;
+        }
+    }
+
+    /// Tell the manager what came through direct rings, if that changed and
+    /// was not told within [`STATS_EVERY`] (or `now`). False if something
+    /// is left to tell later.
+    fn send_stats(&mut self, now: bool) -> bool {
+        let cur = DirectStats {
+            rejects: RxStats::from_rejects(self.rx.direct_rejects().rejects()),
+            ..self.rx.taken
+        };
+        if cur == self.rx.told {
+            return true;
+        }
+        if !now && self.rx.told_at.elapsed() < STATS_EVERY {
+            return false;
+        }
+        if self.tell(&LpCtl::Stats(cur), Wait::No).is_ok() {
+            self.rx.told = cur;
+            self.rx.told_at = Instant::now();
+            return true;
+        }
+        false
+    }
+}
+
+fn attach(session: &Session, ring: &str) -> Result<Consumer, shmcollab_shm::segment::OpenError> {
+    Consumer::attach(&open_ring(session, ring)?)
+}

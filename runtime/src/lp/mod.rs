@@ -1,0 +1,501 @@
+//! The LP API: what a logical process uses to talk to its manager.
+//!
+//! ```no_run
+//! let mut lp = shmcollab_runtime::Lp::connect()?;
+//! lp.ready()?;
+//! let msg = lp.recv()?;
+//! lp.reply(&msg, b"pong")?;
+//! # Ok::<(), shmcollab_runtime::LpError>(())
+//! ```
+//!
+//! An LP holds only the keys of its own link to its manager; every frame it
+//! sends is sealed with one, every frame it receives opened with the other
+//! or, on a direct ring (another manager writing straight to this LP), with
+//! a key derived from it. The sending manager stamps the sender of every
+//! message, so `Message::from` is the slot of the LP whose manager forwarded
+//! it, whatever that LP wrote.
+
+mod inbound;
+
+use crate::ctl::LpCtl;
+use crate::link::{Outbox, Resync, RxLink, TxLink, Wait};
+use crate::report::CollaborationState;
+use crate::wire::{env, FLAG_DST_LP};
+use inbound::Inbound;
+use shmcollab_shm::auth::{LinkKey, Opener, Sealer};
+use shmcollab_shm::frame::{kind, FrameHeader};
+use shmcollab_shm::registry::Registry;
+use shmcollab_shm::ring::{open_ring, BellRef, Consumer, Producer, SendError};
+use shmcollab_shm::segment::Session;
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Errors of the LP API.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LpError {
+    /// Not started by a shmcollab manager, or its environment is damaged.
+    #[error("not running under a shmcollab manager: {0}")]
+    Environment(String),
+    /// The session or a segment could not be opened.
+    #[error("cannot attach to the session: {0}")]
+    Attach(String),
+    /// No sub-function of that name in this collaboration.
+    #[error("no sub-function named {0:?}")]
+    UnknownSubfn(String),
+    /// The ring to the manager is full (`try_send`) or stayed full.
+    #[error("the ring to the manager is full")]
+    WouldBlock,
+    /// Nothing arrived in time.
+    #[error("timed out")]
+    Timeout,
+    /// The message is larger than a ring carries.
+    #[error("message of {len} bytes is larger than the maximum {max}")]
+    TooLarge {
+        /// Length asked for.
+        len: usize,
+        /// Largest payload.
+        max: usize,
+    },
+    /// The shared ring is inconsistent (the manager misbehaved or memory was overwritten).
+    #[error("ring from the manager is corrupt: {0}")]
+    Corrupt(String),
+    /// The collaboration state is not available.
+    #[error("collaboration state unavailable: {0}")]
+    State(String),
+}
+
+/// What kind of message arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageKind {
+    /// A plain message (`send`).
+    Data,
+    /// A request: answer it with [`Lp::reply`].
+    Request,
+    /// A reply to a request of ours.
+    Reply,
+    /// A broadcast.
+    Broadcast,
+}
+
+/// A received message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// Slot of the sending LP, as its manager stamped it.
+    pub from: u32,
+    /// Sub-function it was addressed to (`None` for replies and broadcasts).
+    pub to: Option<String>,
+    /// Kind.
+    pub kind: MessageKind,
+    /// Correlation id (requests and replies).
+    pub corr: u32,
+    /// The bytes.
+    pub payload: Vec<u8>,
+}
+
+/// A connection of a logical process to its manager.
+pub struct Lp {
+    _session: Session,
+    registry: Registry,
+    slot: u32,
+    name: String,
+    subfns: Vec<String>,
+    /// The ring to the manager.
+    tx: TxLink,
+    /// Messages of `send_buffered` not yet written to it.
+    out: Outbox,
+    /// The rings from the manager and from other managers.
+    rx: Inbound,
+    inbox: VecDeque<Message>,
+    next_corr: u32,
+    scratch: Vec<u8>,
+    names: Vec<Option<String>>,
+}
+
+fn env_var(name: &str) -> Result<String, LpError> {
+    std::env::var(name).map_err(|_| LpError::Environment(format!("{name} is not set")))
+}
+
+fn read_keys() -> Result<Option<(LinkKey, LinkKey)>, LpError> {
+    static TAKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let Ok(fd) = std::env::var(env::KEY_FD) else {
+        return Ok(None);
+    };
+    // The descriptor is read and closed once per process: a second connect
+    // must not take ownership of whatever fd 3 has become since.
+    if TAKEN.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return Err(LpError::Environment(
+            "the link keys were already taken: connect once per process".into(),
+        ));
+    }
+    let fd: i32 = fd
+        .parse()
+        .map_err(|_| LpError::Environment(format!("{} is not a number", env::KEY_FD)))?;
+    use std::io::Read;
+    use std::os::fd::FromRawFd;
+    // SAFETY: the manager hands the read end of a pipe down as this fd;
+    // TAKEN above makes this the only place in the process that takes it,
+    // once; we own it from here and close it when `f` drops.
+    let mut f = unsafe { std::fs::File::from_raw_fd(fd) };
+    let mut b = [0u8; 32];
+    f.read_exact(&mut b)
+        .map_err(|e| LpError::Environment(format!("cannot read link keys: {e}")))?;
+    let mut tx = [0u8; 16];
+    let mut rx = [0u8; 16];
+    tx.copy_from_slice(&b[..16]);
+    rx.copy_from_slice(&b[16..]);
+    b.fill(0);
+    Ok(Some((LinkKey::from_bytes(tx), LinkKey::from_bytes(rx))))
+}
+
+impl Lp {
+    /// Connect from the environment the manager set.
+    pub fn connect() -> Result<Lp, LpError> {
+        let dir = PathBuf::from(env_var(env::SESSION)?);
+        let slot: u32 = env_var(env::SLOT)?
+            .parse()
+            .map_err(|_| LpError::Environment(format!("{} is not a number", env::SLOT)))?;
+        let name = env_var(env::NAME)?;
+        let ring_in = env_var(env::RING_IN)?;
+        let ring_out = env_var(env::RING_OUT)?;
+        let keys = read_keys()?;
+        let attach = |e: &dyn std::fmt::Display| LpError::Attach(e.to_string());
+        let session = Session::open(&dir).map_err(|e| attach(&e))?;
+        let registry = Registry::open(&session).map_err(|e| attach(&e))?;
+        let bell_ptr = registry.doorbell(slot).map_err(|e| attach(&e))? as *const _;
+        // SAFETY: `bell_ptr` points at the doorbell of our slot inside the
+        // registry segment, which BellRef keeps mapped.
+        let bell = unsafe { BellRef::new(registry.segment().clone(), bell_ptr) };
+        let out_seg = open_ring(&session, &ring_out).map_err(|e| attach(&e))?;
+        let in_seg = open_ring(&session, &ring_in).map_err(|e| attach(&e))?;
+        let tx = Producer::attach(&out_seg, Some(bell)).map_err(|e| attach(&e))?;
+        let rx = Consumer::attach(&in_seg).map_err(|e| attach(&e))?;
+        let (tx_key, rx_key) = match keys {
+            Some((t, r)) => (Some(t), Some(r)),
+            None => (None, None),
+        };
+        let main = RxLink::new(rx, Opener::new(rx_key.clone()), Resync::Never);
+        // The sub-functions it hosts: the registry's assignment table.
+        let subfns = registry
+            .subfns_of(slot)
+            .into_iter()
+            .filter_map(|i| registry.subfn_name(i).ok())
+            .collect();
+        Ok(Lp {
+            _session: session,
+            registry,
+            slot,
+            name,
+            subfns,
+            tx: TxLink::new(tx, Sealer::new(tx_key)),
+            out: Outbox::new(),
+            rx: Inbound::new(main, rx_key),
+            inbox: VecDeque::new(),
+            next_corr: 1,
+            scratch: Vec::with_capacity(4096),
+            names: Vec::new(),
+        })
+    }
+
+    /// This LP's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// This LP's registry slot (its identity in `Message::from`).
+    pub fn slot(&self) -> u32 {
+        self.slot
+    }
+
+    /// The sub-functions this LP hosts.
+    pub fn subfunctions(&self) -> &[String] {
+        &self.subfns
+    }
+
+    /// All sub-functions of the collaboration.
+    pub fn all_subfunctions(&self) -> Vec<String> {
+        (0..self.registry.subfn_count())
+            .filter_map(|i| self.registry.subfn_name(i).ok())
+            .collect()
+    }
+
+    /// Name of the LP in `slot` (as registered by its manager).
+    pub fn name_of(&mut self, slot: u32) -> Option<String> {
+        let i = slot as usize;
+        if i >= self.registry.max_slots() as usize {
+            return None;
+        }
+        if self.names.len() <= i {
+            self.names.resize(i + 1, None);
+        }
+        if self.names[i].is_none() {
+            let n = self.registry.slot(slot).ok()?.name;
+            if !n.is_empty() {
+                self.names[i] = Some(n);
+            }
+        }
+        self.names[i].clone()
+    }
+
+    /// Frames from the manager and other managers that failed
+    /// authentication (dropped).
+    pub fn auth_failures(&self) -> u64 {
+        self.rx.rejected()
+    }
+
+    fn subfn_id(&self, subfn: &str) -> Result<u32, LpError> {
+        self.registry
+            .subfn_index(subfn)
+            .ok_or_else(|| LpError::UnknownSubfn(subfn.to_owned()))
+    }
+
+    /// Send one message, after whatever `send_buffered` queued.
+    fn emit(&mut self, hdr: FrameHeader, payload: &[u8], wait: Wait) -> Result<(), LpError> {
+        // Keep the order: what was buffered goes first.
+        if !self.out.is_empty() {
+            match wait {
+                Wait::No => {
+                    self.drain_out();
+                    if !self.out.is_empty() {
+                        return Err(LpError::WouldBlock);
+                    }
+                }
+                Wait::Forever => self.flush_timeout(None)?,
+                Wait::For(t) => self.flush_timeout(Some(t))?,
+            }
+        }
+        let max = self.tx.max_payload();
+        if payload.len() > max {
+            return Err(LpError::TooLarge {
+                len: payload.len(),
+                max,
+            });
+        }
+        self.tx.send(hdr, payload, wait).map_err(send_error)
+    }
+
+    fn header(k: u8, dst: u32, aux: u32) -> FrameHeader {
+        FrameHeader {
+            kind: k,
+            dst,
+            aux,
+            ..Default::default()
+        }
+    }
+
+    /// Send `bytes` to sub-function `subfn`, waiting while the ring is full.
+    pub fn send(&mut self, subfn: &str, bytes: &[u8]) -> Result<(), LpError> {
+        let dst = self.subfn_id(subfn)?;
+        self.emit(Self::header(kind::DATA, dst, 0), bytes, Wait::Forever)
+    }
+
+    /// Send, or fail at once with [`LpError::WouldBlock`] if the ring is full.
+    pub fn try_send(&mut self, subfn: &str, bytes: &[u8]) -> Result<(), LpError> {
+        let dst = self.subfn_id(subfn)?;
+        self.emit(Self::header(kind::DATA, dst, 0), bytes, Wait::No)
+    }
+
+    /// Send, waiting at most `timeout` for room.
+    pub fn send_timeout(
+        &mut self,
+        subfn: &str,
+        bytes: &[u8],
+        timeout: Duration,
+    ) -> Result<(), LpError> {
+        let dst = self.subfn_id(subfn)?;
+        self.emit(Self::header(kind::DATA, dst, 0), bytes, Wait::For(timeout))
+    }
+
+    /// Queue `bytes` for `subfn` without writing it yet: queued messages go
+    /// out together, several under one tag, at the next [`Lp::flush`] or any
+    /// other call that sends or receives (or when 64 KiB are queued). For
+    /// streams of small messages this is several times faster than `send`.
+    pub fn send_buffered(&mut self, subfn: &str, bytes: &[u8]) -> Result<(), LpError> {
+        let dst = self.subfn_id(subfn)?;
+        let max = self.tx.max_payload().saturating_sub(32);
+        if bytes.len() > max {
+            return Err(LpError::TooLarge {
+                len: bytes.len(),
+                max,
+            });
+        }
+        self.out.push(&Self::header(kind::DATA, dst, 0), bytes);
+        if self.out.payload_bytes() >= 64 * 1024 {
+            // Back-pressure: wait until the ring took it all.
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Write every buffered message, waiting for room as long as it takes.
+    pub fn flush(&mut self) -> Result<(), LpError> {
+        self.flush_timeout(None)
+    }
+
+    fn drain_out(&mut self) {
+        self.tx.drain(&mut self.out);
+        self.tx.flush();
+    }
+
+    fn flush_timeout(&mut self, timeout: Option<Duration>) -> Result<(), LpError> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            self.drain_out();
+            let Some(first) = self.out.front_len() else {
+                return Ok(());
+            };
+            // Wait for room for the oldest message: `drain` then writes at
+            // least it (batches shrink to what fits).
+            let wait = match deadline.map(|d| d.saturating_duration_since(Instant::now())) {
+                None => Wait::Forever,
+                Some(Duration::ZERO) => return Err(LpError::WouldBlock),
+                Some(left) => Wait::For(left),
+            };
+            self.tx.wait_room(first, wait).map_err(send_error)?;
+        }
+    }
+
+    /// Send `bytes` to every other LP.
+    pub fn broadcast(&mut self, bytes: &[u8]) -> Result<(), LpError> {
+        self.emit(Self::header(kind::BROADCAST, 0, 0), bytes, Wait::Forever)
+    }
+
+    /// Send a request to `subfn` and wait up to `timeout` for its reply.
+    /// Messages that arrive meanwhile are kept for `recv`.
+    pub fn request(
+        &mut self,
+        subfn: &str,
+        bytes: &[u8],
+        timeout: Duration,
+    ) -> Result<Message, LpError> {
+        let dst = self.subfn_id(subfn)?;
+        let corr = self.next_corr;
+        self.next_corr = self.next_corr.wrapping_add(1).max(1);
+        self.emit(
+            Self::header(kind::REQUEST, dst, corr),
+            bytes,
+            Wait::For(timeout),
+        )?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            // Other messages stay in the inbox, in order, for `recv`.
+            let hit = self
+                .inbox
+                .iter()
+                .position(|m| m.kind == MessageKind::Reply && m.corr == corr);
+            if let Some(m) = hit.and_then(|i| self.inbox.remove(i)) {
+                return Ok(m);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if !self.fill_inbox(Some(left))? {
+                return Err(LpError::Timeout);
+            }
+        }
+    }
+
+    /// Answer a request.
+    pub fn reply(&mut self, req: &Message, bytes: &[u8]) -> Result<(), LpError> {
+        let mut h = Self::header(kind::REPLY, req.from, req.corr);
+        h.flags = FLAG_DST_LP;
+        self.emit(h, bytes, Wait::Forever)
+    }
+
+    /// Tell the manager (and through it the supervisor) that this LP is ready.
+    pub fn ready(&mut self) -> Result<(), LpError> {
+        self.tell(&LpCtl::Ready, Wait::Forever)
+    }
+
+    /// Publish a custom `key = value` in this LP's state report.
+    pub fn report(&mut self, key: &str, value: &str) -> Result<(), LpError> {
+        let m = LpCtl::Report {
+            key: key.to_owned(),
+            value: value.to_owned(),
+        };
+        self.tell(&m, Wait::Forever)
+    }
+
+    /// The coordinator's view of the collaboration (see the README).
+    pub fn collaboration_state(&self) -> Result<CollaborationState, LpError> {
+        let bytes = self
+            .registry
+            .read_status()
+            .map_err(|e| LpError::State(e.to_string()))?;
+        if bytes.is_empty() {
+            return Err(LpError::State(
+                "the coordinator has not published yet".into(),
+            ));
+        }
+        CollaborationState::decode(&bytes).map_err(|e| LpError::State(e.to_string()))
+    }
+
+    /// Wait for the next message.
+    pub fn recv(&mut self) -> Result<Message, LpError> {
+        loop {
+            if let Some(m) = self.recv_timeout(Duration::from_secs(3600))? {
+                return Ok(m);
+            }
+        }
+    }
+
+    /// Wait up to `timeout` for the next message.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<Message>, LpError> {
+        if self.inbox.is_empty() && !self.fill_inbox(Some(timeout))? {
+            return Ok(None);
+        }
+        Ok(self.inbox.pop_front())
+    }
+
+    /// Take the next message without waiting.
+    pub fn try_recv(&mut self) -> Result<Option<Message>, LpError> {
+        self.recv_timeout(Duration::ZERO)
+    }
+
+    /// A control message to the manager.
+    fn tell(&mut self, m: &LpCtl, wait: Wait) -> Result<(), LpError> {
+        self.emit(Self::header(kind::CONTROL, 0, 0), &m.encode(), wait)
+    }
+}
+
+fn send_error(e: SendError) -> LpError {
+    match e {
+        SendError::WouldBlock => LpError::WouldBlock,
+        SendError::TooLarge { .. } => LpError::Corrupt(e.to_string()),
+        other => LpError::Corrupt(other.to_string()),
+    }
+}
+
+impl Message {
+    /// The message of a frame from the manager; `None` for kinds an LP
+    /// does not receive.
+    fn from_frame(registry: &Registry, h: &FrameHeader, payload: &[u8]) -> Option<Message> {
+        let kind = match h.kind {
+            kind::DATA => MessageKind::Data,
+            kind::REQUEST => MessageKind::Request,
+            kind::REPLY => MessageKind::Reply,
+            kind::BROADCAST => MessageKind::Broadcast,
+            _ => return None,
+        };
+        let addressed = matches!(kind, MessageKind::Data | MessageKind::Request);
+        let to = if h.flags & FLAG_DST_LP == 0 && addressed {
+            registry.subfn_name(h.dst).ok()
+        } else {
+            None
+        };
+        Some(Message {
+            from: h.src,
+            to,
+            kind,
+            corr: h.aux,
+            payload: payload.to_vec(),
+        })
+    }
+}
+
+/// Whether this process was started by a shmcollab manager.
+pub fn under_manager() -> bool {
+    std::env::var_os(env::SESSION).is_some() && std::env::var_os(env::SLOT).is_some()
+}
+
+#[doc(hidden)]
+pub use crate::wire::KEY_FD as _KEY_FD;

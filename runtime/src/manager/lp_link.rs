@@ -1,0 +1,148 @@
+//! The manager's end of its LP's two rings (`lp<slot>.g<gen>.in` and
+//! `.out`): the frames the LP sends are opened here, the messages for it
+//! (queued by the manager in an [`Outbox`]) are sealed here, each with the
+//! key of the current LP generation.
+
+use super::context::Ctx;
+use super::lp_proc::LpKeys;
+use crate::link::{Drained, Outbox, Resync, RxLink, Step, TxLink};
+use crate::wire;
+use shmcollab_shm::auth::{Opener, Sealer};
+use shmcollab_shm::frame::{kind, FrameHeader};
+use shmcollab_shm::ring::{create_ring, Consumer, Producer, RingError};
+use shmcollab_shm::segment::Segment;
+
+/// What a pump of the LP's ring did.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Pumped {
+    /// Frames taken out of the ring.
+    pub frames: usize,
+    /// Frames that did not open.
+    pub rejected: usize,
+    /// Batches with malformed entries.
+    pub malformed: usize,
+}
+
+pub(super) struct LpLink {
+    in_seg: Segment,
+    in_name: String,
+    out_name: String,
+    tx: TxLink,
+    rx: RxLink,
+}
+
+impl LpLink {
+    /// Create the two rings of this manager generation.
+    pub fn create(ctx: &Ctx) -> anyhow::Result<LpLink> {
+        let cap = ctx.plan.ring_capacity;
+        let in_name = wire::lp_in_ring(ctx.slot, ctx.generation);
+        let out_name = wire::lp_out_ring(ctx.slot, ctx.generation);
+        let in_seg = create_ring(&ctx.session, &in_name, cap)?;
+        let out_seg = create_ring(&ctx.session, &out_name, cap)?;
+        let tx = TxLink::new(Producer::attach(&in_seg, None)?, Sealer::new(None));
+        let rx = RxLink::new(
+            Consumer::attach(&out_seg)?,
+            Opener::new(None),
+            Resync::Never,
+        );
+        Ok(LpLink {
+            in_seg,
+            in_name,
+            out_name,
+            tx,
+            rx,
+        })
+    }
+
+    /// Names of the rings (to the LP, from the LP), for its environment.
+    pub fn ring_names(&self) -> (&str, &str) {
+        (&self.in_name, &self.out_name)
+    }
+
+    /// Use the keys of a new LP generation from now on.
+    pub fn rekey(&mut self, keys: &LpKeys) {
+        self.tx.set_sealer(Sealer::new(keys.0.clone()));
+        self.rx.set_opener(Opener::new(keys.1.clone()));
+    }
+
+    /// Take up to `budget` frames out of the LP's ring; `f` gets each
+    /// message, its source already stamped with our slot.
+    pub fn pump(
+        &mut self,
+        slot: u32,
+        budget: usize,
+        scratch: &mut Vec<u8>,
+        mut route: impl FnMut(FrameHeader, &[u8]),
+    ) -> Result<Pumped, RingError> {
+        let mut done = Pumped::default();
+        while done.frames < budget {
+            // The manager stamps the source: an LP cannot claim to be another.
+            let step = self.rx.next(scratch, |mut h, p| {
+                h.src = slot;
+                route(h, p);
+            })?;
+            match step {
+                Step::Empty => break,
+                Step::Rejected => done.rejected += 1,
+                Step::Opened { malformed, .. } => done.malformed += usize::from(malformed),
+            }
+            done.frames += 1;
+        }
+        Ok(done)
+    }
+
+    /// Write what is queued for the LP (batched), without waiting.
+    pub fn flush(&mut self, queue: &mut Outbox) -> Drained {
+        let d = if queue.is_empty() {
+            Drained::default()
+        } else {
+            self.tx.drain(queue)
+        };
+        self.tx.flush();
+        d
+    }
+
+    /// Publish what was written.
+    pub fn publish(&mut self) {
+        self.tx.flush();
+    }
+
+    /// Whether the LP sent something not read yet.
+    pub fn has_input(&self) -> bool {
+        self.rx.has_data()
+    }
+
+    /// The LP died: frames it never took out of its inbound ring go back to
+    /// the front of the queue, in order, to be sealed anew for its
+    /// successor; control frames were for the dead LP only, and go.
+    pub fn reclaim(&mut self, keys: &LpKeys, scratch: &mut Vec<u8>, queue: &mut Outbox) {
+        self.tx.flush();
+        queue.retain(|h| h.kind != kind::CONTROL);
+        let Ok(c) = Consumer::attach(&self.in_seg) else {
+            return;
+        };
+        let mut back = Outbox::new();
+        let mut link = RxLink::new(c, Opener::new(keys.0.clone()), Resync::Always);
+        loop {
+            let step = link.next(scratch, |h, p| {
+                if h.kind != kind::CONTROL {
+                    back.push(&h, p)
+                }
+            });
+            if !matches!(step, Ok(Step::Opened { .. } | Step::Rejected)) {
+                break;
+            }
+        }
+        queue.prepend(back);
+    }
+
+    /// Counts of what the LP's ring rejected.
+    pub fn rx_stats(&self) -> &shmcollab_shm::auth::RxStats {
+        self.rx.stats()
+    }
+
+    /// Bytes in the two rings: (to the LP, from the LP).
+    pub fn depths(&self) -> (u64, u64) {
+        (self.tx.depth(), self.rx.depth())
+    }
+}

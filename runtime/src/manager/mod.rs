@@ -1,0 +1,579 @@
+//! The manager: one per LP, a separate process (`shmcollab manager --slot
+//! N`), made of parts that each own their state:
+//!
+//! | part | file | owns |
+//! | --- | --- | --- |
+//! | context | `context.rs` | session, registry, plan, slot, generation, master key and the key derivations; borrowed by every part, changed by none |
+//! | LP link | `lp_link.rs` | the two rings to and from our LP |
+//! | LP process | `lp_proc.rs` | spawn with keys on a pipe, pidfd watch, signals, placement |
+//! | LP life cycle | `lifecycle.rs` | the state machine: backoff, running, placed, ready, stopping, done |
+//! | router | `router.rs` | the pure function from a header to a route |
+//! | delivery | `deliver.rs` | what each route does, for frames from the LP and from peers |
+//! | peers | `peers.rs` | the rings to and from each peer manager, their queues, the direct rings we write |
+//! | discovery | `discovery.rs` | the registry's slots and change counter -> peers up and gone |
+//! | direct path | `direct.rs` | the direct rings into our LP, as a state machine per ring |
+//! | coordinator | `coordinator.rs` | the role's election and the published aggregate |
+//! | reports | `reports.rs` | counters, what the LP told us, the report's cadence and content |
+//!
+//! [`run`] claims the slot, starts the LP and runs the loop: one thread,
+//! sleeping on the doorbell of our registry slot, which our LP and every
+//! peer ring after publishing frames, until the earliest deadline a part
+//! reports. Two small threads turn a signal and the LP's pidfd into a
+//! doorbell ring.
+//!
+//! A message's path, from `Lp::send` to `Lp::recv` (the README draws it):
+//! LP a's ring to manager a -> [`LpLink::pump`] (opened, source stamped)
+//! -> [`router::route`] -> queued for peer b ([`peers::Peers::send`]) ->
+//! written into the direct ring into LP b ([`peers::Peers::pump_out`]), or
+//! on the 6-hop path into manager b's ring, read by b's
+//! [`peers::Peers::pump_in`], routed `Local`, queued and written into LP
+//! b's ring ([`LpLink::flush`]) -> `Lp::recv` in LP b.
+
+mod context;
+mod coordinator;
+mod deliver;
+mod direct;
+mod discovery;
+mod lifecycle;
+mod lp_link;
+mod lp_proc;
+mod peers;
+mod reports;
+pub mod router;
+mod start;
+
+pub use crate::plan::resolve_program;
+pub use lifecycle::EXIT_LP_FAILED;
+pub use lp_proc::SpawnError;
+
+use crate::ctl::{LpCtl, PeerCtl};
+use crate::link::Outbox;
+use anyhow::{anyhow, Context};
+use context::Ctx;
+use coordinator::Coordinator;
+use deliver::{FromLp, FromPeers};
+use direct::{DirectIn, Queue};
+use discovery::Change;
+use lifecycle::{Action, Lifecycle};
+use lp_link::LpLink;
+use lp_proc::LpProc;
+use peers::Peers;
+use reports::{Counters, Inputs, Reports};
+use shmcollab_shm::frame::{kind, FrameHeader};
+use shmcollab_shm::registry::LpState;
+use shmcollab_shm::WaitStrategy;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// Payload bytes a manager queues before it stops taking frames in.
+const BACKLOG: usize = 4 << 20;
+
+/// A full ring is polled this often (its reader frees space without
+/// ringing us).
+const BLOCKED_POLL: Duration = Duration::from_micros(200);
+
+/// Rings of our dead LP that a live peer still writes are polled this
+/// often (the writer rings the LP's doorbell, not ours).
+const DRAIN_POLL: Duration = Duration::from_millis(1);
+
+/// A control message a part wants sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Out {
+    /// To peer manager `slot`, on our ring to it.
+    Peer(u32, PeerCtl),
+    /// To our LP, behind what is queued for it.
+    Lp(LpCtl),
+}
+
+/// Header of a control frame from manager `slot`.
+fn ctl_header(slot: u32) -> FrameHeader {
+    FrameHeader {
+        kind: kind::CONTROL,
+        src: slot,
+        ..Default::default()
+    }
+}
+
+/// Run the manager of `slot` in session `dir`. Returns the process exit code.
+pub fn run(dir: &Path, slot: u32) -> anyhow::Result<i32> {
+    let ctx = start::context(dir, slot)?;
+    let lp = LpLink::create(&ctx).context("creating the LP rings")?;
+    let grace = Duration::from_millis(ctx.plan.grace_ms);
+    let life = Lifecycle::new(ctx.lp_plan().clone(), grace, Instant::now());
+    let mut m = Manager {
+        ctx,
+        lp,
+        queue: Outbox::new(),
+        proc_: None,
+        life,
+        lp_gen: 0,
+        peers: Peers::default(),
+        direct: DirectIn::default(),
+        coord: Coordinator::default(),
+        reports: Reports::default(),
+        counters: Counters::default(),
+        scratch: Vec::with_capacity(4096),
+        scratch2: Vec::with_capacity(4096),
+        stop_sent: false,
+    };
+    if let Err(e) = m.start_lp() {
+        // Not a crash of the manager: restarting it would not help.
+        eprintln!("shmcollab: {} cannot start: {e}", m.ctx.lp_plan().name);
+        let _ = m.ctx.registry.set_lp(slot, 0, LpState::Failed);
+        let _ = m.ctx.registry.release_slot(slot, m.ctx.generation);
+        return Ok(EXIT_LP_FAILED);
+    }
+    // Tell the others we are here.
+    m.ctx.registry.changes().notify();
+    m.ctx.ring_all_peers();
+    m.event_loop()
+}
+
+struct Manager {
+    ctx: Ctx,
+    lp: LpLink,
+    /// Messages for our LP, written at the end of each turn.
+    queue: Outbox,
+    proc_: Option<LpProc>,
+    life: Lifecycle,
+    /// Generation of the current (or last) LP process.
+    lp_gen: u32,
+    peers: Peers,
+    direct: DirectIn,
+    coord: Coordinator,
+    reports: Reports,
+    counters: Counters,
+    /// Frames are opened into these (two: a direct ring may be drained
+    /// while a peer's frame is in the first).
+    scratch: Vec<u8>,
+    scratch2: Vec<u8>,
+    /// The stop request went to the life cycle.
+    stop_sent: bool,
+}
+
+impl Manager {
+    // ---- the loop -----------------------------------------------------
+
+    fn event_loop(&mut self) -> anyhow::Result<i32> {
+        loop {
+            let work = self.turn()?;
+            if let Some(code) = self.life.done() {
+                return Ok(self.shutdown(code));
+            }
+            // Another full turn only if input is waiting: else the wait
+            // below (which checks for input first) is cheaper than a turn.
+            if work && self.any_input() {
+                continue;
+            }
+            self.sleep();
+        }
+    }
+
+    /// One turn: every part gets to work once. True if anything moved.
+    fn turn(&mut self) -> anyhow::Result<bool> {
+        self.discover();
+        let mut work = self.pump_lp(false)?;
+        work |= self.pump_peers();
+        // Only rings we read ourselves (rare: a dead or failing LP).
+        if self.direct.draining() {
+            work |= self.drain_direct();
+        }
+        work |= self.flush_lp();
+        if self.ctx.flags.stopping() && !self.stop_sent {
+            self.stop_sent = true;
+            self.life_event(lifecycle::Event::Stop(Instant::now()));
+        }
+        if self.ctx.flags.lp_exited.swap(false, Ordering::SeqCst) {
+            self.on_lp_exit()?;
+            work = true;
+        }
+        work |= self.life_event(lifecycle::Event::Tick(Instant::now()));
+        self.maybe_report();
+        // Peers' reports are published within 20 ms of their arrival.
+        self.coord.publish(&self.ctx, false);
+        Ok(work)
+    }
+
+    /// Input the loop would act on. Input it leaves alone (back-pressure)
+    /// does not count, or the manager would spin instead of sleeping.
+    fn any_input(&self) -> bool {
+        let lp_full = self.queue.payload_bytes() > BACKLOG;
+        let backlogged = self.peers.backlog() > BACKLOG;
+        let flags = &self.ctx.flags;
+        (self.lp.has_input() && !backlogged)
+            || (!lp_full && (self.peers.has_input() || self.direct.has_input()))
+            || (flags.stop.load(Ordering::Relaxed) && !self.stop_sent)
+            || flags.lp_exited.load(Ordering::Relaxed)
+            || self.peers.registry_changed(&self.ctx)
+    }
+
+    /// The earliest time a part wants a turn.
+    fn deadline(&self) -> Instant {
+        let now = Instant::now();
+        let interval = Duration::from_millis(self.ctx.plan.report_interval_ms);
+        let mut t = self.reports.deadline(interval);
+        let parts = [self.life.deadline(), self.coord.deadline(&self.ctx)];
+        t = parts.into_iter().flatten().fold(t, Instant::min);
+        let lp_blocked = !self.queue.is_empty() && self.life.is_up();
+        if lp_blocked || self.peers.blocked() {
+            t = t.min(now + BLOCKED_POLL);
+        }
+        if self.direct.needs_poll() {
+            t = t.min(now + DRAIN_POLL);
+        }
+        t
+    }
+
+    /// Sleep until a frame, a registry change, a signal or a deadline.
+    fn sleep(&self) {
+        let timeout = self.deadline().saturating_duration_since(Instant::now());
+        let Ok(bell) = self.ctx.registry.doorbell(self.ctx.slot) else {
+            return std::thread::sleep(timeout);
+        };
+        bell.wait_until(WaitStrategy::default(), Some(timeout), || {
+            self.any_input().then_some(())
+        });
+    }
+
+    fn shutdown(&mut self, code: i32) -> i32 {
+        // Give queued frames to live peers a moment to go out.
+        let until = Instant::now() + Duration::from_millis(500);
+        while Instant::now() < until && self.peers.unsent() {
+            self.peers.pump_out();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        self.reports.force();
+        self.maybe_report();
+        if self.coord.is_me(&self.ctx) {
+            self.coord.publish(&self.ctx, true);
+            self.coord.resign(&self.ctx);
+        }
+        let reg = &self.ctx.registry;
+        let _ = reg.release_slot(self.ctx.slot, self.ctx.generation);
+        reg.changes().notify();
+        self.ctx.ring_all_peers();
+        code
+    }
+
+    // ---- the LP -------------------------------------------------------
+
+    /// Start a new generation of our LP, with new keys, and offer it a
+    /// direct ring from every live peer.
+    fn start_lp(&mut self) -> Result<(), SpawnError> {
+        self.lp_gen += 1;
+        let keys = self.ctx.lp_keys(self.lp_gen);
+        self.lp.rekey(&keys);
+        let p = LpProc::spawn(&self.ctx, &keys, self.lp.ring_names())?;
+        self.proc_ = Some(p);
+        self.life_event(lifecycle::Event::Spawned);
+        for s in self.peers.live() {
+            self.offer_direct(s);
+        }
+        Ok(())
+    }
+
+    /// Feed the life cycle an event and carry out its actions; true if it
+    /// asked for any.
+    fn life_event(&mut self, ev: lifecycle::Event) -> bool {
+        let actions = self.life.on(ev);
+        let any = !actions.is_empty();
+        for a in actions {
+            self.act(a);
+        }
+        any
+    }
+
+    fn act(&mut self, a: Action) {
+        let slot = self.ctx.slot;
+        let reg = &self.ctx.registry;
+        match a {
+            Action::Spawn => {
+                if let Err(e) = self.start_lp() {
+                    self.life_event(lifecycle::Event::SpawnFailed(e.to_string()));
+                }
+            }
+            Action::Place => {
+                if let Some(p) = &self.proc_ {
+                    p.place(&self.ctx);
+                }
+            }
+            Action::Terminate => self.signal(rustix::process::Signal::TERM),
+            Action::Kill => self.signal(rustix::process::Signal::KILL),
+            Action::SetState(state) => {
+                let live = matches!(state, LpState::Running | LpState::Ready);
+                let pid = self.proc_.as_ref().filter(|_| live).map_or(0, LpProc::pid);
+                let _ = reg.set_lp(slot, pid, state);
+                if state == LpState::Ready {
+                    reg.changes().notify();
+                }
+                self.reports.mark();
+            }
+            Action::SetRestarts(n) => {
+                let _ = reg.set_restarts(slot, n);
+            }
+            Action::Say(s) => eprintln!("shmcollab: {s}"),
+        }
+    }
+
+    fn signal(&self, sig: rustix::process::Signal) {
+        if let Some(p) = &self.proc_ {
+            p.signal(sig);
+        }
+    }
+
+    /// Our LP ended: route what it sent, keep what it did not take for its
+    /// successor, then let the life cycle decide.
+    fn on_lp_exit(&mut self) -> anyhow::Result<()> {
+        let Some(p) = self.proc_.take() else {
+            return Ok(());
+        };
+        let status = p.wait()?;
+        // Whatever it sent before dying is still routed, all of it, before
+        // its successor's key replaces the opener.
+        self.pump_lp(true)?;
+        let keys = self.ctx.lp_keys(self.lp_gen);
+        self.lp.reclaim(&keys, &mut self.scratch, &mut self.queue);
+        let mut q = Queue {
+            ctx: &self.ctx,
+            lp: &mut self.queue,
+            scratch: &mut self.scratch,
+            counters: &mut self.counters,
+        };
+        let outs = self.direct.lp_died(&self.ctx, self.lp_gen, &mut q);
+        self.send(outs);
+        self.reports.lp_died();
+        eprintln!("shmcollab: {} exited ({status})", self.ctx.lp_plan().name);
+        let ok = status.success();
+        let status = status.to_string();
+        self.life_event(lifecycle::Event::Exited { ok, status });
+        self.reports.mark();
+        Ok(())
+    }
+
+    /// Take frames out of the LP's ring and route them; `all`: every frame,
+    /// whatever the backlog.
+    fn pump_lp(&mut self, all: bool) -> anyhow::Result<bool> {
+        // Only traffic towards peers holds the LP back: frames queued for
+        // the LP itself must not stop it from sending (it may be blocked in
+        // a send while its inbound queue fills). Checked once per turn: the
+        // limit is soft, a turn adds at most 256 frames.
+        if !all && self.peers.backlog() > BACKLOG {
+            return Ok(false);
+        }
+        let budget = if all { usize::MAX } else { 256 };
+        let mut sink = FromLp {
+            ctx: &self.ctx,
+            peers: &mut self.peers,
+            queue: &mut self.queue,
+            counters: &mut self.counters,
+            ctl: Vec::new(),
+            framed: false,
+        };
+        let slot = self.ctx.slot;
+        let pumped = self
+            .lp
+            .pump(slot, budget, &mut self.scratch, |h, p| sink.take(h, p))
+            .map_err(|e| anyhow!("LP ring: {e}"))?;
+        let (ctl, framed) = (std::mem::take(&mut sink.ctl), sink.framed);
+        self.counters.bad_batches += pumped.malformed as u64;
+        if pumped.rejected > 0 {
+            self.reports.mark();
+        }
+        if framed {
+            self.life_event(lifecycle::Event::Frame);
+        }
+        for c in ctl {
+            self.on_lp_ctl(c);
+        }
+        Ok(pumped.frames > 0)
+    }
+
+    /// Control from our LP.
+    fn on_lp_ctl(&mut self, c: LpCtl) {
+        match c {
+            LpCtl::Ready => {
+                self.life_event(lifecycle::Event::Ready);
+            }
+            LpCtl::Report { key, value } => {
+                if !self.reports.custom(key, value) {
+                    self.counters.dropped += 1;
+                }
+            }
+            LpCtl::Stats(st) => self.reports.lp_direct(st),
+            LpCtl::Detached { ring } => self.direct.detached(&self.ctx, &ring),
+            LpCtl::Lost { ring } => {
+                let name = &self.ctx.lp_plan().name;
+                eprintln!(
+                    "shmcollab: {name} cannot read the direct ring {ring}; its manager reads it"
+                );
+                self.counters.bad_rings += 1;
+                self.reports.mark();
+                let outs = self.direct.lost(&self.ctx, &ring);
+                self.send(outs);
+            }
+            LpCtl::Attach { .. } | LpCtl::Detach { .. } => self.counters.dropped += 1,
+        }
+    }
+
+    /// Write what is queued for the LP.
+    fn flush_lp(&mut self) -> bool {
+        if !self.life.is_up() {
+            self.lp.publish();
+            return false;
+        }
+        let d = self.lp.flush(&mut self.queue);
+        self.counters.msgs_in += d.msgs as u64;
+        self.counters.bytes_in += d.bytes;
+        self.counters.dropped += d.dropped as u64;
+        d.any()
+    }
+
+    // ---- peers and the direct path ------------------------------------
+
+    fn discover(&mut self) {
+        let Some(found) = self.peers.discover(&self.ctx) else {
+            return;
+        };
+        self.counters.dropped += found.dropped;
+        for change in found.changes {
+            let (s, new_gen) = match change {
+                Change::Up { slot, generation } => (slot, Some(generation)),
+                Change::Gone { slot } => (slot, None),
+            };
+            let outs = self.direct.peer_gone(&self.ctx, s, new_gen);
+            self.send(outs);
+            if new_gen.is_some() {
+                self.offer_direct(s);
+            }
+        }
+        self.coord.elect(&self.ctx);
+        self.reports.mark();
+    }
+
+    /// Offer peer `s` a direct ring into our current LP.
+    fn offer_direct(&mut self, s: u32) {
+        if !self.life.is_up() {
+            return;
+        }
+        let Some(peer) = self.peers.map.get(&s).filter(|p| p.up && !p.finished) else {
+            return;
+        };
+        let outs = self
+            .direct
+            .offer(&self.ctx, s, peer.generation, self.lp_gen);
+        self.send(outs);
+    }
+
+    /// Write to peers, then read their rings.
+    fn pump_peers(&mut self) -> bool {
+        let (mut work, dropped) = self.peers.pump_out();
+        self.counters.dropped += dropped;
+        let mut sink = FromPeers {
+            ctx: &self.ctx,
+            queue: &mut self.queue,
+            direct: &mut self.direct,
+            coord: &mut self.coord,
+            counters: &mut self.counters,
+            scratch: &mut self.scratch2,
+            live_lp: self.life.is_up().then_some(self.lp_gen),
+            later: Vec::new(),
+            outs: Vec::new(),
+        };
+        let read = self.peers.pump_in(&self.ctx, &mut self.scratch, &mut sink);
+        let (later, outs) = (
+            std::mem::take(&mut sink.later),
+            std::mem::take(&mut sink.outs),
+        );
+        work |= read.work;
+        self.counters.bad_batches += read.malformed as u64;
+        self.counters.bad_rings += read.corrupt as u64;
+        if read.rejected + read.corrupt > 0 {
+            self.reports.mark();
+        }
+        self.send(outs);
+        for (from, m) in later {
+            self.on_peer_ctl(from, m);
+        }
+        work
+    }
+
+    /// Peer control that acts on our links to the peers.
+    fn on_peer_ctl(&mut self, from: u32, m: PeerCtl) {
+        match m {
+            PeerCtl::Offer { lp_gen, from_gen } => {
+                self.peers.on_offer(&self.ctx, from, lp_gen, from_gen)
+            }
+            PeerCtl::Revoke { lp_gen, from_gen } => {
+                self.peers.on_revoke(&self.ctx, from, lp_gen, from_gen)
+            }
+            // Handled in order, while reading (see `deliver.rs`).
+            PeerCtl::Switch { .. } | PeerCtl::Unswitch { .. } => {}
+        }
+    }
+
+    /// Read the direct rings we read ourselves into the LP's queue.
+    fn drain_direct(&mut self) -> bool {
+        let mut q = Queue {
+            ctx: &self.ctx,
+            lp: &mut self.queue,
+            scratch: &mut self.scratch,
+            counters: &mut self.counters,
+        };
+        let (done, outs) = self.direct.drain(None, false, &mut q);
+        if done.rejected {
+            self.reports.mark();
+        }
+        self.send(outs);
+        done.work
+    }
+
+    /// Send what the parts asked for.
+    fn send(&mut self, outs: Vec<Out>) {
+        for o in outs {
+            match o {
+                Out::Peer(s, m) => self.peers.tell(&self.ctx, s, m),
+                Out::Lp(m) => self.queue.push(&ctl_header(self.ctx.slot), &m.encode()),
+            }
+        }
+    }
+
+    // ---- reports ------------------------------------------------------
+
+    fn maybe_report(&mut self) {
+        let interval = Duration::from_millis(self.ctx.plan.report_interval_ms);
+        if !self.reports.take_due(interval) {
+            return;
+        }
+        let ctx = &self.ctx;
+        let _ = ctx.registry.heartbeat(ctx.slot);
+        let mut rejects = self.direct.rejects();
+        rejects.add(self.lp.rx_stats());
+        rejects.add(&self.peers.rejects());
+        let inputs = Inputs {
+            lp_pid: self.proc_.as_ref().map(LpProc::pid),
+            restarts: self.life.restarts(),
+            rejects,
+            depths: self.lp.depths(),
+            pending: self.queue.len() + self.peers.queued(),
+        };
+        let r = self.reports.build(ctx, &self.counters, inputs);
+        match self.coord.holder() {
+            Some((_, s)) if s == ctx.slot => self.coord.own(ctx, r),
+            Some((epoch, s)) => {
+                let h = FrameHeader {
+                    kind: kind::REPORT,
+                    dst: s,
+                    aux: epoch,
+                    src: ctx.slot,
+                    ..Default::default()
+                };
+                let bytes = serde_json::to_vec(&r).unwrap_or_default();
+                // Only the newest report matters: it replaces one not sent yet.
+                self.peers.set_report(s, h, bytes);
+            }
+            None => {}
+        }
+        self.coord.publish(&self.ctx, false);
+    }
+}

@@ -1,0 +1,365 @@
+//! Links to the other managers: per peer, the ring it writes to us (made
+//! by us when we discover it; old generations' rings drained to the end),
+//! the ring we write to it (made by it), the queue of what waits for room
+//! or for that ring, the newest state report for it (the coordinator), and
+//! the writer's side of the direct path: the ring into the peer's LP that
+//! the peer offered, with its own queue.
+//!
+//! Discovery (who is up, in which generation) is in `discovery.rs`.
+
+use super::context::Ctx;
+use crate::ctl::PeerCtl;
+use crate::link::{Outbox, RxLink, Step, TxLink};
+use crate::wire;
+use shmcollab_shm::auth::{RxStats, Sealer};
+use shmcollab_shm::frame::FrameHeader;
+use shmcollab_shm::ring::{data_bell_ref, open_ring, Producer};
+use std::collections::BTreeMap;
+
+/// Frames read per ring per turn, so that one busy peer cannot starve the
+/// others or the LP.
+const TURN_BUDGET: usize = 256;
+
+/// A ring a peer writes to us.
+pub(super) struct Inbound {
+    pub link: RxLink,
+    pub name: String,
+}
+
+/// The direct ring into a peer's LP, written by us.
+pub(super) struct DirectOut {
+    link: TxLink,
+    /// The generation of the peer's LP it serves.
+    lp_gen: u32,
+}
+
+/// One peer manager.
+pub(super) struct Peer {
+    pub slot: u32,
+    pub generation: u32,
+    /// Its registry slot is active.
+    pub up: bool,
+    /// Its LP ended for good: nothing is queued for it any more.
+    pub finished: bool,
+    /// Frames from the peer.
+    pub rx: Option<Inbound>,
+    /// Rings of its earlier generations still being read.
+    pub draining: Vec<Inbound>,
+    /// Frames to the peer.
+    pub tx: Option<TxLink>,
+    /// Messages waiting for `tx` or for room in it.
+    pub pending: Outbox,
+    /// The newest state report for the peer (the coordinator), sent ahead
+    /// of `pending`; an older one not yet sent is replaced.
+    report: Option<(FrameHeader, Vec<u8>)>,
+    /// The direct ring into the peer's LP, once offered.
+    direct: Option<DirectOut>,
+    /// Messages for the peer's LP waiting for room in `direct`.
+    direct_pending: Outbox,
+}
+
+impl Peer {
+    fn new(slot: u32) -> Peer {
+        Peer {
+            slot,
+            generation: 0,
+            up: false,
+            finished: false,
+            rx: None,
+            draining: Vec::new(),
+            tx: None,
+            pending: Outbox::new(),
+            report: None,
+            direct: None,
+            direct_pending: Outbox::new(),
+        }
+    }
+
+    /// The peer's manager changed or left: the direct ring into its LP is
+    /// gone with it; what waits for it goes the 6-hop way, after what
+    /// already waits there.
+    pub fn unsplit_direct(&mut self) {
+        self.direct = None;
+        if !self.direct_pending.is_empty() {
+            let later = std::mem::take(&mut self.direct_pending);
+            later.for_each(|h, p| self.pending.push(&h, p));
+        }
+    }
+
+    /// Write what waits, without waiting; returns (work, dropped).
+    fn pump_out(&mut self) -> (bool, u64) {
+        let mut work = false;
+        let mut dropped = 0u64;
+        if let Some(tx) = self.tx.as_mut() {
+            if let Some((h, r)) = self.report.take() {
+                match tx.write_one(&h, &r) {
+                    Ok(true) => work = true,
+                    Ok(false) => self.report = Some((h, r)),
+                    Err(_) => dropped += 1,
+                }
+            }
+            let d = tx.drain(&mut self.pending);
+            dropped += d.dropped as u64;
+            work |= d.any();
+            tx.flush();
+        }
+        if let Some(out) = self.direct.as_mut() {
+            if !self.direct_pending.is_empty() {
+                let d = out.link.drain(&mut self.direct_pending);
+                dropped += d.dropped as u64;
+                work |= d.any();
+                out.link.flush();
+            }
+        }
+        (work, dropped)
+    }
+
+    /// Something is queued and has a ring to go to.
+    fn blocked(&self) -> bool {
+        !self.pending.is_empty() && self.tx.is_some()
+            || !self.direct_pending.is_empty() && self.direct.is_some()
+    }
+
+    fn inbound(&self) -> impl Iterator<Item = &Inbound> {
+        self.draining.iter().chain(self.rx.iter())
+    }
+}
+
+/// Where the messages read from peers go.
+pub(super) trait Sink {
+    /// No room for more now (back-pressure on the peers' rings).
+    fn full(&self) -> bool;
+    /// A message from peer `from` (its source stamped).
+    fn take(&mut self, from: u32, h: FrameHeader, p: &[u8]);
+}
+
+/// What reading the peers' rings did.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Read {
+    pub work: bool,
+    pub rejected: usize,
+    pub malformed: usize,
+    pub corrupt: usize,
+}
+
+/// Every peer, by slot.
+#[derive(Default)]
+pub(super) struct Peers {
+    pub(super) map: BTreeMap<u32, Peer>,
+    /// The registry's change counter when we last looked.
+    pub(super) changes_seen: Option<u32>,
+}
+
+impl Peers {
+    pub(super) fn entry(&mut self, s: u32) -> &mut Peer {
+        self.map.entry(s).or_insert_with(|| Peer::new(s))
+    }
+
+    /// Queue a message for peer `s` (its LP's direct ring if it offered
+    /// one); false if the peer's LP ended for good (dropped).
+    pub fn send(&mut self, s: u32, h: &FrameHeader, payload: &[u8]) -> bool {
+        let peer = self.entry(s);
+        if peer.finished {
+            return false;
+        }
+        if peer.direct.is_some() {
+            peer.direct_pending.push(h, payload);
+        } else {
+            peer.pending.push(h, payload);
+        }
+        true
+    }
+
+    /// Queue a control message for peer `s`, on its ring (never direct).
+    pub fn tell(&mut self, ctx: &Ctx, s: u32, m: PeerCtl) {
+        if let Some(peer) = self.map.get_mut(&s) {
+            peer.pending.push(&super::ctl_header(ctx.slot), &m.encode());
+        }
+    }
+
+    /// The newest state report for peer `s`, replacing one not sent yet.
+    pub fn set_report(&mut self, s: u32, h: FrameHeader, bytes: Vec<u8>) {
+        self.entry(s).report = Some((h, bytes));
+    }
+
+    /// Whether slot `s`'s LP ended for good.
+    pub fn finished(&self, s: u32) -> bool {
+        self.map.get(&s).is_some_and(|p| p.finished)
+    }
+
+    /// Slots of the peers that are up and not finished.
+    pub fn live(&self) -> Vec<u32> {
+        let live = self.map.values().filter(|p| p.up && !p.finished);
+        live.map(|p| p.slot).collect()
+    }
+
+    /// Payload bytes queued towards peers.
+    pub fn backlog(&self) -> usize {
+        self.map
+            .values()
+            .map(|p| p.pending.payload_bytes() + p.direct_pending.payload_bytes())
+            .sum()
+    }
+
+    /// Messages queued towards peers.
+    pub fn queued(&self) -> usize {
+        let n = self.map.values();
+        n.map(|p| p.pending.len() + p.direct_pending.len()).sum()
+    }
+
+    /// Write what waits for every peer; returns (work, dropped).
+    pub fn pump_out(&mut self) -> (bool, u64) {
+        let mut work = false;
+        let mut dropped = 0;
+        for peer in self.map.values_mut() {
+            let (w, d) = peer.pump_out();
+            work |= w;
+            dropped += d;
+        }
+        (work, dropped)
+    }
+
+    /// Read every peer's rings into `sink`, up to [`TURN_BUDGET`] frames a
+    /// ring; a ring with garbage indices is dropped and removed.
+    pub fn pump_in(&mut self, ctx: &Ctx, scratch: &mut Vec<u8>, sink: &mut impl Sink) -> Read {
+        let mut read = Read::default();
+        for (&s, peer) in self.map.iter_mut() {
+            let mut corrupt: Vec<String> = Vec::new();
+            for ring in peer.draining.iter_mut().chain(peer.rx.iter_mut()) {
+                for _ in 0..TURN_BUDGET {
+                    if sink.full() {
+                        break;
+                    }
+                    // Stamped by the link: frames on this ring come from `s`.
+                    let step = ring.link.next(scratch, |mut h, p| {
+                        h.src = s;
+                        sink.take(s, h, p)
+                    });
+                    match step {
+                        Ok(Step::Empty) => break,
+                        Ok(Step::Rejected) => read.rejected += 1,
+                        Ok(Step::Opened { malformed, .. }) => {
+                            read.malformed += usize::from(malformed)
+                        }
+                        Err(e) => {
+                            eprintln!(
+                                "shmcollab: ring {} from slot {s} is corrupt ({e}); dropped",
+                                ring.name
+                            );
+                            corrupt.push(ring.name.clone());
+                            break;
+                        }
+                    }
+                    read.work = true;
+                }
+            }
+            read.corrupt += corrupt.len();
+            peer.draining.retain(|r| !corrupt.contains(&r.name));
+            if peer.rx.as_ref().is_some_and(|r| corrupt.contains(&r.name)) {
+                peer.rx = None;
+            }
+            for n in &corrupt {
+                ctx.remove_ring(n);
+            }
+            // Finished draining old generations: remove their rings.
+            peer.draining.retain(|r| {
+                let keep = r.link.has_data();
+                if !keep {
+                    ctx.remove_ring(&r.name);
+                }
+                keep
+            });
+        }
+        read
+    }
+
+    /// A peer's ring has frames to read.
+    pub fn has_input(&self) -> bool {
+        let mut rings = self.map.values().flat_map(Peer::inbound);
+        rings.any(|r| r.link.has_data())
+    }
+
+    /// Something waits for room in a ring (whose reader frees space
+    /// without ringing us).
+    pub fn blocked(&self) -> bool {
+        self.map.values().any(Peer::blocked)
+    }
+
+    /// Something waits for a live peer.
+    pub fn unsent(&self) -> bool {
+        self.map.values().any(|p| p.up && p.blocked())
+    }
+
+    /// Rejected frames on every peer ring.
+    pub fn rejects(&self) -> RxStats {
+        let mut all = RxStats::default();
+        for r in self.map.values().flat_map(Peer::inbound) {
+            all.add(r.link.stats());
+        }
+        all
+    }
+
+    /// Peer `b` offers its LP's direct ring of `lp_gen` (b's generation
+    /// `b_gen`): write there from now on, behind a SWITCH on b's ring.
+    pub fn on_offer(&mut self, ctx: &Ctx, b: u32, lp_gen: u32, b_gen: u32) {
+        let key = ctx.direct_key((ctx.slot, ctx.generation), (b, b_gen), lp_gen);
+        let Some(peer) = self.map.get_mut(&b) else {
+            return;
+        };
+        if !peer.up || peer.generation != b_gen || peer.finished {
+            return;
+        }
+        if peer.direct.as_ref().is_some_and(|d| d.lp_gen >= lp_gen) {
+            return;
+        }
+        let name = wire::direct_ring(ctx.slot, ctx.generation, b, b_gen, lp_gen);
+        let Ok(seg) = open_ring(&ctx.session, &name) else {
+            return;
+        };
+        // The LP waits on its main ring's doorbell: ring that one.
+        let bell = open_ring(&ctx.session, &wire::lp_in_ring(b, b_gen))
+            .ok()
+            .and_then(|s| data_bell_ref(&s).ok());
+        let Some(tx) = bell.and_then(|bell| Producer::attach(&seg, Some(bell)).ok()) else {
+            return;
+        };
+        if let Some(old) = peer.direct.as_mut() {
+            old.link.flush();
+        }
+        peer.direct = Some(DirectOut {
+            link: TxLink::new(tx, Sealer::new(key)),
+            lp_gen,
+        });
+        // For this generation of b only (`to_gen`): a SWITCH still queued
+        // when b restarts must not match the new b's ring.
+        let switch = PeerCtl::Switch {
+            lp_gen,
+            from_gen: ctx.generation,
+            to_gen: b_gen,
+        };
+        self.tell(ctx, b, switch);
+    }
+
+    /// Peer `b` found garbage in the direct ring we write for its LP of
+    /// `lp_gen` and dropped it: what we queue for that LP goes the 6-hop
+    /// way again, behind an UNSWITCH.
+    pub fn on_revoke(&mut self, ctx: &Ctx, b: u32, lp_gen: u32, b_gen: u32) {
+        let Some(peer) = self.map.get_mut(&b) else {
+            return;
+        };
+        if peer.generation != b_gen {
+            return;
+        }
+        let Some(out) = peer.direct.as_mut().filter(|d| d.lp_gen == lp_gen) else {
+            return;
+        };
+        out.link.flush();
+        let m = PeerCtl::Unswitch {
+            lp_gen,
+            from_gen: ctx.generation,
+        };
+        // UNSWITCH goes ahead of what now takes the 6-hop way.
+        peer.pending.push(&super::ctl_header(ctx.slot), &m.encode());
+        peer.unsplit_direct();
+    }
+}

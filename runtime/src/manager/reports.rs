@@ -1,0 +1,201 @@
+//! The manager's state report: what it counts, what its LP told it
+//! (custom values, and what the LP took from and rejected on its direct
+//! rings, which the manager cannot see), when the next report is due, and
+//! how the parts' figures become one [`LpReport`].
+
+use super::context::Ctx;
+use super::coordinator::state_name;
+use crate::report::{LpReport, ManagerReport, Rejected, RingDepth};
+use crate::wire::DirectStats;
+use shmcollab_shm::auth::RxStats;
+use shmcollab_shm::registry::monotonic_ms;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// A changed state is reported at most this often.
+const DIRTY_EVERY: Duration = Duration::from_millis(20);
+/// Custom values an LP may publish, and their sizes: so that a report
+/// always fits a frame and the status area.
+const MAX_CUSTOM: usize = 64;
+const MAX_KEY: usize = 64;
+const MAX_VALUE: usize = 1024;
+
+/// What the manager counts.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Counters {
+    pub msgs_in: u64,
+    pub msgs_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub dropped: u64,
+    pub bad_batches: u64,
+    pub bad_rings: u64,
+}
+
+/// The figures of the other parts a report needs.
+pub(super) struct Inputs {
+    pub lp_pid: Option<u32>,
+    pub restarts: u32,
+    /// Rejected frames on the links the manager reads.
+    pub rejects: RxStats,
+    pub depths: (u64, u64),
+    pub pending: usize,
+}
+
+#[derive(Default)]
+pub(super) struct Reports {
+    last: Option<Instant>,
+    dirty: bool,
+    custom: BTreeMap<String, String>,
+    /// What our current LP says it took from and rejected on its direct
+    /// rings, and the totals of its dead predecessors.
+    lp_direct: DirectStats,
+    lp_direct_base: DirectStats,
+}
+
+/// `s` cut to at most `max` bytes, at a character boundary.
+fn cut(mut s: String, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.truncate(end);
+    s
+}
+
+impl Reports {
+    /// Something changed: report soon.
+    pub fn mark(&mut self) {
+        self.dirty = true;
+    }
+
+    /// When the next report is due.
+    pub fn deadline(&self, interval: Duration) -> Instant {
+        self.due_at(interval).unwrap_or_else(Instant::now)
+    }
+
+    /// When the next report is due; `None`: now (none made yet).
+    fn due_at(&self, interval: Duration) -> Option<Instant> {
+        let last = self.last?;
+        let regular = last + interval;
+        Some(if self.dirty {
+            regular.min(last + DIRTY_EVERY)
+        } else {
+            regular
+        })
+    }
+
+    /// Whether a report is due now; if so, it counts as made.
+    pub fn take_due(&mut self, interval: Duration) -> bool {
+        if self.due_at(interval).is_some_and(|t| Instant::now() < t) {
+            return false;
+        }
+        self.last = Some(Instant::now());
+        self.dirty = false;
+        true
+    }
+
+    /// Make the next report due at once.
+    pub fn force(&mut self) {
+        self.last = None;
+    }
+
+    /// The LP published `key = value` (bounded); false if it was refused
+    /// (too many keys).
+    pub fn custom(&mut self, key: String, value: String) -> bool {
+        let key = cut(key, MAX_KEY);
+        if self.custom.len() >= MAX_CUSTOM && !self.custom.contains_key(&key) {
+            return false;
+        }
+        self.custom.insert(key, cut(value, MAX_VALUE));
+        self.dirty = true;
+        true
+    }
+
+    /// The LP's direct-ring totals.
+    pub fn lp_direct(&mut self, st: DirectStats) {
+        self.lp_direct = st;
+        self.dirty = true;
+    }
+
+    /// The LP died: its totals become part of the base.
+    pub fn lp_died(&mut self) {
+        let last = std::mem::take(&mut self.lp_direct);
+        self.lp_direct_base.add(&last);
+    }
+
+    /// The report of our LP.
+    pub fn build(&self, ctx: &Ctx, counters: &Counters, inputs: Inputs) -> LpReport {
+        // What our LPs, this one and its dead predecessors, said they took
+        // from and rejected on direct rings.
+        let mut from_lp = self.lp_direct_base;
+        from_lp.add(&self.lp_direct);
+        let mut rejects = inputs.rejects;
+        rejects.add(&from_lp.rejects);
+        let state = ctx.registry.slot(ctx.slot).map(|v| state_name(v.lp_state));
+        let c = counters;
+        LpReport {
+            name: ctx.lp_plan().name.clone(),
+            slot: ctx.slot,
+            subfunctions: ctx.hosted(),
+            state: state.unwrap_or_else(|_| "unknown".into()),
+            manager_state: None,
+            restarts: inputs.restarts,
+            pid: inputs.lp_pid,
+            report: Some(ManagerReport {
+                generation: ctx.generation,
+                manager_pid: std::process::id(),
+                msgs_in: c.msgs_in + from_lp.msgs,
+                msgs_out: c.msgs_out,
+                bytes_in: c.bytes_in + from_lp.bytes,
+                bytes_out: c.bytes_out,
+                dropped: c.dropped,
+                bad_batches: c.bad_batches,
+                bad_rings: c.bad_rings,
+                auth_failures: rejects.rejected(),
+                rejected: Rejected::from_stats(&rejects),
+                ring_depth: RingDepth {
+                    to_lp: inputs.depths.0,
+                    from_lp: inputs.depths.1,
+                },
+                pending: inputs.pending as u64,
+                custom: self.custom.clone(),
+                at_ms: monotonic_ms(),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn custom_values_are_bounded() {
+        let mut r = Reports::default();
+        assert!(r.custom("k".repeat(100), "é".repeat(600)));
+        let (k, v) = r.custom.iter().next().unwrap();
+        assert_eq!(k.len(), MAX_KEY);
+        assert!(v.len() <= MAX_VALUE && v.chars().all(|c| c == 'é'));
+        for i in 1..MAX_CUSTOM {
+            assert!(r.custom(format!("k{i}"), String::new()));
+        }
+        assert!(!r.custom("one more".into(), String::new()));
+        // An existing key may still change.
+        assert!(r.custom("k1".into(), "new".into()));
+    }
+
+    #[test]
+    fn due_at_once_then_by_interval_or_sooner_when_dirty() {
+        let mut r = Reports::default();
+        let interval = Duration::from_secs(3600);
+        assert!(r.take_due(interval));
+        assert!(!r.take_due(interval));
+        let last = r.last.unwrap();
+        assert_eq!(r.deadline(interval), last + interval);
+        r.mark();
+        assert_eq!(r.deadline(interval), last + DIRTY_EVERY);
+        r.force();
+        assert!(r.take_due(interval));
+    }
+}

@@ -1,0 +1,100 @@
+//! Starting a manager: the plan and the master key read, the signal
+//! thread, the registry slot claimed, the leftovers of earlier generations
+//! of the slot removed.
+
+use super::context::{Ctx, Flags};
+use crate::plan::Plan;
+use crate::wire::{self, RingName};
+use anyhow::{anyhow, Context};
+use shmcollab_shm::auth::MasterKey;
+use shmcollab_shm::registry::Registry;
+use shmcollab_shm::segment::Session;
+use std::io::Read;
+use std::os::fd::FromRawFd;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// Everything up to the claimed slot: the manager's context.
+pub(super) fn context(dir: &Path, slot: u32) -> anyhow::Result<Ctx> {
+    let session = Session::open(dir).context("opening the session")?;
+    let plan = std::fs::read(dir.join(Plan::FILE)).context("reading the plan")?;
+    let plan: Plan = serde_json::from_slice(&plan).context("parsing the plan")?;
+    let name = plan
+        .lps
+        .get(slot as usize)
+        .ok_or_else(|| anyhow!("slot {slot} is not in the plan"))?
+        .name
+        .clone();
+    let master = if plan.secure {
+        Some(read_master_key().context("reading the master key")?)
+    } else {
+        None
+    };
+    let registry = Registry::open(&session).context("opening the registry")?;
+    let flags = Arc::new(Flags::default());
+    spawn_signal_thread(flags.clone(), registry.clone(), slot)?;
+    let generation = registry
+        .claim_slot(slot, &name, std::process::id())
+        .with_context(|| format!("claiming registry slot {slot}"))?;
+    remove_stale_rings(&session, slot, generation);
+    // A predecessor killed while asleep left its count behind.
+    registry.doorbell(slot)?.reset_sleepers();
+    Ok(Ctx::new(
+        session,
+        registry,
+        plan,
+        (slot, generation),
+        master,
+        flags,
+    ))
+}
+
+fn read_master_key() -> anyhow::Result<MasterKey> {
+    // SAFETY: the supervisor hands the read end of a pipe down as KEY_FD;
+    // nothing else in this process uses that descriptor; we own and close it.
+    let mut f = unsafe { std::fs::File::from_raw_fd(wire::KEY_FD) };
+    let mut b = [0u8; 32];
+    f.read_exact(&mut b)?;
+    let k = MasterKey::from_bytes(b);
+    b.fill(0);
+    Ok(k)
+}
+
+/// SIGTERM, SIGINT and SIGHUP go to a thread that sets the stop flag and
+/// rings our doorbell.
+fn spawn_signal_thread(flags: Arc<Flags>, reg: Registry, slot: u32) -> anyhow::Result<()> {
+    use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGINT);
+    set.add(Signal::SIGHUP);
+    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || loop {
+            if set.wait().is_ok() {
+                flags.stop.store(true, Ordering::SeqCst);
+                Ctx::wake(&reg, slot);
+            }
+        })?;
+    Ok(())
+}
+
+/// Remove the rings that earlier generations of this slot made: ours are
+/// the ones our manager creates (its LP's two, the rings from peers to us,
+/// and the direct rings into our LP).
+fn remove_stale_rings(session: &Session, slot: u32, generation: u32) {
+    let Ok(rd) = std::fs::read_dir(session.dir()) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let Some(ring) = name.to_str().and_then(RingName::parse) else {
+            continue;
+        };
+        if ring.owner() == slot && ring.owner_gen() != generation {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
