@@ -1679,11 +1679,4 @@ impl Peer {
     }
 }
 
-/// A program with a '/' is relative to the config directory; else PATH.
-pub fn resolve_program(prog: &str, cwd: &Path) -> std::path::PathBuf {
-    if prog.contains('/') {
-        cwd.join(prog)
-    } else {
-        std::path::PathBuf::from(prog)
-    }
-}
+pub use crate::plan::resolve_program;

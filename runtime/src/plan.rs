@@ -117,6 +117,19 @@ pub fn set_process_cpus(pid: u32, cpus: &[usize]) -> bool {
     any
 }
 
+/// The program to run for `prog` (a command's first element): with a '/'
+/// it is relative to `cwd` (the config directory; an absolute path stays
+/// as it is), else it is looked up in `PATH` when spawned. The one rule,
+/// for the config (which stores the resolved path) and the manager (which
+/// spawns it).
+pub fn resolve_program(prog: &str, cwd: &std::path::Path) -> PathBuf {
+    if prog.contains('/') {
+        cwd.join(prog)
+    } else {
+        PathBuf::from(prog)
+    }
+}
+
 /// One logical process: an instance of a process group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LpPlan {

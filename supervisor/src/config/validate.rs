@@ -16,7 +16,7 @@ use super::{
     GRACE, MAX_COLLAB_NAME, MAX_PARTITIONS, MAX_RING_CAPACITY, MAX_SUBFN_NAME, MIN_RING_CAPACITY,
     REPORT_INTERVAL,
 };
-use shmcollab_runtime::manager::resolve_program;
+use shmcollab_runtime::plan::resolve_program;
 use shmcollab_runtime::plan::{CoordinatorChoice, LpPlan, Placement, Plan};
 use shmcollab_shm::registry::MAX_SUBFNS;
 use std::collections::HashMap;
