@@ -117,6 +117,19 @@ pub fn set_process_cpus(pid: u32, cpus: &[usize]) -> bool {
     any
 }
 
+/// The program to run for `prog` (a command's first element): with a '/'
+/// it is relative to `cwd` (the config directory; an absolute path stays
+/// as it is), else it is looked up in `PATH` when spawned. The one rule,
+/// for the config (which stores the resolved path) and the manager (which
+/// spawns it).
+pub fn resolve_program(prog: &str, cwd: &std::path::Path) -> PathBuf {
+    if prog.contains('/') {
+        cwd.join(prog)
+    } else {
+        PathBuf::from(prog)
+    }
+}
+
 /// One logical process: an instance of a process group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LpPlan {
@@ -220,15 +233,5 @@ impl RestartIntensity {
         self.times.push_back(now);
         let backoff = std::time::Duration::from_millis(10u64 << self.times.len().min(7));
         Some(backoff.min(std::time::Duration::from_secs(1)))
-    }
-}
-
-/// The program of a command: with a '/', relative to the config directory
-/// `cwd`; without, looked up in PATH when started.
-pub fn resolve_program(prog: &str, cwd: &std::path::Path) -> PathBuf {
-    if prog.contains('/') {
-        cwd.join(prog)
-    } else {
-        PathBuf::from(prog)
     }
 }

@@ -229,7 +229,7 @@ impl Session {
             return Err(SessionError::BadName(name.to_owned()));
         }
         let id = crate::auth::random_u64();
-        let dir = root.join(format!("shmc.{name}.{id:016x}"));
+        let dir = root.join(session_dir_name(name, id));
         let io = |source| SessionError::Io {
             path: dir.clone(),
             source,
@@ -313,7 +313,16 @@ impl Drop for Session {
     }
 }
 
-fn parse_session_dir_name(fname: &str) -> Option<(&str, u64)> {
+/// The name of the session directory of collaboration `name` with session
+/// id `id`: `shmc.<name>.<id as 16 hex digits>` (the one place that says
+/// so; [`parse_session_dir_name`] reads it back).
+pub fn session_dir_name(name: &str, id: u64) -> String {
+    format!("shmc.{name}.{id:016x}")
+}
+
+/// The collaboration name and session id in a session directory's name, or
+/// `None` when `fname` is not one (see [`session_dir_name`]).
+pub fn parse_session_dir_name(fname: &str) -> Option<(&str, u64)> {
     let rest = fname.strip_prefix("shmc.")?;
     let (name, id) = rest.rsplit_once('.')?;
     if id.len() != 16 || !valid_name(name, 64, false) {

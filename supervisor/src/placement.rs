@@ -23,6 +23,10 @@
 
 use shmcollab_runtime::plan::{process_cpus, set_process_cpus, CpuSplit, Plan};
 use shmcollab_shm::registry::{LpState, Registry, SlotState};
+// The start time of a pid (clock ticks since boot): with the pid, it names
+// one process. One parser of /proc/<pid>/stat, in shm, for the session
+// owner and for the LPs here.
+use shmcollab_shm::segment::process_start_time as start_time;
 use std::collections::hash_map::{Entry, HashMap};
 use std::time::{Duration, Instant};
 
@@ -83,16 +87,6 @@ pub fn cpu_bound(before: Reading, after: Reading, dt: Duration) -> bool {
         .saturating_sub(before.cpu_ns)
         .saturating_sub(waited);
     wanted as f64 > BUSY_SHARE * dt.as_nanos().max(1) as f64
-}
-
-/// The start time of `pid` (field 22 of `/proc/<pid>/stat`, clock ticks
-/// since boot): with the pid, it names one process.
-fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces and parentheses: count
-    // from the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_ascii_whitespace().nth(19)?.parse().ok()
 }
 
 struct Watched {

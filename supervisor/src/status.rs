@@ -3,28 +3,11 @@
 use crate::launch::{find_live_session, session_owner};
 use shmcollab_runtime::report::CollaborationState;
 use shmcollab_shm::registry::Registry;
-use shmcollab_shm::segment::{shm_root, stale_sessions, Session};
+use shmcollab_shm::segment::Session;
 use std::time::{Duration, Instant};
 
 fn live_names() -> Vec<String> {
-    let root = shm_root();
-    let stale = stale_sessions(&root).unwrap_or_default();
-    let mut v: Vec<String> = std::fs::read_dir(&root)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| !stale.contains(p))
-        .filter_map(|p| {
-            let n = p.file_name()?.to_str()?.to_owned();
-            let rest = n.strip_prefix("shmc.")?;
-            let (name, id) = rest.rsplit_once('.')?;
-            (id.len() == 16).then(|| name.to_owned())
-        })
-        .collect();
-    v.sort();
-    v.dedup();
-    v
+    crate::launch::session::live_names()
 }
 
 /// The coordinator's published view of collaboration `name`.

@@ -1,0 +1,287 @@
+//! `shmcollab launch`: the supervisor.
+//!
+//! Setting up (here): the build command, the session and its registry, the
+//! placement of LPs and managers on CPUs, the plan written into the
+//! session, the master key. Then one event loop (`event_loop`) over a
+//! signalfd, one pidfd per manager and the output pipes of the managers
+//! (their LPs inherit them), which hands each manager's events to its state
+//! machine (`machine`: Starting -> Running -> Backoff -> ... -> Stopping
+//! -> Exited) and stops the collaboration in reverse start order. The
+//! parts: spawning a manager (`spawn`), printing what the processes say
+//! (`output`), finding running sessions ([`session`]).
+//!
+//! Errors are typed ([`LaunchError`], [`SpawnError`]) and printed with their
+//! causes only at the top ([`launch`]).
+
+mod event_loop;
+mod machine;
+mod output;
+pub mod session;
+mod spawn;
+
+pub use session::{find_live_session, session_owner};
+pub use spawn::SpawnError;
+
+use crate::config::Config;
+use event_loop::{block_signals, Outcome, Supervisor};
+use shmcollab_runtime::plan::{process_cpus, CpuSplit, Placement, Plan};
+use shmcollab_shm::auth::MasterKey;
+use shmcollab_shm::registry::{LpState, Registry, RegistryError, DEFAULT_STATUS_CAP};
+use shmcollab_shm::segment::{Session, SessionError};
+use spawn::{crowded_env, Spawner};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus};
+use std::time::Instant;
+
+/// Exit codes of `launch`.
+pub mod code {
+    /// Every LP ended successfully, or the collaboration was stopped on request.
+    pub const OK: i32 = 0;
+    /// The collaboration failed (a reason is printed).
+    pub const FAILED: i32 = 1;
+    /// The config was refused; nothing was started.
+    pub const CONFIG: i32 = 2;
+}
+
+/// Why a collaboration could not be set up (once it runs, a failure ends it
+/// with [`code::FAILED`] and a printed reason instead).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LaunchError {
+    /// The build command could not be run.
+    #[error("running the build command {command:?}")]
+    Build {
+        /// The command.
+        command: Vec<String>,
+        /// Why.
+        #[source]
+        error: std::io::Error,
+    },
+    /// The build command failed.
+    #[error("the build command {command:?} failed: {status}")]
+    BuildFailed {
+        /// The command.
+        command: Vec<String>,
+        /// How it ended.
+        status: ExitStatus,
+    },
+    /// A collaboration of that name runs already.
+    #[error("collaboration {name:?} is already running ({})", dir.display())]
+    AlreadyRunning {
+        /// Its name.
+        name: String,
+        /// Its session directory.
+        dir: PathBuf,
+    },
+    /// The stop signals cannot be blocked or read from a signalfd.
+    #[error(transparent)]
+    Signals(#[from] nix::Error),
+    /// The session directory cannot be made.
+    #[error("creating the session")]
+    Session(#[source] SessionError),
+    /// The registry cannot be made or filled.
+    #[error("creating the registry")]
+    CreateRegistry(#[source] RegistryError),
+    /// A sub-function of the plan is not in the registry.
+    #[error("sub-function {0} missing from the registry")]
+    MissingSubfn(String),
+    /// Assigning a sub-function in the registry failed.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The plan cannot be encoded.
+    #[error(transparent)]
+    Plan(#[from] serde_json::Error),
+    /// The plan cannot be written into the session.
+    #[error(transparent)]
+    WritePlan(#[from] std::io::Error),
+    /// The event loop cannot be set up.
+    #[error(transparent)]
+    Os(#[from] rustix::io::Errno),
+    /// A manager could not be spawned at launch.
+    #[error(transparent)]
+    Spawn(#[from] SpawnError),
+}
+
+/// `error: cause: cause ...`, the way the binary prints errors.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        s.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    s
+}
+
+/// Run `config` in the foreground; returns the process exit code.
+pub fn launch(config_path: &Path) -> i32 {
+    let cfg = match Config::load(config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("shmcollab: {e}");
+            return code::CONFIG;
+        }
+    };
+    match run(&cfg) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("shmcollab: {}", error_chain(&e));
+            code::FAILED
+        }
+    }
+}
+
+fn run(cfg: &Config) -> Result<i32, LaunchError> {
+    let mut plan = cfg.plan().clone();
+    if let Some(build) = cfg.build_command() {
+        run_build(build, &plan)?;
+    }
+    if let Some(dir) = find_live_session(&plan.name) {
+        return Err(LaunchError::AlreadyRunning {
+            name: plan.name.clone(),
+            dir,
+        });
+    }
+    let sigfd = block_signals()?;
+    let started = Instant::now();
+    let session = Session::create(&plan.name).map_err(LaunchError::Session)?;
+    let registry = create_registry(&session, &plan)?;
+    let env = place(&mut plan);
+    write_private(
+        &session.dir().join(Plan::FILE),
+        &serde_json::to_vec_pretty(&plan)?,
+    )?;
+    let master = MasterKey::generate();
+    let spawner = Spawner {
+        session: &session,
+        master: &master,
+        secure: plan.secure,
+        env: &env,
+    };
+    let mut supervisor = Supervisor::new(&plan, &registry, spawner, sigfd)?;
+    supervisor.start_all()?;
+    spawn_ready_watch(registry.clone(), plan.lps.len(), started);
+    let Outcome {
+        failure,
+        stop_requested,
+    } = supervisor.run();
+    drop(session);
+    match failure {
+        Some(reason) => {
+            eprintln!("shmcollab: {} failed: {reason}", plan.name);
+            Ok(code::FAILED)
+        }
+        None => {
+            if stop_requested {
+                eprintln!("shmcollab: {} stopped", plan.name);
+            }
+            Ok(code::OK)
+        }
+    }
+}
+
+/// Run the config's build command in the LPs' directory.
+fn run_build(build: &[String], plan: &Plan) -> Result<(), LaunchError> {
+    let status = Command::new(&build[0])
+        .args(&build[1..])
+        .current_dir(&plan.lps[0].cwd)
+        .status()
+        .map_err(|error| LaunchError::Build {
+            command: build.to_vec(),
+            error,
+        })?;
+    if !status.success() {
+        return Err(LaunchError::BuildFailed {
+            command: build.to_vec(),
+            status,
+        });
+    }
+    Ok(())
+}
+
+/// The registry of `plan`, every sub-function assigned to its LP's slot.
+fn create_registry(session: &Session, plan: &Plan) -> Result<Registry, LaunchError> {
+    let subfns: Vec<&str> = plan.subfns.iter().map(String::as_str).collect();
+    let registry = Registry::create(
+        session,
+        &plan.name,
+        plan.lps.len() as u32,
+        &subfns,
+        DEFAULT_STATUS_CAP,
+    )
+    .map_err(LaunchError::CreateRegistry)?;
+    registry.set_secure(plan.secure);
+    for (slot, lp) in plan.lps.iter().enumerate() {
+        for sf in &lp.subfns {
+            let i = registry
+                .subfn_index(sf)
+                .ok_or_else(|| LaunchError::MissingSubfn(sf.clone()))?;
+            registry.set_subfn_owner(i, Some(slot as u32))?;
+        }
+    }
+    Ok(registry)
+}
+
+/// The CPUs launch may use, and what follows from there being more
+/// managers and LPs than those: the CPU split in the plan (with
+/// `placement = "auto"`) and the environment of every manager.
+fn place(plan: &mut Plan) -> Vec<(&'static str, String)> {
+    let allowed = process_cpus(None);
+    let cpus = match allowed.len() {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let env = crowded_env(plan.lps.len(), cpus);
+    if plan.placement == Placement::Auto {
+        plan.cpus = CpuSplit::for_cpus(&allowed, 2 * plan.lps.len());
+        if let Some(c) = &plan.cpus {
+            eprintln!(
+                "shmcollab: {} LPs and managers on {} CPUs: LPs on CPUs {:?}, managers on \
+                 CPUs {:?} once ready (placement = \"none\" in the config turns this off)",
+                2 * plan.lps.len(),
+                c.lps.len() + c.managers.len(),
+                c.lps,
+                c.managers
+            );
+        }
+    }
+    env
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)?;
+    Ok(())
+}
+
+/// Print once when every LP has said ready.
+fn spawn_ready_watch(reg: Registry, n: usize, started: Instant) {
+    let _ = std::thread::Builder::new()
+        .name("ready".into())
+        .spawn(move || {
+            let mut seen = reg.changes().seq();
+            loop {
+                let ready = (0..n as u32)
+                    .filter(|&s| reg.slot(s).is_ok_and(|v| v.lp_state == LpState::Ready))
+                    .count();
+                if ready == n {
+                    eprintln!(
+                        "shmcollab: all {n} LPs ready after {:.1} ms",
+                        started.elapsed().as_secs_f64() * 1e3
+                    );
+                    return;
+                }
+                // `seen` was read before the check: a change in between
+                // makes this return at once. Sleeps until the next change.
+                if let Some(s) = reg.changes().wait_change(seen, None) {
+                    seen = s;
+                }
+            }
+        });
+}
