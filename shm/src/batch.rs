@@ -3,7 +3,7 @@
 //!
 //! DESIGN.md allows "a tag per batch of frames where it keeps the same
 //! guarantees": the batch travels as one frame of kind
-//! [`kind::BATCH`](crate::frame::kind::BATCH), sealed, sequence-checked and
+//! [`kind::BATCH`], sealed, sequence-checked and
 //! rejected as a whole, so a forged, altered, replayed or reordered batch
 //! delivers none of its messages, exactly as for a single frame.
 //!

@@ -21,13 +21,24 @@
 //! reports. Two small threads turn a signal and the LP's pidfd into a
 //! doorbell ring.
 //!
-//! A message's path, from `Lp::send` to `Lp::recv` (the README draws it):
-//! LP a's ring to manager a -> [`LpLink::pump`] (opened, source stamped)
-//! -> [`router::route`] -> queued for peer b ([`peers::Peers::send`]) ->
-//! written into the direct ring into LP b ([`peers::Peers::pump_out`]), or
-//! on the 6-hop path into manager b's ring, read by b's
-//! [`peers::Peers::pump_in`], routed `Local`, queued and written into LP
-//! b's ring ([`LpLink::flush`]) -> `Lp::recv` in LP b.
+//! A message's path, from `Lp::send` to `Lp::recv`, every place it passes:
+//!
+//! 1. `lp/mod.rs` `Lp::send` -> `link/tx.rs` `TxLink::send`: sealed in place
+//!    into LP a's ring to manager a, which is woken through its doorbell.
+//! 2. `lp_link.rs` `LpLink::pump` -> `link/rx.rs` `RxLink::next`: opened
+//!    (tag, sequence number), unpacked, source stamped with a's slot.
+//! 3. `deliver.rs` `FromLp::take` -> [`router::route`]: `Route::Peer(b)`
+//!    -> `peers.rs` `Peers::send`: queued for b's LP's direct ring (or b's
+//!    ring, on the 6-hop path).
+//! 4. `peers.rs` `Peers::pump_out` -> `link/tx.rs` `TxLink::drain`: sealed
+//!    (batched) into the direct ring into LP b, with the key derived from
+//!    LP b's own link key; LP b's doorbell rung.
+//!    On the 6-hop path: into manager b's ring instead, read by b's
+//!    `Peers::pump_in` -> `FromPeers::take` -> `Route::Local` -> b's queue
+//!    -> `LpLink::flush` into LP b's ring.
+//! 5. `lp/inbound.rs` `Lp::fill_inbox` -> `RxLink::next_held`: opened,
+//!    unpacked into the inbox; `Lp::recv` hands it out (the frame is
+//!    released at the next receive: at-least-once across an LP crash).
 
 mod context;
 mod coordinator;

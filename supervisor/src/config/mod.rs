@@ -51,7 +51,7 @@
 //! (canonicalized): `state_dir`, and the program (first element) of `command`
 //! and `build` when it contains a `/`. A program without `/` is looked up in
 //! `PATH` when it is spawned. Every logical process runs in that directory
-//! ([`LpPlan::cwd`]).
+//! ([`shmcollab_runtime::plan::LpPlan::cwd`]).
 //!
 //! # Partitioning and assignment
 //!
