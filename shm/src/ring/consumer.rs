@@ -1,0 +1,255 @@
+//! The reading end of a ring: peek at the next frame in place, release it
+//! (one Release store of the head), and wait on the ring's data doorbell
+//! when it is empty. Record headers come from the producer's process and
+//! are checked before use.
+
+use super::layout::{check_positions, data_off, max_frame_len, record_len, FRAME, PAD, REC_HDR};
+use super::mem::Mem;
+#[cfg(not(loom))]
+use super::shmring;
+use super::RingError;
+use crate::doorbell::{Doorbell, WaitStrategy};
+use crate::sync::Ordering;
+use std::time::Duration;
+
+/// The reading end of a ring. One per ring.
+pub struct Consumer {
+    mem: Mem,
+    cap: usize,
+    head: u64,
+    cached_tail: u64,
+    /// Bytes released since the producer was last told with a full fence.
+    unsignalled: u64,
+    strategy: WaitStrategy,
+    frames: u64,
+    bytes: u64,
+}
+
+impl Consumer {
+    pub(super) fn new(mem: Mem, cap: usize) -> Consumer {
+        let head = mem.hdr().head.0.load(Ordering::Acquire);
+        Consumer {
+            mem,
+            cap,
+            head,
+            cached_tail: head,
+            unsignalled: 0,
+            strategy: WaitStrategy::default(),
+            frames: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Attach as the consumer of the ring in `seg`; reading resumes at the
+    /// first frame not yet released.
+    #[cfg(not(loom))]
+    pub fn attach(seg: &crate::segment::Segment) -> Result<Consumer, crate::segment::OpenError> {
+        let (mem, cap) = shmring::mem(seg)?;
+        // We are the only consumer: a predecessor's sleeper count is stale.
+        mem.hdr().data_bell.0.reset_sleepers();
+        Ok(Consumer::new(mem, cap))
+    }
+
+    /// Set how this end waits for frames.
+    pub fn set_wait_strategy(&mut self, s: WaitStrategy) {
+        self.strategy = s;
+    }
+
+    /// Frames and bytes released through this handle.
+    pub fn counters(&self) -> (u64, u64) {
+        (self.frames, self.bytes)
+    }
+
+    /// Published bytes not yet released.
+    pub fn depth(&self) -> u64 {
+        self.mem
+            .hdr()
+            .tail
+            .0
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.head)
+    }
+
+    /// The doorbell this ring's producer rings unless told otherwise.
+    pub fn data_bell(&self) -> &Doorbell {
+        &self.mem.hdr().data_bell.0
+    }
+
+    fn refresh_tail(&mut self) -> Result<(), RingError> {
+        // SYNC: pairs with the Release store in Producer::flush: the frames
+        // before the tail are fully written.
+        let tail = self.mem.hdr().tail.0.load(Ordering::Acquire);
+        check_positions(self.head, tail, self.cap).map_err(RingError::Corrupt)?;
+        self.cached_tail = tail;
+        Ok(())
+    }
+
+    /// Whether a frame is published (cheap; no validation).
+    #[inline]
+    pub fn has_data(&self) -> bool {
+        self.head != self.cached_tail || self.mem.hdr().tail.0.load(Ordering::Acquire) != self.head
+    }
+
+    fn signal_space(&mut self) {
+        if self.unsignalled > 0 {
+            self.unsignalled = 0;
+            self.mem.hdr().space_bell.0.ring();
+        }
+    }
+
+    /// The next frame, read in place, or `None` if the ring is empty.
+    pub fn peek(&mut self) -> Result<Option<ReadFrame<'_>>, RingError> {
+        loop {
+            if self.head == self.cached_tail {
+                self.refresh_tail()?;
+                if self.head == self.cached_tail {
+                    self.signal_space();
+                    return Ok(None);
+                }
+            }
+            let off = data_off(self.head, self.cap);
+            let avail = self.cached_tail - self.head;
+            let mut h = [0u8; REC_HDR];
+            // off is a multiple of 8 and cap >= 64, so 8 bytes fit.
+            self.mem.read(off, &mut h);
+            let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
+            let marker = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+            match marker {
+                PAD => {
+                    let pad = (self.cap - off) as u64;
+                    if len as u64 != pad - REC_HDR as u64 || pad > avail {
+                        return Err(RingError::Corrupt("bad padding record"));
+                    }
+                    self.advance(pad);
+                }
+                FRAME => {
+                    let rec = record_len(len.min(self.cap));
+                    if len > max_frame_len(self.cap) || off + rec > self.cap || rec as u64 > avail {
+                        return Err(RingError::Corrupt("frame length out of bounds"));
+                    }
+                    return Ok(Some(ReadFrame::new(self, off + REC_HDR, len, rec)));
+                }
+                _ => return Err(RingError::Corrupt("bad record marker")),
+            }
+        }
+    }
+
+    fn advance(&mut self, n: u64) {
+        self.head += n;
+        // SYNC: the released bytes are no longer read; pairs with the
+        // Acquire load in Producer::refresh_head.
+        self.mem.hdr().head.0.store(self.head, Ordering::Release);
+        self.unsignalled += n;
+        if self.unsignalled >= (self.cap / 4) as u64 {
+            self.signal_space();
+        } else {
+            self.mem.hdr().space_bell.0.ring_relaxed();
+        }
+    }
+
+    /// Tell the producer about all released space; call before waiting on
+    /// another doorbell than this ring's (what [`Consumer::wait`] does).
+    pub fn prepare_wait(&mut self) {
+        self.signal_space();
+    }
+
+    /// Wait up to `timeout` (forever if `None`) until a frame is published.
+    /// Returns whether one is.
+    pub fn wait(&mut self, timeout: Option<Duration>) -> bool {
+        if self.has_data() {
+            return true;
+        }
+        self.signal_space();
+        let this = &*self;
+        this.mem
+            .hdr()
+            .data_bell
+            .0
+            .wait_until(this.strategy, timeout, || this.has_data().then_some(()))
+            .is_some()
+    }
+
+    /// Copy the next frame out, waiting up to `timeout`.
+    pub fn recv_timeout(
+        &mut self,
+        timeout: Option<Duration>,
+    ) -> Result<Option<Vec<u8>>, RingError> {
+        loop {
+            if let Some(f) = self.peek()? {
+                let v = f.to_vec();
+                f.release();
+                return Ok(Some(v));
+            }
+            if !self.wait(timeout) {
+                return Ok(None);
+            }
+        }
+    }
+}
+
+/// A frame in the ring, borrowed in place. `release` frees its space;
+/// dropping it without release leaves it for the next `peek`.
+pub struct ReadFrame<'a> {
+    consumer: &'a mut Consumer,
+    #[cfg(not(loom))]
+    off: usize,
+    len: usize,
+    rec: usize,
+    #[cfg(loom)]
+    buf: Vec<u8>,
+}
+
+impl<'a> ReadFrame<'a> {
+    fn new(consumer: &'a mut Consumer, off: usize, len: usize, rec: usize) -> Self {
+        #[cfg(loom)]
+        let buf = {
+            let mut b = vec![0; len];
+            consumer.mem.read(off, &mut b);
+            b
+        };
+        ReadFrame {
+            consumer,
+            #[cfg(not(loom))]
+            off,
+            len,
+            rec,
+            #[cfg(loom)]
+            buf,
+        }
+    }
+
+    /// The frame's bytes. They live in shared memory that the producer
+    /// could overwrite if it misbehaves: copy before validating anything
+    /// that must not change under you.
+    #[inline]
+    pub fn as_slice(&self) -> &[u8] {
+        #[cfg(not(loom))]
+        // SAFETY: peek checked [off, off+len) against the capacity and the
+        // published tail; the producer does not reuse it before release.
+        unsafe {
+            std::slice::from_raw_parts(self.consumer.mem.ptr(self.off), self.len)
+        }
+        #[cfg(loom)]
+        &self.buf
+    }
+
+    /// Copy the frame out.
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.as_slice().to_vec()
+    }
+
+    /// Free the frame's space for the producer.
+    pub fn release(self) {
+        let c = self.consumer;
+        c.frames += 1;
+        c.bytes += self.len as u64;
+        c.advance(self.rec as u64);
+    }
+}
+
+impl std::ops::Deref for ReadFrame<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}

@@ -1,0 +1,126 @@
+//! Unit tests of the ring: both ends on a heap ring.
+
+use super::mem::Mem;
+use super::*;
+use std::time::Duration;
+
+#[test]
+fn roundtrip_and_wrap() {
+    let (mut p, mut c) = heap_ring(256);
+    for i in 0..1000u32 {
+        let len = (i as usize * 7) % 100;
+        let msg: Vec<u8> = (0..len).map(|j| (i as usize + j) as u8).collect();
+        p.try_send(&msg).unwrap();
+        let f = c.peek().unwrap().unwrap();
+        assert_eq!(&*f, &msg[..]);
+        f.release();
+    }
+    assert!(c.peek().unwrap().is_none());
+}
+
+#[test]
+fn full_ring_would_block_then_drains() {
+    let (mut p, mut c) = heap_ring(128);
+    let mut n = 0;
+    while p.try_send(&[n as u8; 24]).is_ok() {
+        n += 1;
+    }
+    assert_eq!(p.try_send(&[0; 24]), Err(SendError::WouldBlock));
+    assert!(n >= 3);
+    for i in 0..n {
+        let f = c.peek().unwrap().unwrap();
+        assert_eq!(f[0], i as u8);
+        f.release();
+    }
+    p.try_send(&[9; 24]).unwrap();
+}
+
+#[test]
+fn too_large_is_refused() {
+    let (mut p, _c) = heap_ring(128);
+    assert!(matches!(
+        p.try_send(&[0; 100]),
+        Err(SendError::TooLarge { .. })
+    ));
+    p.try_send(&[0; 56]).unwrap();
+}
+
+#[test]
+fn batch_is_invisible_until_flush() {
+    let (mut p, mut c) = heap_ring(1024);
+    for i in 0..5u8 {
+        let mut s = p.reserve(3).unwrap();
+        s.copy_from(&[i; 3]);
+        s.commit();
+    }
+    assert!(c.peek().unwrap().is_none());
+    p.flush();
+    for i in 0..5u8 {
+        let f = c.peek().unwrap().unwrap();
+        assert_eq!(&*f, &[i; 3]);
+        f.release();
+    }
+}
+
+#[test]
+fn unreleased_frame_is_seen_again() {
+    let (mut p, mut c) = heap_ring(1024);
+    p.try_send(b"one").unwrap();
+    p.try_send(b"two").unwrap();
+    {
+        let f = c.peek().unwrap().unwrap();
+        assert_eq!(&*f, b"one"); // looked at, not released
+    }
+    assert_eq!(&*c.peek().unwrap().unwrap(), b"one");
+}
+
+#[test]
+fn blocking_send_waits_for_consumer_thread() {
+    let (mut p, mut c) = heap_ring(256);
+    let t = std::thread::spawn(move || {
+        let mut got = 0u32;
+        while got < 10_000 {
+            if let Some(v) = c.recv_timeout(None).unwrap() {
+                assert_eq!(v, got.to_le_bytes());
+                got += 1;
+            }
+        }
+    });
+    for i in 0..10_000u32 {
+        p.send(&i.to_le_bytes()).unwrap();
+    }
+    t.join().unwrap();
+}
+
+#[test]
+fn send_timeout_on_stuck_consumer() {
+    let (mut p, _c) = heap_ring(64);
+    p.try_send(&[0; 24]).unwrap();
+    p.try_send(&[0; 24]).unwrap();
+    let r = p.send_timeout(&[0; 24], Some(Duration::from_millis(20)));
+    assert_eq!(r, Err(SendError::WouldBlock));
+}
+
+#[test]
+fn producer_continues_after_a_foreign_write() {
+    let (mut p, mut c) = heap_ring(256);
+    p.try_send(b"a").unwrap();
+    // A second producer handle on the same memory (what a process that
+    // should not write here would do).
+    let mut intruder = Producer::new(
+        Mem {
+            _keep: p.mem._keep.clone(),
+            hdr: p.mem.hdr,
+            data: p.mem.data,
+        },
+        p.cap,
+        None,
+    );
+    intruder.try_send(b"x").unwrap();
+    p.try_send(b"b").unwrap();
+    for want in [&b"a"[..], b"x", b"b"] {
+        let f = c.peek().unwrap().unwrap();
+        assert_eq!(&*f, want);
+        f.release();
+    }
+}
