@@ -35,7 +35,7 @@
 //!
 //! A full ring is back-pressure: [`Producer::send`] waits, `send_timeout`
 //! gives up, `try_send` returns [`SendError::WouldBlock`]. Waiting is adaptive
-//! ([`WaitStrategy`]): spin, yield, then sleep on a futex in the ring's
+//! ([`WaitStrategy`](crate::doorbell::WaitStrategy)): spin, yield, then sleep on a futex in the ring's
 //! doorbells; a producer calls FUTEX_WAKE only if the consumer said it sleeps
 //! and the reverse (see [`crate::doorbell`]).
 //!
