@@ -24,4 +24,4 @@ pub mod plan;
 pub mod report;
 pub mod wire;
 
-pub use lp::{Lp, LpError, Message, MessageKind};
+pub use lp::{AttachError, CorruptError, Lp, LpError, Message, MessageKind, StateError};

@@ -115,8 +115,7 @@ impl Lp {
         let deadline = timeout.map(|t| Instant::now() + t);
         if let Some(r) = self.rx.unreleased.take() {
             if let Some(l) = self.rx.link(r) {
-                l.release_held()
-                    .map_err(|e| LpError::Corrupt(e.to_string()))?;
+                l.release_held().map_err(|e| LpError::Corrupt(e.into()))?;
             }
         }
         loop {
@@ -227,7 +226,7 @@ impl Lp {
         });
         let step = match (step, r) {
             (Ok(s), _) => s,
-            (Err(e), RingRef::Main) => return Err(LpError::Corrupt(e.to_string())),
+            (Err(e), RingRef::Main) => return Err(LpError::Corrupt(e.into())),
             (Err(_), RingRef::Direct(i)) => {
                 self.lose_direct(i);
                 return Ok(Took::Nothing);

@@ -31,7 +31,9 @@ use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// Errors of the LP API.
+/// Errors of the LP API. A caller acts on `WouldBlock`, `Timeout`,
+/// `TooLarge` and `UnknownSubfn`; the others say what broke, with their
+/// cause as `source()`.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LpError {
@@ -40,7 +42,7 @@ pub enum LpError {
     Environment(String),
     /// The session or a segment could not be opened.
     #[error("cannot attach to the session: {0}")]
-    Attach(String),
+    Attach(#[source] AttachError),
     /// No sub-function of that name in this collaboration.
     #[error("no sub-function named {0:?}")]
     UnknownSubfn(String),
@@ -58,12 +60,61 @@ pub enum LpError {
         /// Largest payload.
         max: usize,
     },
-    /// The shared ring is inconsistent (the manager misbehaved or memory was overwritten).
-    #[error("ring from the manager is corrupt: {0}")]
-    Corrupt(String),
+    /// A shared ring is inconsistent (the manager misbehaved or memory was
+    /// overwritten).
+    #[error("a ring shared with the manager is unusable: {0}")]
+    Corrupt(#[source] CorruptError),
     /// The collaboration state is not available.
     #[error("collaboration state unavailable: {0}")]
-    State(String),
+    State(#[source] StateError),
+}
+
+/// Why [`Lp::connect`] could not attach.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AttachError {
+    /// The session directory.
+    #[error(transparent)]
+    Session(#[from] shmcollab_shm::segment::SessionError),
+    /// The registry.
+    #[error(transparent)]
+    Registry(#[from] shmcollab_shm::registry::RegistryError),
+    /// One of the LP's rings.
+    #[error(transparent)]
+    Ring(#[from] shmcollab_shm::segment::OpenError),
+}
+
+/// A ring that cannot be used any more.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CorruptError {
+    /// Reading it.
+    #[error(transparent)]
+    Read(#[from] shmcollab_shm::ring::RingError),
+    /// Writing it.
+    #[error(transparent)]
+    Write(#[from] SendError),
+}
+
+/// Why the collaboration state could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateError {
+    /// The coordinator has not published a state yet.
+    #[error("the coordinator has not published yet")]
+    NotPublished,
+    /// The registry's status area could not be read.
+    #[error(transparent)]
+    Registry(#[from] shmcollab_shm::registry::RegistryError),
+    /// The published document does not parse.
+    #[error("bad state document: {0}")]
+    Decode(#[from] serde_json::Error),
+}
+
+impl<E: Into<AttachError>> From<E> for LpError {
+    fn from(e: E) -> LpError {
+        LpError::Attach(e.into())
+    }
 }
 
 /// What kind of message arrived.
@@ -160,17 +211,16 @@ impl Lp {
         let ring_in = env_var(env::RING_IN)?;
         let ring_out = env_var(env::RING_OUT)?;
         let keys = read_keys()?;
-        let attach = |e: &dyn std::fmt::Display| LpError::Attach(e.to_string());
-        let session = Session::open(&dir).map_err(|e| attach(&e))?;
-        let registry = Registry::open(&session).map_err(|e| attach(&e))?;
-        let bell_ptr = registry.doorbell(slot).map_err(|e| attach(&e))? as *const _;
+        let session = Session::open(&dir)?;
+        let registry = Registry::open(&session)?;
+        let bell_ptr = registry.doorbell(slot)? as *const _;
         // SAFETY: `bell_ptr` points at the doorbell of our slot inside the
         // registry segment, which BellRef keeps mapped.
         let bell = unsafe { BellRef::new(registry.segment().clone(), bell_ptr) };
-        let out_seg = open_ring(&session, &ring_out).map_err(|e| attach(&e))?;
-        let in_seg = open_ring(&session, &ring_in).map_err(|e| attach(&e))?;
-        let tx = Producer::attach(&out_seg, Some(bell)).map_err(|e| attach(&e))?;
-        let rx = Consumer::attach(&in_seg).map_err(|e| attach(&e))?;
+        let out_seg = open_ring(&session, &ring_out)?;
+        let in_seg = open_ring(&session, &ring_in)?;
+        let tx = Producer::attach(&out_seg, Some(bell))?;
+        let rx = Consumer::attach(&in_seg)?;
         let (tx_key, rx_key) = match keys {
             Some((t, r)) => (Some(t), Some(r)),
             None => (None, None),
@@ -417,16 +467,12 @@ impl Lp {
 
     /// The coordinator's view of the collaboration (see the README).
     pub fn collaboration_state(&self) -> Result<CollaborationState, LpError> {
-        let bytes = self
-            .registry
-            .read_status()
-            .map_err(|e| LpError::State(e.to_string()))?;
+        let state = |e: StateError| LpError::State(e);
+        let bytes = self.registry.read_status().map_err(|e| state(e.into()))?;
         if bytes.is_empty() {
-            return Err(LpError::State(
-                "the coordinator has not published yet".into(),
-            ));
+            return Err(state(StateError::NotPublished));
         }
-        CollaborationState::decode(&bytes).map_err(|e| LpError::State(e.to_string()))
+        CollaborationState::decode(&bytes).map_err(|e| state(e.into()))
     }
 
     /// Wait for the next message.
@@ -460,8 +506,7 @@ impl Lp {
 fn send_error(e: SendError) -> LpError {
     match e {
         SendError::WouldBlock => LpError::WouldBlock,
-        SendError::TooLarge { .. } => LpError::Corrupt(e.to_string()),
-        other => LpError::Corrupt(other.to_string()),
+        other => LpError::Corrupt(other.into()),
     }
 }
 
