@@ -83,13 +83,17 @@ impl Outbox {
         }
     }
 
-    /// Drop the `k` oldest entries; returns how many were control entries.
-    fn pop(&mut self, k: usize) -> usize {
-        let mut ctl = 0;
+    /// Drop the `k` oldest entries; returns how many were control entries
+    /// and their payload bytes (neither counts as messages).
+    fn pop(&mut self, k: usize) -> (usize, usize) {
+        let mut ctl = (0, 0);
         for _ in 0..k {
             if let Some(n) = self.lens.pop_front() {
                 self.head += len_of(n);
-                ctl += usize::from(n & CTL_BIT != 0);
+                if n & CTL_BIT != 0 {
+                    ctl.0 += 1;
+                    ctl.1 += len_of(n) - batch::ENTRY_HEADER_LEN;
+                }
             }
         }
         if self.lens.is_empty() {
@@ -140,10 +144,12 @@ impl Outbox {
                     self.pop(1);
                     continue;
                 };
-                match write_one(tx, sealer, &header(&e, p.len()), p) {
+                let len = p.len();
+                match write_one(tx, sealer, &header(&e, len), p) {
                     Ok(true) => {
-                        bytes += p.len() as u64;
-                        msgs += 1 - self.pop(1);
+                        let (ctl, ctl_bytes) = self.pop(1);
+                        bytes += (len - ctl_bytes) as u64;
+                        msgs += 1 - ctl;
                     }
                     Ok(false) => break,
                     Err(_) => {
@@ -169,8 +175,9 @@ impl Outbox {
             match sealer.seal_in_place(hdr, buf) {
                 Ok(n) => {
                     slot.commit_len(n);
-                    msgs += k - self.pop(k);
-                    bytes += (total - k * batch::ENTRY_HEADER_LEN) as u64;
+                    let (ctl, ctl_bytes) = self.pop(k);
+                    msgs += k - ctl;
+                    bytes += (total - k * batch::ENTRY_HEADER_LEN - ctl_bytes) as u64;
                 }
                 Err(_) => {
                     dropped += k;
@@ -186,4 +193,134 @@ impl Outbox {
 fn max_batch(tx: &Producer, sealer: &Sealer) -> usize {
     let overhead = sealer.frame_len(0);
     tx.max_frame_len().saturating_sub(overhead).min(64 * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::link::{Resync, RxLink, Step, TxLink};
+    use shmcollab_shm::auth::{LinkKey, Opener};
+    use shmcollab_shm::ring::heap_ring;
+
+    fn h(k: u8, dst: u32) -> FrameHeader {
+        FrameHeader {
+            kind: k,
+            dst,
+            ..Default::default()
+        }
+    }
+
+    /// A sealed link over a heap ring of `cap` bytes.
+    fn link(cap: usize) -> (TxLink, RxLink) {
+        let (p, c) = heap_ring(cap);
+        let key = LinkKey::from_bytes([3; 16]);
+        let tx = TxLink::new(p, Sealer::new(Some(key.clone())));
+        (tx, RxLink::new(c, Opener::new(Some(key)), Resync::Never))
+    }
+
+    /// Everything in the ring: (kind, dst, payload) per message, and frames.
+    fn read_all(rx: &mut RxLink) -> (Vec<(u8, u32, Vec<u8>)>, usize) {
+        let mut got = Vec::new();
+        let mut frames = 0;
+        let mut scratch = Vec::new();
+        while let Ok(Step::Opened { .. }) =
+            rx.next(&mut scratch, |h, p| got.push((h.kind, h.dst, p.to_vec())))
+        {
+            frames += 1;
+        }
+        (got, frames)
+    }
+
+    #[test]
+    fn queue_bookkeeping() {
+        let mut q = Outbox::new();
+        assert!(q.is_empty() && q.front_len().is_none());
+        q.push(&h(kind::DATA, 1), b"abc");
+        q.push(&h(kind::CONTROL, 0), b"x");
+        q.push(&h(kind::DATA, 2), b"defgh");
+        assert_eq!((q.len(), q.payload_bytes(), q.front_len()), (3, 9, Some(3)));
+        let mut front = Outbox::new();
+        front.push(&h(kind::DATA, 0), b"first");
+        q.prepend(front);
+        q.retain(|h| h.kind != kind::CONTROL);
+        let mut order = Vec::new();
+        q.for_each(|h, p| order.push((h.dst, p.to_vec())));
+        assert_eq!(
+            order,
+            [
+                (0, b"first".to_vec()),
+                (1, b"abc".to_vec()),
+                (2, b"defgh".to_vec())
+            ]
+        );
+    }
+
+    #[test]
+    fn several_messages_go_as_one_batch_in_order_and_control_is_not_counted() {
+        let (mut tx, mut rx) = link(1 << 16);
+        let mut q = Outbox::new();
+        for i in 0..10u32 {
+            q.push(&h(kind::DATA, i), &[i as u8; 64]);
+        }
+        q.push(&h(kind::CONTROL, 0), b"c");
+        let d = tx.drain(&mut q);
+        tx.flush();
+        assert_eq!((d.msgs, d.bytes, d.dropped), (10, 640, 0));
+        assert!(q.is_empty());
+        let (got, frames) = read_all(&mut rx);
+        assert_eq!(frames, 1, "one batch under one tag");
+        assert_eq!(got.len(), 11);
+        assert!(got[..10].iter().enumerate().all(|(i, m)| m.1 == i as u32));
+        assert_eq!(got[10].0, kind::CONTROL);
+    }
+
+    #[test]
+    fn a_lone_message_is_a_plain_frame() {
+        let (mut tx, mut rx) = link(1 << 12);
+        let mut q = Outbox::new();
+        q.push(&h(kind::REQUEST, 4), b"ping");
+        assert_eq!(tx.drain(&mut q).msgs, 1);
+        tx.flush();
+        let mut scratch = Vec::new();
+        let mut kinds = Vec::new();
+        rx.next(&mut scratch, |h, _| kinds.push(h.kind)).unwrap();
+        assert_eq!(kinds, [kind::REQUEST]);
+    }
+
+    #[test]
+    fn a_full_ring_keeps_the_rest_queued_in_order() {
+        let (mut tx, mut rx) = link(1 << 10);
+        let mut q = Outbox::new();
+        for i in 0..40u32 {
+            q.push(&h(kind::DATA, i), &[0; 100]);
+        }
+        let mut seen = Vec::new();
+        while !q.is_empty() {
+            let d = tx.drain(&mut q);
+            tx.flush();
+            assert_eq!(d.dropped, 0);
+            let (got, _) = read_all(&mut rx);
+            assert!(d.msgs > 0 && d.msgs == got.len(), "{d:?}");
+            seen.extend(got.into_iter().map(|m| m.1));
+        }
+        assert_eq!(seen, (0..40).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_message_that_can_never_fit_is_dropped_and_counted() {
+        let (mut tx, mut rx) = link(1 << 10);
+        let mut q = Outbox::new();
+        q.push(&h(kind::DATA, 0), &[0; 4096]);
+        q.push(&h(kind::DATA, 1), b"small");
+        let mut d = tx.drain(&mut q);
+        if !q.is_empty() {
+            let more = tx.drain(&mut q);
+            d.msgs += more.msgs;
+            d.dropped += more.dropped;
+        }
+        tx.flush();
+        assert_eq!((d.msgs, d.dropped), (1, 1));
+        let (got, _) = read_all(&mut rx);
+        assert_eq!(got.iter().map(|m| m.1).collect::<Vec<_>>(), [1]);
+    }
 }
