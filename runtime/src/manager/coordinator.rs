@@ -120,10 +120,13 @@ impl Coordinator {
     /// Publish the aggregate if something changed and the last publication
     /// is old enough (or `force`).
     pub fn publish(&mut self, ctx: &Ctx, force: bool) {
+        if !(force || self.dirty) || !self.is_me(ctx) {
+            return;
+        }
         let recent = self
             .last_publish
             .is_some_and(|t| t.elapsed() < PUBLISH_EVERY);
-        if !self.is_me(ctx) || !(force || self.dirty && !recent) {
+        if recent && !force {
             return;
         }
         self.dirty = false;
@@ -178,5 +181,82 @@ fn apply_view(r: &mut LpReport, view: &SlotView) {
     r.restarts = view.restarts;
     if view.state != SlotState::Active {
         r.pid = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manager::testctx;
+    use crate::report::ManagerReport;
+
+    fn report(ctx: &Ctx, msgs_in: u64) -> LpReport {
+        LpReport {
+            name: ctx.lp_plan().name.clone(),
+            slot: ctx.slot,
+            subfunctions: ctx.hosted(),
+            state: "ready".into(),
+            manager_state: None,
+            restarts: 0,
+            pid: Some(42),
+            report: Some(ManagerReport {
+                msgs_in,
+                ..Default::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn auto_means_the_lowest_live_slot_and_the_others_follow() {
+        let c0 = testctx::ctx(0, 3);
+        let c1 = testctx::peer_of(&c0, 1);
+        let (mut k0, mut k1) = (Coordinator::default(), Coordinator::default());
+        // Slot 0 is live: slot 1 does not claim.
+        k1.elect(&c1);
+        assert_eq!(k1.holder(), None);
+        assert!(k0.elect(&c0));
+        let (epoch, slot) = k0.holder().unwrap();
+        assert_eq!(slot, 0);
+        assert!(k0.is_me(&c0));
+        assert!(k1.elect(&c1));
+        assert_eq!(k1.holder(), Some((epoch, 0)));
+        assert!(!k1.is_me(&c1));
+        // Slot 0 leaves: slot 1 takes a new epoch.
+        c0.registry.release_slot(0, c0.generation).unwrap();
+        assert!(k1.elect(&c1));
+        let (e1, s1) = k1.holder().unwrap();
+        assert_eq!(s1, 1);
+        assert!(e1 > epoch);
+    }
+
+    #[test]
+    fn reports_of_a_stale_epoch_are_ignored_and_the_publication_parses() {
+        let c0 = testctx::ctx(0, 3);
+        let c1 = testctx::peer_of(&c0, 1);
+        let mut k0 = Coordinator::default();
+        k0.elect(&c0);
+        let (epoch, _) = k0.holder().unwrap();
+        let stale = serde_json::to_vec(&report(&c1, 7)).unwrap();
+        k0.on_report(&c0, 1, epoch + 1, &stale);
+        k0.on_report(&c0, 1, epoch, b"{not json");
+        assert!(k0.deadline(&c0).is_some(), "its own claim is news");
+        k0.own(&c0, report(&c0, 1));
+        k0.publish(&c0, true);
+        let state = CollaborationState::decode(&c0.registry.read_status().unwrap()).unwrap();
+        assert_eq!(state.coordinator.epoch, epoch);
+        assert_eq!(state.lps.len(), 3);
+        assert!(
+            state.lps[1].report.is_none(),
+            "stale and garbage reports are ignored"
+        );
+        k0.on_report(&c0, 1, epoch, &stale);
+        k0.publish(&c0, true);
+        let state = CollaborationState::decode(&c0.registry.read_status().unwrap()).unwrap();
+        let lp1 = &state.lps[1];
+        assert_eq!(lp1.report.as_ref().map(|r| r.msgs_in), Some(7));
+        assert_eq!(lp1.manager_state.as_deref(), Some("active"));
+        // A slot that never reported: plan and registry only.
+        assert_eq!(state.lps[2].subfunctions, ["s/2"]);
+        assert!(state.lps[2].report.is_none());
     }
 }

@@ -52,6 +52,8 @@ mod peers;
 mod reports;
 pub mod router;
 mod start;
+#[cfg(test)]
+mod testctx;
 
 pub use crate::plan::resolve_program;
 pub use lifecycle::EXIT_LP_FAILED;
@@ -199,7 +201,13 @@ impl Manager {
             self.on_lp_exit()?;
             work = true;
         }
-        work |= self.life_event(lifecycle::Event::Tick(Instant::now()));
+        // Timers of the life cycle (back-off, grace period), when one is set.
+        if let Some(t) = self.life.deadline() {
+            let now = Instant::now();
+            if now >= t {
+                work |= self.life_event(lifecycle::Event::Tick(now));
+            }
+        }
         self.maybe_report();
         // Peers' reports are published within 20 ms of their arrival.
         self.coord.publish(&self.ctx, false);
