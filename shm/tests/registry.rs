@@ -222,56 +222,93 @@ fn registry_status_reader_never_sees_a_torn_write() {
     );
 }
 
-#[test]
-fn registry_bad_segments_are_refused() {
-    // Right header, wrong session: copy a registry into another session.
-    let a = temp_session("reg-bad-a");
-    let b = temp_session("reg-bad-b");
-    Registry::create(&a, "c", 4, &["x"], 64).unwrap();
-    std::fs::copy(a.segment_path("registry"), b.segment_path("registry")).unwrap();
-    assert!(matches!(
-        Registry::open(&b),
-        Err(RegistryError::Open(OpenError::Session { .. }))
-    ));
+/// Segments that must not open as a registry, one test per kind of damage
+/// (run them all with `cargo test registry_bad_segments_are_refused`).
+mod registry_bad_segments_are_refused {
+    use super::*;
 
-    // Truncated file.
-    let c = temp_session("reg-bad-c");
-    Registry::create(&c, "c", 4, &["x"], 64).unwrap();
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(c.segment_path("registry"))
-        .unwrap();
-    f.set_len(1000).unwrap();
-    assert!(Registry::open(&c).is_err());
-    f.set_len(10).unwrap();
-    assert!(matches!(
-        Registry::open(&c),
-        Err(RegistryError::Open(OpenError::Truncated { .. }))
-    ));
+    /// Right header, wrong session: copy a registry into another session.
+    #[test]
+    fn from_another_session() {
+        let a = temp_session("reg-bad-a");
+        let b = temp_session("reg-bad-b");
+        Registry::create(&a, "c", 4, &["x"], 64).unwrap();
+        std::fs::copy(a.segment_path("registry"), b.segment_path("registry")).unwrap();
+        assert!(matches!(
+            Registry::open(&b),
+            Err(RegistryError::Open(OpenError::Session { .. }))
+        ));
+    }
 
-    // No registry at all.
-    let d = temp_session("reg-bad-d");
-    assert!(matches!(
-        Registry::open(&d),
-        Err(RegistryError::Open(OpenError::Io { .. }))
-    ));
+    /// Truncated file.
+    #[test]
+    fn truncated() {
+        let c = temp_session("reg-bad-c");
+        Registry::create(&c, "c", 4, &["x"], 64).unwrap();
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(c.segment_path("registry"))
+            .unwrap();
+        f.set_len(1000).unwrap();
+        assert!(Registry::open(&c).is_err());
+        f.set_len(10).unwrap();
+        assert!(matches!(
+            Registry::open(&c),
+            Err(RegistryError::Open(OpenError::Truncated { .. }))
+        ));
+    }
 
-    // Valid segment header, random body (with and without a valid registry
-    // magic/version/init, so that the counts are garbage).
-    let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ u64::from(std::process::id());
-    let mut next = move || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
-    for round in 0..200 {
-        let s = temp_session("reg-rand");
-        let body_len = 128 + (next() % 20_000) as usize;
-        let words: Vec<u64> = (0..body_len / 8 + 1).map(|_| next()).collect();
-        let with_magic = round % 2 == 0;
-        let small_counts = round % 4 == 0;
-        Segment::create(&s, "registry", SegmentKind::Registry, body_len, |p, n| {
+    /// No registry at all.
+    #[test]
+    fn missing() {
+        let d = temp_session("reg-bad-d");
+        assert!(matches!(
+            Registry::open(&d),
+            Err(RegistryError::Open(OpenError::Io { .. }))
+        ));
+    }
+
+    /// Valid segment header, random body (with and without a valid registry
+    /// magic/version/init, so that the counts are garbage).
+    #[test]
+    fn random_bodies() {
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ u64::from(std::process::id());
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        for round in 0..200 {
+            let s = temp_session("reg-rand");
+            let body_len = 128 + (next() % 20_000) as usize;
+            let words: Vec<u64> = (0..body_len / 8 + 1).map(|_| next()).collect();
+            random_registry(&s, body_len, &words, round % 2 == 0, round % 4 == 0);
+            match Registry::open(&s) {
+                Err(RegistryError::Open(OpenError::Corrupt { .. })) => {}
+                // A random body could in principle decode; then it must be usable.
+                Ok(r) => {
+                    for i in 0..r.max_slots() {
+                        let _ = r.slot(i);
+                    }
+                    let _ = r.read_status();
+                }
+                Err(e) => panic!("unexpected error for a random body: {e}"),
+            }
+        }
+    }
+
+    /// Creates segment `registry` in `s` whose body is `words` (little-endian
+    /// bytes); `with_magic` writes a valid registry magic, version and init
+    /// flag over it, `small_counts` makes the counts after them small.
+    fn random_registry(
+        s: &Session,
+        body_len: usize,
+        words: &[u64],
+        with_magic: bool,
+        small_counts: bool,
+    ) {
+        Segment::create(s, "registry", SegmentKind::Registry, body_len, |p, n| {
             // SAFETY: `p` points to `n` writable bytes of the fresh body.
             let body = unsafe { std::slice::from_raw_parts_mut(p, n) };
             for (i, b) in body.iter_mut().enumerate() {
@@ -290,53 +327,45 @@ fn registry_bad_segments_are_refused() {
             }
         })
         .unwrap();
-        match Registry::open(&s) {
-            Err(RegistryError::Open(OpenError::Corrupt { .. })) => {}
-            // A random body could in principle decode; then it must be usable.
-            Ok(r) => {
-                for i in 0..r.max_slots() {
-                    let _ = r.slot(i);
-                }
-                let _ = r.read_status();
+    }
+
+    /// A correct header whose layout does not fit the body.
+    #[test]
+    fn layout_larger_than_the_body() {
+        let e = temp_session("reg-bad-e");
+        hand_made_registry(&e, 256);
+        match Registry::open(&e) {
+            Err(RegistryError::Open(OpenError::Corrupt { reason, .. })) => {
+                assert!(reason.contains("needs"), "{reason}")
             }
-            Err(e) => panic!("unexpected error for a random body: {e}"),
+            other => panic!("expected Corrupt, got {other:?}"),
         }
     }
 
-    // A correct header whose layout does not fit the body.
-    let e = temp_session("reg-bad-e");
-    Segment::create(&e, "registry", SegmentKind::Registry, 4096, |p, n| {
-        // SAFETY: `p` points to `n` writable bytes of the fresh body.
-        let body = unsafe { std::slice::from_raw_parts_mut(p, n) };
-        body[0..8].copy_from_slice(&REGISTRY_MAGIC.to_le_bytes());
-        body[8..12].copy_from_slice(&REGISTRY_VERSION.to_le_bytes());
-        body[12..16].copy_from_slice(&REGISTRY_INIT.to_le_bytes());
-        body[16..20].copy_from_slice(&256u32.to_le_bytes());
-        body[48..52].copy_from_slice(&1u32.to_le_bytes());
-        body[52] = b'c';
-    })
-    .unwrap();
-    match Registry::open(&e) {
-        Err(RegistryError::Open(OpenError::Corrupt { reason, .. })) => {
-            assert!(reason.contains("needs"), "{reason}")
-        }
-        other => panic!("expected Corrupt, got {other:?}"),
+    /// The same segment with a fitting slot count opens.
+    #[test]
+    fn but_one_that_fits_opens() {
+        let f = temp_session("reg-ok-f");
+        hand_made_registry(&f, 2);
+        let r = Registry::open(&f).expect("hand-made registry opens");
+        assert_eq!((r.collab_name(), r.max_slots()), ("c", 2));
     }
-    // The same segment with a fitting slot count opens.
-    let f = temp_session("reg-ok-f");
-    Segment::create(&f, "registry", SegmentKind::Registry, 4096, |p, n| {
-        // SAFETY: `p` points to `n` writable bytes of the fresh body.
-        let body = unsafe { std::slice::from_raw_parts_mut(p, n) };
-        body[0..8].copy_from_slice(&REGISTRY_MAGIC.to_le_bytes());
-        body[8..12].copy_from_slice(&REGISTRY_VERSION.to_le_bytes());
-        body[12..16].copy_from_slice(&REGISTRY_INIT.to_le_bytes());
-        body[16..20].copy_from_slice(&2u32.to_le_bytes());
-        body[48..52].copy_from_slice(&1u32.to_le_bytes());
-        body[52] = b'c';
-    })
-    .unwrap();
-    let r = Registry::open(&f).expect("hand-made registry opens");
-    assert_eq!((r.collab_name(), r.max_slots()), ("c", 2));
+
+    /// Creates segment `registry` in `s`: a 4096-byte body with a valid
+    /// registry header for collaboration "c" with `max_slots` slots.
+    fn hand_made_registry(s: &Session, max_slots: u32) {
+        Segment::create(s, "registry", SegmentKind::Registry, 4096, |p, n| {
+            // SAFETY: `p` points to `n` writable bytes of the fresh body.
+            let body = unsafe { std::slice::from_raw_parts_mut(p, n) };
+            body[0..8].copy_from_slice(&REGISTRY_MAGIC.to_le_bytes());
+            body[8..12].copy_from_slice(&REGISTRY_VERSION.to_le_bytes());
+            body[12..16].copy_from_slice(&REGISTRY_INIT.to_le_bytes());
+            body[16..20].copy_from_slice(&max_slots.to_le_bytes());
+            body[48..52].copy_from_slice(&1u32.to_le_bytes());
+            body[52] = b'c';
+        })
+        .unwrap();
+    }
 }
 
 // ------------------------------------------------------ real processes --

@@ -1,6 +1,6 @@
 //! Config parsing, partitioning and assignment, and the error messages.
 
-use shmcollab_runtime::plan::{CoordinatorChoice, Placement, RestartType};
+use shmcollab_runtime::plan::{CoordinatorChoice, Placement, Plan, RestartType};
 use shmcollab_supervisor::config::{line_col, Config, ConfigError};
 use std::path::{Path, PathBuf};
 
@@ -100,6 +100,13 @@ fn full_config_gives_the_exact_plan() {
     std::fs::write(&path, FULL).unwrap();
     let cfg = Config::load(&path).unwrap();
     let dir = tmp.0.clone();
+    full_collaboration_settings(&cfg, &dir);
+    full_lps_and_their_subfunctions(cfg.plan());
+    full_process_settings(cfg.plan(), &dir);
+}
+
+/// `FULL`'s collaboration-wide settings and sub-functions, in order.
+fn full_collaboration_settings(cfg: &Config, dir: &Path) {
     assert_eq!(cfg.name(), "wordcount");
     assert_eq!(cfg.dir(), dir);
     assert_eq!(
@@ -117,7 +124,11 @@ fn full_config_gives_the_exact_plan() {
     subfns.extend((0..8).map(|i| format!("count/{i}")));
     subfns.push("sink".into());
     assert_eq!(plan.subfns, subfns);
+}
 
+/// `FULL`'s LPs in slot order, the coordinator's slot, and the round-robin
+/// assignment of the partitions.
+fn full_lps_and_their_subfunctions(plan: &Plan) {
     let names: Vec<&str> = plan.lps.iter().map(|lp| lp.name.as_str()).collect();
     assert_eq!(
         names,
@@ -148,7 +159,11 @@ fn full_config_gives_the_exact_plan() {
             vec!["sink"],
         ]
     );
+}
 
+/// `FULL`'s per-process settings as each LP got them: commands resolved
+/// against the config's directory, env sorted, restart policies.
+fn full_process_settings(plan: &Plan, dir: &Path) {
     let splitter = &plan.lps[0];
     assert_eq!(splitter.group, "splitter");
     assert_eq!(

@@ -1,0 +1,128 @@
+//! The errors of the session and segment operations, one type per
+//! operation: a caller that opens a segment acts on why it was refused
+//! (not there yet, another session, corrupt), one that creates it on
+//! whether it already exists.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Errors of [`Session::create`](super::Session::create) and [`Session::open`](super::Session::open).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// The name is empty, too long or has characters other than `[A-Za-z0-9_-]`.
+    #[error("invalid session name {0:?}: use 1-64 characters from [A-Za-z0-9_-]")]
+    BadName(String),
+    /// The directory is not a session directory.
+    #[error("{0} is not a shmcollab session directory")]
+    NotASession(PathBuf),
+    /// A filesystem call failed.
+    #[error("session directory {path}: {source}")]
+    Io {
+        /// The path involved.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+}
+
+/// Errors of [`Segment::create`](super::Segment::create).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CreateError {
+    /// The segment name is not acceptable.
+    #[error("invalid segment name {0:?}: use 1-100 characters from [A-Za-z0-9._-]")]
+    BadName(String),
+    /// A segment of this name already exists in the session.
+    #[error("segment {0} already exists")]
+    Exists(PathBuf),
+    /// A filesystem or mapping call failed.
+    #[error("segment {path}: {source}")]
+    Io {
+        /// The path involved.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+}
+
+/// Errors of [`Segment::open`](super::Segment::open): the file is refused, never trusted.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The segment name is not acceptable.
+    #[error("invalid segment name {0:?}")]
+    BadName(String),
+    /// Opening or mapping failed (including: no such segment).
+    #[error("segment {path}: {source}")]
+    Io {
+        /// The path involved.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// Shorter than its header or than the length it declares.
+    #[error("segment {path} is truncated: {len} bytes, needs {needed}")]
+    Truncated {
+        /// The path involved.
+        path: PathBuf,
+        /// Its length on disk.
+        len: u64,
+        /// What it should be at least.
+        needed: u64,
+    },
+    /// Not a shmcollab segment.
+    #[error("segment {0} has a bad magic: not a shmcollab segment")]
+    BadMagic(PathBuf),
+    /// Made by another layout version.
+    #[error("segment {path} has layout version {found}, this build reads {expected}")]
+    Version {
+        /// The path involved.
+        path: PathBuf,
+        /// Version in the file.
+        found: u32,
+        /// Version of this build.
+        expected: u32,
+    },
+    /// Belongs to another session.
+    #[error("segment {path} belongs to session {found:016x}, expected {expected:016x}")]
+    Session {
+        /// The path involved.
+        path: PathBuf,
+        /// Session id in the file.
+        found: u64,
+        /// Session id asked for.
+        expected: u64,
+    },
+    /// Holds another kind of structure.
+    #[error("segment {path} is of kind {found}, expected {expected}")]
+    Kind {
+        /// The path involved.
+        path: PathBuf,
+        /// Kind in the file.
+        found: u32,
+        /// Kind asked for.
+        expected: u32,
+    },
+    /// Header and file disagree on the length.
+    #[error("segment {path} declares {declared} bytes but the file has {actual}")]
+    Length {
+        /// The path involved.
+        path: PathBuf,
+        /// Length in the header.
+        declared: u64,
+        /// Length of the file.
+        actual: u64,
+    },
+    /// The creator has not finished initialising it (or died doing so).
+    #[error("segment {0} is not initialised yet")]
+    NotReady(PathBuf),
+    /// The body fails the checks of its kind.
+    #[error("segment {path}: {reason}")]
+    Corrupt {
+        /// The path involved.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}

@@ -1,0 +1,280 @@
+//! Segment files: [`Segment::create`] writes the header, lets the caller
+//! initialise the body and then publishes it; [`Segment::open`] maps a file
+//! that anyone with access to the session may have written, so its header
+//! is copied out and checked before the body is touched.
+//!
+//! Opening is a sequence of named steps (open and size the file, map it and
+//! copy the header out, check the copy), each returning the same
+//! [`OpenError`] it always did, in the same order.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::{
+    valid_name, CreateError, OpenError, SegmentHeader, SegmentKind, Session, HEADER_LEN,
+    LAYOUT_VERSION, READY, SEGMENT_MAGIC,
+};
+use crate::sync::Ordering;
+
+/// A mapped segment. Cloning is cheap (`Arc`); the mapping lives as long as
+/// any clone.
+#[derive(Clone)]
+pub struct Segment {
+    inner: Arc<Mapped>,
+}
+
+struct Mapped {
+    map: memmap2::MmapRaw,
+    path: PathBuf,
+    _file: File,
+}
+
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segment")
+            .field("path", &self.inner.path)
+            .field("len", &self.inner.map.len())
+            .finish()
+    }
+}
+
+impl Segment {
+    /// Create segment `name` in `session` with a body of `body_len` bytes
+    /// (zeroed), and call `init` on the body before marking it ready.
+    pub fn create(
+        session: &Session,
+        name: &str,
+        kind: SegmentKind,
+        body_len: usize,
+        init: impl FnOnce(*mut u8, usize),
+    ) -> Result<Segment, CreateError> {
+        if !valid_name(name, 100, true) {
+            return Err(CreateError::BadName(name.to_owned()));
+        }
+        let path = session.segment_path(name);
+        let io = |source: io::Error| {
+            if source.kind() == io::ErrorKind::AlreadyExists {
+                CreateError::Exists(path.clone())
+            } else {
+                CreateError::Io {
+                    path: path.clone(),
+                    source,
+                }
+            }
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io)?;
+        let total = (HEADER_LEN + body_len) as u64;
+        file.set_len(total).map_err(io)?;
+        let map = memmap2::MmapOptions::new().map_raw(&file).map_err(io)?;
+        let hdr = map.as_mut_ptr().cast::<SegmentHeader>();
+        // SAFETY: the mapping is `total` >= 128 bytes, page aligned, freshly
+        // zeroed by ftruncate, and nobody else can have it mapped yet except
+        // through `open`, which refuses it until `ready` is set below.
+        unsafe {
+            std::ptr::addr_of_mut!((*hdr).magic).write(SEGMENT_MAGIC.to_le());
+            std::ptr::addr_of_mut!((*hdr).layout_version).write(LAYOUT_VERSION.to_le());
+            std::ptr::addr_of_mut!((*hdr).kind).write((kind as u32).to_le());
+            std::ptr::addr_of_mut!((*hdr).session_id).write(session.id().to_le());
+            std::ptr::addr_of_mut!((*hdr).total_len).write(total.to_le());
+            std::ptr::addr_of_mut!((*hdr).creator_pid).write(std::process::id().to_le());
+        }
+        // SAFETY: the body lies within the mapping (HEADER_LEN + body_len == total).
+        init(unsafe { map.as_mut_ptr().add(HEADER_LEN) }, body_len);
+        // SAFETY: `hdr` points to a live, aligned SegmentHeader in the mapping.
+        let ready = unsafe { &(*hdr).ready };
+        // SYNC: publishes header and body; pairs with the Acquire in `open`.
+        ready.store(READY, Ordering::Release);
+        Ok(Segment::from_parts(map, path, file))
+    }
+
+    /// Open segment `name` of `session`, checking its header.
+    pub fn open(session: &Session, name: &str, kind: SegmentKind) -> Result<Segment, OpenError> {
+        if !valid_name(name, 100, true) {
+            return Err(OpenError::BadName(name.to_owned()));
+        }
+        Self::open_path(&session.segment_path(name), session.id(), kind)
+    }
+
+    /// Open the segment file at `path`, expecting `session_id` and `kind`.
+    pub fn open_path(
+        path: &Path,
+        session_id: u64,
+        kind: SegmentKind,
+    ) -> Result<Segment, OpenError> {
+        let (file, len) = open_file(path)?;
+        let map = memmap2::MmapOptions::new()
+            .map_raw(&file)
+            .map_err(|source| io_error(path, source))?;
+        // The file may have shrunk between fstat and mmap.
+        let header = HeaderCopy::read(&map)
+            .ok_or_else(|| truncated(path, map.len() as u64, HEADER_LEN as u64))?;
+        header.check(path, session_id, kind, len)?;
+        Ok(Segment::from_parts(map, path.to_owned(), file))
+    }
+
+    fn from_parts(map: memmap2::MmapRaw, path: PathBuf, file: File) -> Segment {
+        Segment {
+            inner: Arc::new(Mapped {
+                map,
+                path,
+                _file: file,
+            }),
+        }
+    }
+
+    /// Start of the body (right after the header).
+    pub fn body_ptr(&self) -> *mut u8 {
+        // SAFETY: every Segment's mapping is at least HEADER_LEN long.
+        unsafe { self.inner.map.as_mut_ptr().add(HEADER_LEN) }
+    }
+
+    /// Length of the body in bytes.
+    pub fn body_len(&self) -> usize {
+        self.inner.map.len() - HEADER_LEN
+    }
+
+    /// The file behind the segment.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+}
+
+fn io_error(path: &Path, source: io::Error) -> OpenError {
+    OpenError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn truncated(path: &Path, len: u64, needed: u64) -> OpenError {
+    OpenError::Truncated {
+        path: path.to_owned(),
+        len,
+        needed,
+    }
+}
+
+/// Opening, step 1: opens `path` for reading and writing and returns the
+/// file with its length, refused if it cannot even hold a header.
+fn open_file(path: &Path) -> Result<(File, u64), OpenError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|source| io_error(path, source))?;
+    let len = file
+        .metadata()
+        .map_err(|source| io_error(path, source))?
+        .len();
+    if len < HEADER_LEN as u64 {
+        return Err(truncated(path, len, HEADER_LEN as u64));
+    }
+    Ok((file, len))
+}
+
+/// The header fields of a mapped segment, copied out of memory that another
+/// process may write: only the copy is checked.
+struct HeaderCopy {
+    magic: u64,
+    version: u32,
+    kind: u32,
+    session_id: u64,
+    total_len: u64,
+    ready: bool,
+}
+
+impl HeaderCopy {
+    /// Opening, step 2: copies the header out of `map`; `None` if the
+    /// mapping is shorter than a header.
+    fn read(map: &memmap2::MmapRaw) -> Option<HeaderCopy> {
+        if map.len() < HEADER_LEN {
+            return None;
+        }
+        let base = map.as_mut_ptr();
+        // SAFETY: the mapping is at least HEADER_LEN bytes and page aligned;
+        // the header fields are plain integers for which any bit pattern is
+        // valid, read with volatile loads since another process owns them.
+        let (magic, version, kind, session_id, total_len) = unsafe {
+            let h = base.cast::<SegmentHeader>();
+            (
+                u64::from_le(std::ptr::addr_of!((*h).magic).read_volatile()),
+                u32::from_le(std::ptr::addr_of!((*h).layout_version).read_volatile()),
+                u32::from_le(std::ptr::addr_of!((*h).kind).read_volatile()),
+                u64::from_le(std::ptr::addr_of!((*h).session_id).read_volatile()),
+                u64::from_le(std::ptr::addr_of!((*h).total_len).read_volatile()),
+            )
+        };
+        // SAFETY: as above; `ready` is an AtomicU32 at an aligned offset.
+        let ready = unsafe { &(*base.cast::<SegmentHeader>()).ready };
+        // SYNC: pairs with the Release store in `create`.
+        let ready = ready.load(Ordering::Acquire) == READY;
+        Some(HeaderCopy {
+            magic,
+            version,
+            kind,
+            session_id,
+            total_len,
+            ready,
+        })
+    }
+
+    /// Opening, step 3: checks the copy against what the caller expects and
+    /// against `len`, the file's length: magic, version, session, kind,
+    /// length, then readiness.
+    fn check(
+        &self,
+        path: &Path,
+        session_id: u64,
+        kind: SegmentKind,
+        len: u64,
+    ) -> Result<(), OpenError> {
+        let p = || path.to_owned();
+        if self.magic != SEGMENT_MAGIC {
+            return Err(OpenError::BadMagic(p()));
+        }
+        if self.version != LAYOUT_VERSION {
+            return Err(OpenError::Version {
+                path: p(),
+                found: self.version,
+                expected: LAYOUT_VERSION,
+            });
+        }
+        if self.session_id != session_id {
+            return Err(OpenError::Session {
+                path: p(),
+                found: self.session_id,
+                expected: session_id,
+            });
+        }
+        if self.kind != kind as u32 {
+            return Err(OpenError::Kind {
+                path: p(),
+                found: self.kind,
+                expected: kind as u32,
+            });
+        }
+        if self.total_len > len {
+            return Err(truncated(path, len, self.total_len));
+        }
+        if self.total_len != len {
+            return Err(OpenError::Length {
+                path: p(),
+                declared: self.total_len,
+                actual: len,
+            });
+        }
+        if !self.ready {
+            return Err(OpenError::NotReady(p()));
+        }
+        Ok(())
+    }
+}

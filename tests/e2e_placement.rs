@@ -1,0 +1,159 @@
+//! End-to-end test of placement: LPs and managers on separate CPUs once
+//! ready, CPU-bound LPs let onto every CPU (how the LP programs get built:
+//! `tests/common/mod.rs`).
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// The CPUs a process may run on, from `/proc/<pid>/status`
+/// (`Cpus_allowed_list`, e.g. "0-1,4").
+fn cpus_of(pid: &str) -> Option<Vec<usize>> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let list = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?
+        .trim();
+    let mut out = Vec::new();
+    for part in list.split(',') {
+        match part.split_once('-') {
+            Some((a, b)) => out.extend(a.parse::<usize>().ok()?..=b.parse::<usize>().ok()?),
+            None => out.push(part.parse().ok()?),
+        }
+    }
+    Some(out)
+}
+
+/// With more processes than CPUs, LPs go to one half of the CPUs and
+/// managers to the other once ready; an LP that computes without pause is
+/// then let onto every CPU, and one that sleeps stays where it was put.
+#[test]
+fn cpu_bound_lps_are_let_onto_every_cpu() {
+    let dir = TempDir::new("place");
+    let name = unique("pl");
+    let cfg = burners_and_calm_config(&dir.0, &name);
+    // Launched on (at most) two CPUs, so that 4 LPs and 4 managers are more
+    // processes than CPUs on any machine with two or more.
+    let mine = cpus_of("self").unwrap();
+    let all: Vec<usize> = mine.iter().copied().take(2).collect();
+    let split = all.len() == 2;
+    let (lp_cpus, mgr_cpus) = all.split_at(all.len().div_ceil(2));
+    let run = launch_on(&all, &cfg, &name);
+    // Placed once ready: from here the burners are on the LPs' CPUs until
+    // the governor lets them out (which it prints).
+    let v = wait_status(&name, "4 ready LPs", |v| all_ready(v, 4));
+    let lps = lps_and_managers(&v);
+    wait_until_burners_are_wide(&lps, &all, split);
+    for (n, pid, mpid) in &lps {
+        let (want_mgr, want_calm) = if split {
+            (mgr_cpus, lp_cpus)
+        } else {
+            (&all[..], &all[..])
+        };
+        assert_eq!(cpus_of(mpid).as_deref(), Some(want_mgr), "manager of {n}");
+        if n == "calm" {
+            assert_eq!(
+                cpus_of(pid).as_deref(),
+                Some(want_calm),
+                "calm, an LP that sleeps"
+            );
+        }
+    }
+    let stop = Command::new(bin()).args(["stop", &name]).output().unwrap();
+    assert!(stop.status.success());
+    let (_code, _out, err) = run.wait(Duration::from_secs(60));
+    if split {
+        assert!(err.contains("burner.0 is CPU-bound"), "{err}");
+        assert!(!err.contains("calm is CPU-bound"), "{err}");
+    }
+}
+
+/// Three LPs that compute without pause ("burner") and one that sleeps
+/// ("calm"), none restarted.
+fn burners_and_calm_config(dir: &Path, name: &str) -> PathBuf {
+    write_config(
+        dir,
+        &format!(
+            r#"
+name = "{name}"
+report_interval_ms = 20
+grace_ms = 500
+[[subfunction]]
+name = "burn"
+partitions = 3
+[[subfunction]]
+name = "calm"
+[[process]]
+name = "burner"
+instances = 3
+command = ["{idle}", "burn"]
+hosts = ["burn/*"]
+restart = "temporary"
+[[process]]
+name = "calm"
+command = ["{idle}"]
+hosts = ["calm"]
+restart = "temporary"
+"#,
+            idle = example("idle").display(),
+        ),
+    )
+}
+
+/// `shmcollab launch cfg` under `taskset -c` with the CPUs `cpus`.
+fn launch_on(cpus: &[usize], cfg: &Path, name: &str) -> Launched {
+    let list = cpus
+        .iter()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut taskset = Command::new("taskset");
+    taskset
+        .args(["-c", &list])
+        .arg(bin())
+        .arg("launch")
+        .arg(cfg);
+    Launched::spawn(taskset, name)
+}
+
+/// (name, pid, manager pid) of every LP in a status, pids as JSON text.
+fn lps_and_managers(v: &serde_json::Value) -> Vec<(String, String, String)> {
+    v["lps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["name"].as_str().unwrap().to_owned(),
+                l["pid"].to_string(),
+                l["manager_pid"].to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Waits (watchdog: 30 s) until every burner may run on all of `all`;
+/// returns at once when the CPUs were not `split`.
+fn wait_until_burners_are_wide(lps: &[(String, String, String)], all: &[usize], split: bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let burners_wide = lps
+            .iter()
+            .filter(|(n, _, _)| n.starts_with("burner"))
+            .all(|(_, pid, _)| cpus_of(pid).as_deref() == Some(all));
+        if !split || burners_wide {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "burners never got every CPU: {:?}",
+            lps.iter()
+                .map(|(n, p, _)| (n, cpus_of(p)))
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
