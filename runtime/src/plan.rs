@@ -182,6 +182,25 @@ pub struct Plan {
     /// once the LP is ready.
     #[serde(default)]
     pub cpus: Option<CpuSplit>,
+    /// When commits are made durable.
+    #[serde(default)]
+    pub sync: SyncMode,
+}
+
+/// When the write-ahead log is synced to disk (`sync` in the config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncMode {
+    /// fdatasync before a commit is acknowledged (one for every group of
+    /// commits that arrive together).
+    #[default]
+    Always,
+    /// fdatasync at most every 10 ms; a commit is acknowledged once written
+    /// (it survives kill -9 of any process; a power loss may lose the last
+    /// 10 ms).
+    Batch,
+    /// Never (the OS writes back when it likes).
+    Off,
 }
 
 impl Plan {

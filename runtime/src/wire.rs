@@ -26,6 +26,10 @@ pub const KEY_FD: i32 = 3;
 /// Frame flag: `dst` is an LP slot, not a sub-function index.
 pub const FLAG_DST_LP: u16 = 1;
 
+/// Frame flag of a TXN or TXN_REPLY: between managers (`dst` is a manager
+/// slot), or from an LP to its own manager (the transaction coordinator).
+pub const FLAG_MANAGER: u16 = 2;
+
 /// What an LP took from its direct rings and what it rejected there (the
 /// manager cannot see either): carried by [`crate::ctl::LpCtl::Stats`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -73,6 +73,11 @@ pub mod kind {
     /// Several messages under one tag: the payload is a batch
     /// ([`crate::batch`]). The frame's sequence number covers the batch.
     pub const BATCH: u8 = 7;
+    /// A transaction request (get, scan, commit, two-phase commit steps);
+    /// `aux` carries the correlation id.
+    pub const TXN: u8 = 8;
+    /// The reply to a [`TXN`]; `aux` carries the correlation id.
+    pub const TXN_REPLY: u8 = 9;
 }
 
 /// Why a frame header could not be decoded.

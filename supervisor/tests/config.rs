@@ -1,6 +1,6 @@
 //! Config parsing, partitioning and assignment, and the error messages.
 
-use shmcollab_runtime::plan::{CoordinatorChoice, Placement, Plan, RestartType};
+use shmcollab_runtime::plan::{CoordinatorChoice, Placement, Plan, RestartType, SyncMode};
 use shmcollab_supervisor::config::{line_col, Config, ConfigError};
 use std::path::{Path, PathBuf};
 
@@ -352,6 +352,25 @@ fn instances_zero() {
         shown,
         "/nonexistent/cfg/config.toml:10:13: process \"p\", field `instances`: \
          expected an integer between 1 and 256, found 0"
+    );
+}
+
+#[test]
+fn sync_values() {
+    assert_eq!(parse(&small("")).unwrap().plan().sync, SyncMode::Always);
+    for (v, mode) in [
+        ("always", SyncMode::Always),
+        ("batch", SyncMode::Batch),
+        ("off", SyncMode::Off),
+    ] {
+        let text = small("").replace("name = \"t\"\n", &format!("name = \"t\"\nsync = \"{v}\"\n"));
+        assert_eq!(parse(&text).unwrap().plan().sync, mode);
+    }
+    let text = small("").replace("name = \"t\"\n", "name = \"t\"\nsync = \"sometimes\"\n");
+    let shown = error_at(&text, 2, 8, "field `sync`");
+    assert!(
+        shown.ends_with("expected \"always\", \"batch\" or \"off\", found \"sometimes\""),
+        "{shown}"
     );
 }
 

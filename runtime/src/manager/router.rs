@@ -7,12 +7,15 @@
 //! the requester (`FLAG_DST_LP`). The sending manager stamps the source
 //! before routing, so `h.src` is never the LP's own claim.
 //!
-//! The transaction server comes next: its frames (a kind of their own,
-//! addressed to a sub-function's keyspace) will get a `Route::Txn` here,
-//! served by the owner's transaction server the way `Local` is served by
-//! the LP queue.
+//! Transactions: a `TXN` frame addressed to a sub-function (get, scan) goes
+//! to the manager hosting it and is served by its transaction server
+//! (`Route::Txn`); one flagged `FLAG_MANAGER` goes to a manager itself: from
+//! an LP, to its own manager, the transaction's coordinator (commit); from a
+//! peer, the two-phase commit between managers. A `TXN_REPLY` flagged
+//! `FLAG_MANAGER` answers a manager; otherwise it is addressed to an LP slot,
+//! like a reply.
 
-use crate::wire::FLAG_DST_LP;
+use crate::wire::{FLAG_DST_LP, FLAG_MANAGER};
 use shmcollab_shm::frame::{kind, FrameHeader};
 use shmcollab_shm::registry::Registry;
 
@@ -23,6 +26,8 @@ pub enum Origin {
     Lp,
     /// Peer manager `slot` (its ring to us).
     Peer(u32),
+    /// Our own transaction server (its replies and two-phase-commit steps).
+    Server,
 }
 
 /// Where a frame goes.
@@ -40,6 +45,9 @@ pub enum Route {
     PeerControl,
     /// A state report for the coordinator.
     Report,
+    /// To our transaction server (a request, or a reply to it as a
+    /// two-phase-commit coordinator).
+    Txn,
     /// Nowhere: counted as dropped.
     Drop(DropReason),
 }
@@ -79,32 +87,54 @@ pub struct Here<'a, O: Owners + ?Sized> {
 
 /// The route of a frame with header `h` that came from `origin`.
 pub fn route<O: Owners + ?Sized>(here: &Here<'_, O>, origin: Origin, h: &FrameHeader) -> Route {
+    let to_manager = h.flags & FLAG_MANAGER != 0;
     match (origin, h.kind) {
-        (Origin::Lp, kind::DATA | kind::REQUEST | kind::REPLY) => {
-            let owner = if h.flags & FLAG_DST_LP != 0 {
-                (h.dst < here.slots).then_some(h.dst)
-            } else {
-                here.owners.owner(h.dst)
-            };
-            match owner {
-                Some(s) if s == here.slot => Route::Local,
-                Some(s) => Route::Peer(s),
-                None => Route::Drop(DropReason::NoOwner),
-            }
-        }
+        (Origin::Lp, kind::DATA | kind::REQUEST | kind::REPLY) => to_owner(here, h, Route::Local),
+        (Origin::Lp, kind::TXN) if to_manager => Route::Txn,
+        (Origin::Lp, kind::TXN) => to_owner(here, h, Route::Txn),
         (Origin::Lp, kind::BROADCAST) => Route::Broadcast,
         (Origin::Lp, kind::CONTROL) => Route::LpControl,
-        (Origin::Peer(_), kind::DATA | kind::REQUEST) => {
-            if here.owners.owner(h.dst) == Some(here.slot) {
-                Route::Local
-            } else {
-                Route::Drop(DropReason::NotOurs)
-            }
-        }
+        (Origin::Server, kind::TXN | kind::TXN_REPLY) if to_manager => to_slot(here, h, Route::Txn),
+        (Origin::Server, kind::TXN_REPLY) => to_slot(here, h, Route::Local),
+        (Origin::Peer(_), kind::DATA | kind::REQUEST) => hosted_here(here, h, Route::Local),
         (Origin::Peer(_), kind::REPLY | kind::BROADCAST) => Route::Local,
+        (Origin::Peer(_), kind::TXN | kind::TXN_REPLY) if to_manager => Route::Txn,
+        (Origin::Peer(_), kind::TXN) => hosted_here(here, h, Route::Txn),
+        (Origin::Peer(_), kind::TXN_REPLY) => Route::Local,
         (Origin::Peer(_), kind::REPORT) => Route::Report,
         (Origin::Peer(_), kind::CONTROL) => Route::PeerControl,
         _ => Route::Drop(DropReason::BadKind),
+    }
+}
+
+/// To the owner of `h.dst` (a slot with `FLAG_DST_LP`, else a
+/// sub-function's host): `here_route` if that is us.
+fn to_owner<O: Owners + ?Sized>(here: &Here<'_, O>, h: &FrameHeader, here_route: Route) -> Route {
+    if h.flags & FLAG_DST_LP != 0 {
+        return to_slot(here, h, here_route);
+    }
+    match here.owners.owner(h.dst) {
+        Some(s) if s == here.slot => here_route,
+        Some(s) => Route::Peer(s),
+        None => Route::Drop(DropReason::NoOwner),
+    }
+}
+
+/// To slot `h.dst`: `here_route` if that is us.
+fn to_slot<O: Owners + ?Sized>(here: &Here<'_, O>, h: &FrameHeader, here_route: Route) -> Route {
+    match h.dst {
+        s if s == here.slot => here_route,
+        s if s < here.slots => Route::Peer(s),
+        _ => Route::Drop(DropReason::NoOwner),
+    }
+}
+
+/// `route` if we host sub-function `h.dst` (a peer sent it to us).
+fn hosted_here<O: Owners + ?Sized>(here: &Here<'_, O>, h: &FrameHeader, route: Route) -> Route {
+    if here.owners.owner(h.dst) == Some(here.slot) {
+        route
+    } else {
+        Route::Drop(DropReason::NotOurs)
     }
 }
 
@@ -174,6 +204,45 @@ mod tests {
             Route::Drop(DropReason::BadKind)
         );
         assert_eq!(r(Origin::Lp, 200, 0, 0), Route::Drop(DropReason::BadKind));
+    }
+
+    #[test]
+    fn transactions_go_to_the_host_or_to_our_manager() {
+        // get/scan: the sub-function's host.
+        assert_eq!(r(Origin::Lp, kind::TXN, 1, 0), Route::Txn);
+        assert_eq!(r(Origin::Lp, kind::TXN, 3, 0), Route::Peer(2));
+        assert_eq!(
+            r(Origin::Lp, kind::TXN, 2, 0),
+            Route::Drop(DropReason::NoOwner)
+        );
+        // commit: our own manager coordinates, whatever dst says.
+        assert_eq!(r(Origin::Lp, kind::TXN, 3, FLAG_MANAGER), Route::Txn);
+        // An LP cannot answer for a transaction server.
+        assert_eq!(
+            r(Origin::Lp, kind::TXN_REPLY, 1, FLAG_DST_LP),
+            Route::Drop(DropReason::BadKind)
+        );
+        let p = Origin::Peer(0);
+        assert_eq!(r(p, kind::TXN, 1, 0), Route::Txn);
+        assert_eq!(r(p, kind::TXN, 0, 0), Route::Drop(DropReason::NotOurs));
+        assert_eq!(r(p, kind::TXN, 0, FLAG_MANAGER), Route::Txn);
+        assert_eq!(r(p, kind::TXN_REPLY, 0, FLAG_MANAGER), Route::Txn);
+        assert_eq!(r(p, kind::TXN_REPLY, 1, FLAG_DST_LP), Route::Local);
+    }
+
+    #[test]
+    fn our_server_answers_lps_and_managers_by_slot() {
+        let s = Origin::Server;
+        assert_eq!(r(s, kind::TXN_REPLY, 1, FLAG_DST_LP), Route::Local);
+        assert_eq!(r(s, kind::TXN_REPLY, 0, FLAG_DST_LP), Route::Peer(0));
+        assert_eq!(
+            r(s, kind::TXN_REPLY, 9, FLAG_DST_LP),
+            Route::Drop(DropReason::NoOwner)
+        );
+        assert_eq!(r(s, kind::TXN, 2, FLAG_MANAGER), Route::Peer(2));
+        assert_eq!(r(s, kind::TXN, 1, FLAG_MANAGER), Route::Txn);
+        assert_eq!(r(s, kind::TXN_REPLY, 0, FLAG_MANAGER), Route::Peer(0));
+        assert_eq!(r(s, kind::DATA, 0, 0), Route::Drop(DropReason::BadKind));
     }
 
     #[test]

@@ -38,6 +38,7 @@ pub(super) fn ctx(me: u32, slots: u32) -> Ctx {
         grace_ms: 100,
         placement: Placement::None,
         cpus: None,
+        sync: Default::default(),
     };
     let master = MasterKey::from_bytes([9; 32]);
     let flags = std::sync::Arc::new(Flags::default());

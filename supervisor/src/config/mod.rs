@@ -10,7 +10,13 @@
 //! coordinator = "auto"          # "auto" (default) or the name of a logical process:
 //!                               # a process with instances = 1, or "group.N"
 //! secure = true                 # frame tags; default true
-//! state_dir = "state"           # default "state"; relative to the config file's directory
+//! state_dir = "state"           # default "state"; relative to the config file's directory;
+//!                               # the sub-functions' state and the managers' logs
+//!                               # live in <state_dir>/<name>/
+//! sync = "always"               # commit durability: "always" (default): fdatasync before
+//!                               # a commit is acknowledged; "batch": at most every 10 ms
+//!                               # (survives kill -9, a power loss may lose 10 ms);
+//!                               # "off": never (the OS decides)
 //! report_interval_ms = 1000     # default 1000, 10..=60000
 //! ring_capacity = 262144        # default 262144; a power of two in 4096..=2^30
 //! grace_ms = 3000               # SIGTERM to SIGKILL; default 3000, 0..=600000

@@ -29,6 +29,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) placement: Option<Spanned<String>>,
     #[serde(default)]
+    pub(super) sync: Option<Spanned<String>>,
+    #[serde(default)]
     pub(super) build: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default)]
     pub(super) subfunction: Vec<RawSubfn>,

@@ -17,7 +17,7 @@ use super::{
     REPORT_INTERVAL,
 };
 use shmcollab_runtime::plan::resolve_program;
-use shmcollab_runtime::plan::{CoordinatorChoice, LpPlan, Placement, Plan};
+use shmcollab_runtime::plan::{CoordinatorChoice, LpPlan, Placement, Plan, SyncMode};
 use shmcollab_shm::registry::MAX_SUBFNS;
 use std::collections::HashMap;
 use std::ops::Range;
@@ -181,6 +181,7 @@ impl Source<'_> {
             top("grace_ms")
         })? as u64;
         let placement = self.placement(&raw.placement)?;
+        let sync = self.sync(&raw.sync)?;
         let state_dir = self.state_dir(&raw.state_dir, &dir)?;
         let build = match &raw.build {
             None => None,
@@ -207,6 +208,7 @@ impl Source<'_> {
                 grace_ms,
                 placement,
                 cpus: None,
+                sync,
             },
         })
     }
@@ -241,6 +243,22 @@ impl Source<'_> {
                     format!("expected \"auto\" or \"none\", found {other:?}"),
                 )),
             },
+        }
+    }
+
+    fn sync(&self, value: &Option<Spanned<String>>) -> Result<SyncMode, ConfigError> {
+        let Some(v) = value else {
+            return Ok(SyncMode::Always);
+        };
+        match v.get_ref().as_str() {
+            "always" => Ok(SyncMode::Always),
+            "batch" => Ok(SyncMode::Batch),
+            "off" => Ok(SyncMode::Off),
+            other => Err(self.err(
+                v.span(),
+                top("sync"),
+                format!("expected \"always\", \"batch\" or \"off\", found {other:?}"),
+            )),
         }
     }
 
