@@ -199,12 +199,21 @@ impl<'a> Reader<'a> {
     }
 
     /// A `u64` count of items that each take at least `min_item_len` bytes.
-    pub fn count64(&mut self, min_item_len: usize, what: &'static str) -> Result<usize, DecodeError> {
+    pub fn count64(
+        &mut self,
+        min_item_len: usize,
+        what: &'static str,
+    ) -> Result<usize, DecodeError> {
         let count = self.u64(what)?;
         self.check_count(count, min_item_len, what)
     }
 
-    fn check_count(&self, count: u64, min: usize, what: &'static str) -> Result<usize, DecodeError> {
+    fn check_count(
+        &self,
+        count: u64,
+        min: usize,
+        what: &'static str,
+    ) -> Result<usize, DecodeError> {
         let need = u128::from(count) * min.max(1) as u128;
         if need > self.rest.len() as u128 {
             return Err(DecodeError::Count {
@@ -326,15 +335,24 @@ mod tests {
 
         let mut r = Reader::new(&b);
         r.u32("n").unwrap();
-        assert!(matches!(r.bytes(2, "s"), Err(DecodeError::TooLong { len: 3, .. })));
+        assert!(matches!(
+            r.bytes(2, "s"),
+            Err(DecodeError::TooLong { len: 3, .. })
+        ));
         let mut r = Reader::new(&b[..6]);
         r.u32("n").unwrap();
-        assert!(matches!(r.bytes(9, "s"), Err(DecodeError::Truncated { .. })));
+        assert!(matches!(
+            r.bytes(9, "s"),
+            Err(DecodeError::Truncated { .. })
+        ));
         assert_eq!(
             Reader::new(&[2]).bool("b"),
             Err(DecodeError::BadTag { what: "b", tag: 2 })
         );
-        assert_eq!(Reader::new(&[1]).end(), Err(DecodeError::Trailing { extra: 1 }));
+        assert_eq!(
+            Reader::new(&[1]).end(),
+            Err(DecodeError::Trailing { extra: 1 })
+        );
     }
 
     #[test]
@@ -343,9 +361,15 @@ mod tests {
         w.u32(3);
         w.raw(&[0; 11]);
         let b = w.finish();
-        assert!(matches!(Reader::new(&b).count(4, "items"), Err(DecodeError::Count { count: 3, .. })));
+        assert!(matches!(
+            Reader::new(&b).count(4, "items"),
+            Err(DecodeError::Count { count: 3, .. })
+        ));
         assert_eq!(Reader::new(&b).count(3, "items"), Ok(3));
         let huge = u64::MAX.to_le_bytes();
-        assert!(matches!(Reader::new(&huge).count64(1, "keys"), Err(DecodeError::Count { .. })));
+        assert!(matches!(
+            Reader::new(&huge).count64(1, "keys"),
+            Err(DecodeError::Count { .. })
+        ));
     }
 }

@@ -44,7 +44,9 @@ pub(super) fn scan_covers(s: &ScanItem, key: &[u8]) -> bool {
     if s.seen.len() < s.limit as usize {
         return true;
     }
-    s.seen.last().is_some_and(|(last, _)| key <= last.as_slice())
+    s.seen
+        .last()
+        .is_some_and(|(last, _)| key <= last.as_slice())
 }
 
 /// The locks on (`subfn`, `key`) held by a transaction other than `txid`.

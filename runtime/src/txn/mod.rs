@@ -10,11 +10,11 @@
 //! * [`codec`]: the reader, the writer and the one decoding error they share.
 
 pub mod codec;
-mod locks;
+pub mod locks;
 pub mod msg;
 pub mod record;
 pub mod set;
-mod snapshot;
+pub mod snapshot;
 pub mod store;
 
 #[cfg(test)]

@@ -26,7 +26,7 @@
 //! should cut a scan to what fits.
 
 use super::codec::{DecodeError, Reader, Writer};
-use super::set::{TxnSet, Version};
+use super::set::{Entry, TxnSet, Version};
 
 /// A transaction request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,7 +93,7 @@ pub enum TxnReply {
         version: Version,
     },
     /// A scan's entries: key, value, version, in key order.
-    Entries(Vec<(Vec<u8>, Vec<u8>, Version)>),
+    Entries(Vec<Entry>),
     /// Committed (durably) under this version.
     Committed {
         /// The commit's version.
@@ -171,7 +171,11 @@ impl TxnRequest {
             }
             TxnRequest::CommitLocal { txid, set } | TxnRequest::Prepare { txid, set } => {
                 let local = matches!(self, TxnRequest::CommitLocal { .. });
-                w.u8(if local { tag::COMMIT_LOCAL } else { tag::PREPARE });
+                w.u8(if local {
+                    tag::COMMIT_LOCAL
+                } else {
+                    tag::PREPARE
+                });
                 w.u64(*txid);
                 set.encode_into(&mut w);
             }
@@ -219,7 +223,12 @@ impl TxnRequest {
             tag::OUTCOME => TxnRequest::Outcome {
                 txid: r.u64("txid")?,
             },
-            tag => return Err(DecodeError::BadTag { what: "request", tag }),
+            tag => {
+                return Err(DecodeError::BadTag {
+                    what: "request",
+                    tag,
+                })
+            }
         };
         r.end()?;
         Ok(req)
@@ -285,7 +294,11 @@ impl TxnReply {
         let reply = match r.u8("reply tag")? {
             tag::VALUE => {
                 let present = r.bool("value present")?;
-                let value = if present { Some(r.value("value")?) } else { None };
+                let value = if present {
+                    Some(r.value("value")?)
+                } else {
+                    None
+                };
                 TxnReply::Value {
                     value,
                     version: r.u64("version")?,
@@ -315,7 +328,7 @@ impl TxnReply {
     }
 }
 
-fn decode_entries(r: &mut Reader<'_>) -> Result<Vec<(Vec<u8>, Vec<u8>, Version)>, DecodeError> {
+fn decode_entries(r: &mut Reader<'_>) -> Result<Vec<Entry>, DecodeError> {
     let n = r.count(MIN_ENTRY, "entries")?;
     let mut entries = Vec::with_capacity(n);
     for _ in 0..n {
@@ -329,6 +342,9 @@ fn decode_outcome(r: &mut Reader<'_>) -> Result<Option<bool>, DecodeError> {
         0 => Ok(None),
         1 => Ok(Some(true)),
         2 => Ok(Some(false)),
-        tag => Err(DecodeError::BadTag { what: "outcome", tag }),
+        tag => Err(DecodeError::BadTag {
+            what: "outcome",
+            tag,
+        }),
     }
 }

@@ -120,7 +120,12 @@ impl Record {
                 commit: r.bool("commit")?,
                 version: r.u64("version")?,
             },
-            tag => return Err(DecodeError::BadTag { what: "record", tag }),
+            tag => {
+                return Err(DecodeError::BadTag {
+                    what: "record",
+                    tag,
+                })
+            }
         };
         r.end()?;
         Ok(rec)

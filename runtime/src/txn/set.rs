@@ -21,6 +21,9 @@ use super::codec::{DecodeError, Reader, Writer, MAX_KEY, MAX_VALUE};
 /// The version of a key: the commit that last wrote it; 0 = absent.
 pub type Version = u64;
 
+/// One entry of a scan: key, value, version.
+pub type Entry = (Vec<u8>, Vec<u8>, Version);
+
 /// A key a transaction read, with the version it saw (0: absent).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadItem {
@@ -96,9 +99,24 @@ impl TxnSet {
     /// holds.
     pub fn filter(&self, mut keep: impl FnMut(u32) -> bool) -> TxnSet {
         TxnSet {
-            reads: self.reads.iter().filter(|r| keep(r.subfn)).cloned().collect(),
-            scans: self.scans.iter().filter(|s| keep(s.subfn)).cloned().collect(),
-            writes: self.writes.iter().filter(|w| keep(w.subfn)).cloned().collect(),
+            reads: self
+                .reads
+                .iter()
+                .filter(|r| keep(r.subfn))
+                .cloned()
+                .collect(),
+            scans: self
+                .scans
+                .iter()
+                .filter(|s| keep(s.subfn))
+                .cloned()
+                .collect(),
+            writes: self
+                .writes
+                .iter()
+                .filter(|w| keep(w.subfn))
+                .cloned()
+                .collect(),
         }
     }
 
@@ -108,7 +126,11 @@ impl TxnSet {
     pub fn check_limits(&self) -> Result<(), DecodeError> {
         let keys = (self.reads.iter().map(|r| &r.key))
             .chain(self.scans.iter().map(|s| &s.prefix))
-            .chain(self.scans.iter().flat_map(|s| s.seen.iter().map(|(k, _)| k)))
+            .chain(
+                self.scans
+                    .iter()
+                    .flat_map(|s| s.seen.iter().map(|(k, _)| k)),
+            )
             .chain(self.writes.iter().map(|w| &w.key));
         for k in keys {
             check_len(k.len(), MAX_KEY, "key")?;

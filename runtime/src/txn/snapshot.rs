@@ -77,13 +77,19 @@ fn open<'a>(
     magic: &[u8; 8],
     what: &'static str,
 ) -> Result<(Reader<'a>, Version), DecodeError> {
-    let split = bytes.len().checked_sub(4).ok_or(DecodeError::Truncated { what })?;
+    let split = bytes
+        .len()
+        .checked_sub(4)
+        .ok_or(DecodeError::Truncated { what })?;
     let (body, crc) = bytes.split_at(split);
     let mut r = Reader::new(body);
     if r.take(8, what)? != magic {
         return Err(DecodeError::BadMagic { what });
     }
-    let stored = u32::from_le_bytes(crc.try_into().map_err(|_| DecodeError::Truncated { what })?);
+    let stored = u32::from_le_bytes(
+        crc.try_into()
+            .map_err(|_| DecodeError::Truncated { what })?,
+    );
     let computed = crc32c::crc32c(body);
     if stored != computed {
         return Err(DecodeError::Checksum { stored, computed });
@@ -96,7 +102,10 @@ fn open<'a>(
     Ok((r, max_version))
 }
 
-fn decode_section(r: &mut Reader<'_>, max_version: Version) -> Result<(u32, Keyspace), DecodeError> {
+fn decode_section(
+    r: &mut Reader<'_>,
+    max_version: Version,
+) -> Result<(u32, Keyspace), DecodeError> {
     let subfn = r.u32("section subfn")?;
     let len = r.u64("section length")?;
     let len = usize::try_from(len).map_err(|_| DecodeError::Truncated { what: "section" })?;
@@ -112,7 +121,9 @@ fn decode_section(r: &mut Reader<'_>, max_version: Version) -> Result<(u32, Keys
             return Err(DecodeError::Invalid("key version out of 1..=max_version"));
         }
         if last.as_ref().is_some_and(|l| *l >= key) {
-            return Err(DecodeError::Invalid("keys not in strictly increasing order"));
+            return Err(DecodeError::Invalid(
+                "keys not in strictly increasing order",
+            ));
         }
         last = Some(key.clone());
         space.insert(key, (value, version));
@@ -127,12 +138,16 @@ fn decode_prepared(r: &mut Reader<'_>, store: &mut Store) -> Result<(), DecodeEr
     for _ in 0..n {
         let txid = r.u64("txid")?;
         if last.is_some_and(|l| l >= txid) {
-            return Err(DecodeError::Invalid("prepared txids not strictly increasing"));
+            return Err(DecodeError::Invalid(
+                "prepared txids not strictly increasing",
+            ));
         }
         last = Some(txid);
         let set = TxnSet::decode_from(r)?;
         if set.subfns().iter().any(|s| !store.hosts(*s)) {
-            return Err(DecodeError::Invalid("prepared set touches a sub-function not in the snapshot"));
+            return Err(DecodeError::Invalid(
+                "prepared set touches a sub-function not in the snapshot",
+            ));
         }
         if store.locks.check(txid, &set).is_err() {
             return Err(DecodeError::Invalid("prepared transactions clash"));
@@ -172,8 +187,14 @@ impl Store {
         let n = r.count(MIN_SECTION, "sections")?;
         for _ in 0..n {
             let (subfn, space) = decode_section(&mut r, max_version)?;
-            if store.spaces.last_key_value().is_some_and(|(l, _)| *l >= subfn) {
-                return Err(DecodeError::Invalid("sections not in strictly increasing order"));
+            if store
+                .spaces
+                .last_key_value()
+                .is_some_and(|(l, _)| *l >= subfn)
+            {
+                return Err(DecodeError::Invalid(
+                    "sections not in strictly increasing order",
+                ));
             }
             store.spaces.insert(subfn, space);
         }
@@ -204,7 +225,9 @@ impl Store {
         let (subfn, space) = decode_section(&mut r, max_version)?;
         r.end()?;
         if self.locks.holder_in(subfn).is_some() {
-            return Err(DecodeError::Invalid("a prepared transaction holds keys of the sub-function"));
+            return Err(DecodeError::Invalid(
+                "a prepared transaction holds keys of the sub-function",
+            ));
         }
         self.spaces.insert(subfn, space);
         self.max_version = self.max_version.max(max_version);

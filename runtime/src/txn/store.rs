@@ -22,7 +22,7 @@
 use std::collections::BTreeMap;
 
 use super::locks::Locks;
-pub use super::set::{ReadItem, ScanItem, TxnSet, Version, WriteItem};
+pub use super::set::{Entry, ReadItem, ScanItem, TxnSet, Version, WriteItem};
 
 /// One sub-function's keyspace: key -> (value, version).
 pub(super) type Keyspace = BTreeMap<Vec<u8>, (Vec<u8>, Version)>;
@@ -92,7 +92,12 @@ pub enum UnhostError {
 /// A key or prefix for messages: printable ASCII as is, other bytes as
 /// `\xNN`, cut after 64 bytes.
 fn show(b: &[u8]) -> String {
-    let mut s: String = b.iter().take(64).flat_map(|c| c.escape_ascii()).map(char::from).collect();
+    let mut s: String = b
+        .iter()
+        .take(64)
+        .flat_map(|c| c.escape_ascii())
+        .map(char::from)
+        .collect();
     if b.len() > 64 {
         s.push_str("...");
     }
@@ -155,12 +160,7 @@ impl Store {
 
     /// The first `limit` committed entries whose key starts with `prefix`,
     /// in key order (`limit` 0 returns nothing).
-    pub fn scan(
-        &self,
-        subfn: u32,
-        prefix: &[u8],
-        limit: u32,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>, Version)>, Conflict> {
+    pub fn scan(&self, subfn: u32, prefix: &[u8], limit: u32) -> Result<Vec<Entry>, Conflict> {
         Ok(prefix_range(self.space(subfn)?, prefix)
             .take(limit as usize)
             .map(|(k, (v, ver))| (k.clone(), v.clone(), *ver))
@@ -282,6 +282,9 @@ fn prefix_range<'a>(
     prefix: &'a [u8],
 ) -> impl Iterator<Item = (&'a Vec<u8>, &'a (Vec<u8>, Version))> + 'a {
     space
-        .range::<[u8], _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded))
+        .range::<[u8], _>((
+            std::ops::Bound::Included(prefix),
+            std::ops::Bound::Unbounded,
+        ))
         .take_while(move |(k, _)| k.starts_with(prefix))
 }

@@ -18,19 +18,20 @@ pub fn set() -> impl Strategy<Value = TxnSet> {
         key,
         version,
     });
-    let scan = (0u32..4, bytes(4), any::<u32>(), vec((bytes(8), any::<u64>()), 0..4)).prop_map(
-        |(subfn, prefix, limit, seen)| ScanItem {
+    let scan = (
+        0u32..4,
+        bytes(4),
+        any::<u32>(),
+        vec((bytes(8), any::<u64>()), 0..4),
+    )
+        .prop_map(|(subfn, prefix, limit, seen)| ScanItem {
             subfn,
             prefix,
             limit,
             seen,
-        },
-    );
-    let write = (0u32..4, bytes(8), option::of(bytes(16))).prop_map(|(subfn, key, value)| WriteItem {
-        subfn,
-        key,
-        value,
-    });
+        });
+    let write = (0u32..4, bytes(8), option::of(bytes(16)))
+        .prop_map(|(subfn, key, value)| WriteItem { subfn, key, value });
     (vec(read, 0..4), vec(scan, 0..3), vec(write, 0..4)).prop_map(|(reads, scans, writes)| TxnSet {
         reads,
         scans,
@@ -64,25 +65,26 @@ pub fn record() -> impl Strategy<Value = Record> {
 pub fn request() -> impl Strategy<Value = TxnRequest> {
     prop_oneof![
         (any::<u32>(), bytes(8)).prop_map(|(subfn, key)| TxnRequest::Get { subfn, key }),
-        (any::<u32>(), bytes(8), any::<u32>()).prop_map(|(subfn, prefix, limit)| TxnRequest::Scan {
-            subfn,
-            prefix,
-            limit
+        (any::<u32>(), bytes(8), any::<u32>()).prop_map(|(subfn, prefix, limit)| {
+            TxnRequest::Scan {
+                subfn,
+                prefix,
+                limit,
+            }
         }),
         set().prop_map(|set| TxnRequest::Commit { set }),
         (any::<u64>(), set()).prop_map(|(txid, set)| TxnRequest::CommitLocal { txid, set }),
         (any::<u64>(), set()).prop_map(|(txid, set)| TxnRequest::Prepare { txid, set }),
-        (any::<u64>(), any::<bool>()).prop_map(|(txid, commit)| TxnRequest::Decide { txid, commit }),
+        (any::<u64>(), any::<bool>())
+            .prop_map(|(txid, commit)| TxnRequest::Decide { txid, commit }),
         any::<u64>().prop_map(|txid| TxnRequest::Outcome { txid }),
     ]
 }
 
 pub fn reply() -> impl Strategy<Value = TxnReply> {
     prop_oneof![
-        (option::of(bytes(16)), any::<u64>()).prop_map(|(value, version)| TxnReply::Value {
-            value,
-            version
-        }),
+        (option::of(bytes(16)), any::<u64>())
+            .prop_map(|(value, version)| TxnReply::Value { value, version }),
         vec((bytes(8), bytes(16), any::<u64>()), 0..4).prop_map(TxnReply::Entries),
         any::<u64>().prop_map(|version| TxnReply::Committed { version }),
         ".{0,20}".prop_map(TxnReply::Conflict),
@@ -97,11 +99,8 @@ pub fn reply() -> impl Strategy<Value = TxnReply> {
 /// A store hosting sub-functions 0..3, filled by committed transactions,
 /// with some transactions left prepared (on disjoint keys).
 pub fn store() -> impl Strategy<Value = Store> {
-    let write = (0u32..3, bytes(6), option::of(bytes(12))).prop_map(|(subfn, key, value)| WriteItem {
-        subfn,
-        key,
-        value,
-    });
+    let write = (0u32..3, bytes(6), option::of(bytes(12)))
+        .prop_map(|(subfn, key, value)| WriteItem { subfn, key, value });
     (vec(vec(write, 1..4), 0..12), 0usize..4).prop_map(|(txns, pending)| {
         let mut s = Store::new();
         for f in 0..3 {

@@ -10,9 +10,16 @@ use crate::txn::record::Record;
 use crate::txn::store::{Store, TxnSet, WriteItem};
 
 /// Every strict prefix of `b` is refused by `decode`.
-fn prefixes_refused<T: std::fmt::Debug>(b: &[u8], decode: impl Fn(&[u8]) -> Result<T, DecodeError>) {
+fn prefixes_refused<T: std::fmt::Debug>(
+    b: &[u8],
+    decode: impl Fn(&[u8]) -> Result<T, DecodeError>,
+) {
     for n in 0..b.len() {
-        assert!(decode(&b[..n]).is_err(), "prefix of {n} of {} bytes decoded", b.len());
+        assert!(
+            decode(&b[..n]).is_err(),
+            "prefix of {n} of {} bytes decoded",
+            b.len()
+        );
     }
 }
 
@@ -120,47 +127,112 @@ proptest! {
 
 #[test]
 fn trailing_bytes_and_unknown_tags_are_refused() {
-    let mut b = Record::Decision { txid: 1, commit: true, version: 2 }.encode();
+    let mut b = Record::Decision {
+        txid: 1,
+        commit: true,
+        version: 2,
+    }
+    .encode();
     b.push(0);
     assert_eq!(Record::decode(&b), Err(DecodeError::Trailing { extra: 1 }));
-    assert!(matches!(Record::decode(&[9]), Err(DecodeError::BadTag { tag: 9, .. })));
-    assert!(matches!(TxnRequest::decode(&[0]), Err(DecodeError::BadTag { tag: 0, .. })));
-    assert!(matches!(TxnReply::decode(&[99]), Err(DecodeError::BadTag { tag: 99, .. })));
-    let mut outcome = TxnReply::Outcome { txid: 3, commit: None }.encode();
+    assert!(matches!(
+        Record::decode(&[9]),
+        Err(DecodeError::BadTag { tag: 9, .. })
+    ));
+    assert!(matches!(
+        TxnRequest::decode(&[0]),
+        Err(DecodeError::BadTag { tag: 0, .. })
+    ));
+    assert!(matches!(
+        TxnReply::decode(&[99]),
+        Err(DecodeError::BadTag { tag: 99, .. })
+    ));
+    let mut outcome = TxnReply::Outcome {
+        txid: 3,
+        commit: None,
+    }
+    .encode();
     *outcome.last_mut().unwrap() = 3;
-    assert!(matches!(TxnReply::decode(&outcome), Err(DecodeError::BadTag { tag: 3, .. })));
+    assert!(matches!(
+        TxnReply::decode(&outcome),
+        Err(DecodeError::BadTag { tag: 3, .. })
+    ));
 }
 
 #[test]
 fn lengths_and_counts_are_bounded() {
     let key = vec![0; MAX_KEY + 1];
     let get = TxnRequest::Get { subfn: 0, key }.encode();
-    assert!(matches!(TxnRequest::decode(&get), Err(DecodeError::TooLong { .. })));
+    assert!(matches!(
+        TxnRequest::decode(&get),
+        Err(DecodeError::TooLong { .. })
+    ));
     let value = vec![0; MAX_VALUE + 1];
-    let reply = TxnReply::Value { value: Some(value.clone()), version: 1 }.encode();
-    assert!(matches!(TxnReply::decode(&reply), Err(DecodeError::TooLong { .. })));
+    let reply = TxnReply::Value {
+        value: Some(value.clone()),
+        version: 1,
+    }
+    .encode();
+    assert!(matches!(
+        TxnReply::decode(&reply),
+        Err(DecodeError::TooLong { .. })
+    ));
     // A commit claiming 4 billion reads in a few bytes allocates nothing.
     let mut w = Writer::new();
     w.u8(3);
     w.u32(u32::MAX);
     w.raw(&[0; 32]);
-    assert!(matches!(TxnRequest::decode(&w.finish()), Err(DecodeError::Count { .. })));
+    assert!(matches!(
+        TxnRequest::decode(&w.finish()),
+        Err(DecodeError::Count { .. })
+    ));
 
     let mut set = TxnSet::default();
     set.check_limits().unwrap();
-    set.writes.push(WriteItem { subfn: 0, key: vec![1], value: Some(value) });
-    assert!(matches!(set.check_limits(), Err(DecodeError::TooLong { what: "value", .. })));
+    set.writes.push(WriteItem {
+        subfn: 0,
+        key: vec![1],
+        value: Some(value),
+    });
+    assert!(matches!(
+        set.check_limits(),
+        Err(DecodeError::TooLong { what: "value", .. })
+    ));
 }
 
 #[test]
 fn snapshots_that_break_the_rules_are_refused() {
-    let ok = sealed(b"SHMCTXSF", 5, &section(1, &[(b"a", b"x", 1), (b"b", b"y", 5)]));
+    let ok = sealed(
+        b"SHMCTXSF",
+        5,
+        &section(1, &[(b"a", b"x", 1), (b"b", b"y", 5)]),
+    );
     assert_eq!(Store::new().load_subfn(&ok), Ok(1));
     let cases: [(&str, Vec<u8>); 5] = [
-        ("order", sealed(b"SHMCTXSF", 5, &section(1, &[(b"b", b"x", 1), (b"a", b"y", 2)]))),
-        ("duplicate", sealed(b"SHMCTXSF", 5, &section(1, &[(b"a", b"x", 1), (b"a", b"y", 2)]))),
-        ("zero version", sealed(b"SHMCTXSF", 5, &section(1, &[(b"a", b"x", 0)]))),
-        ("above max", sealed(b"SHMCTXSF", 5, &section(1, &[(b"a", b"x", 6)]))),
+        (
+            "order",
+            sealed(
+                b"SHMCTXSF",
+                5,
+                &section(1, &[(b"b", b"x", 1), (b"a", b"y", 2)]),
+            ),
+        ),
+        (
+            "duplicate",
+            sealed(
+                b"SHMCTXSF",
+                5,
+                &section(1, &[(b"a", b"x", 1), (b"a", b"y", 2)]),
+            ),
+        ),
+        (
+            "zero version",
+            sealed(b"SHMCTXSF", 5, &section(1, &[(b"a", b"x", 0)])),
+        ),
+        (
+            "above max",
+            sealed(b"SHMCTXSF", 5, &section(1, &[(b"a", b"x", 6)])),
+        ),
         ("wrong magic", sealed(b"SHMCTXST", 5, &section(1, &[]))),
     ];
     for (name, b) in cases {
@@ -173,7 +245,10 @@ fn snapshots_that_break_the_rules_are_refused() {
     body.raw(&section(1, &[]));
     body.u32(0);
     let b = sealed(b"SHMCTXST", 1, body.as_slice());
-    assert!(matches!(Store::decode_snapshot(&b), Err(DecodeError::Invalid(_))));
+    assert!(matches!(
+        Store::decode_snapshot(&b),
+        Err(DecodeError::Invalid(_))
+    ));
 }
 
 #[test]
@@ -181,7 +256,11 @@ fn clashing_or_foreign_prepared_sets_are_refused() {
     let held = |subfn: u32| {
         let mut w = Writer::new();
         TxnSet {
-            writes: vec![WriteItem { subfn, key: b"k".to_vec(), value: None }],
+            writes: vec![WriteItem {
+                subfn,
+                key: b"k".to_vec(),
+                value: None,
+            }],
             ..TxnSet::default()
         }
         .encode_into(&mut w);
@@ -203,5 +282,8 @@ fn clashing_or_foreign_prepared_sets_are_refused() {
         Store::decode_snapshot(&snapshot([0, 0])).unwrap_err(),
         DecodeError::Invalid("prepared transactions clash")
     );
-    assert!(matches!(Store::decode_snapshot(&snapshot([0, 7])), Err(DecodeError::Invalid(_))));
+    assert!(matches!(
+        Store::decode_snapshot(&snapshot([0, 7])),
+        Err(DecodeError::Invalid(_))
+    ));
 }

@@ -2,6 +2,6 @@
 
 mod arb;
 mod codecs;
-//mod model;
-//mod occ;
-//mod serial;
+mod model;
+mod occ;
+mod serial;
