@@ -10,6 +10,7 @@
 //!   queue of messages batched under one tag.
 //! * [`ctl`]: the typed control messages (manager <-> LP, manager <-> manager).
 //! * [`report`]: the typed state report and the published collaboration state.
+//! * [`txn`]: the transaction server's store, log records and messages.
 //! * [`plan`]: what the supervisor decided, handed to every manager.
 //! * [`wire`]: names, environment variables and child-process setup shared
 //!   by all of them.
@@ -22,6 +23,7 @@ pub mod lp;
 pub mod manager;
 pub mod plan;
 pub mod report;
+pub mod txn;
 pub mod wire;
 
 pub use lp::{AttachError, CorruptError, Lp, LpError, Message, MessageKind, StateError};

@@ -1,0 +1,133 @@
+//! What goes into the write-ahead log: the payload of one log record (the
+//! log frames it with its sequence number and CRC32C).
+//!
+//! All integers little-endian; a set and a list of writes are laid out as
+//! in [`super::set`].
+//!
+//! ```text
+//!  off  size  field
+//!    0     1  tag: 1 Commit, 2 Prepare, 3 Decision (never renumber)
+//!
+//!  Commit     1  8  txid u64
+//!             9  8  version u64
+//!            17  -  u32 nwrites, nwrites x WriteItem
+//!  Prepare    1  8  txid u64
+//!             9  4  coordinator u32 (manager slot)
+//!            13  -  TxnSet
+//!  Decision   1  8  txid u64
+//!             9  1  commit u8 (0 abort, 1 commit)
+//!            10  8  version u64 (meaningful when commit = 1)
+//! ```
+//!
+//! A record is exactly its bytes: trailing bytes are an error.
+
+use super::codec::{DecodeError, Reader, Writer};
+use super::set::{decode_writes, encode_writes, TxnSet, Version, WriteItem};
+
+const COMMIT: u8 = 1;
+const PREPARE: u8 = 2;
+const DECISION: u8 = 3;
+
+/// One write-ahead log record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    /// A transaction that committed here alone.
+    Commit {
+        /// The transaction.
+        txid: u64,
+        /// The version its writes carry.
+        version: Version,
+        /// Its writes (the part hosted here).
+        writes: Vec<WriteItem>,
+    },
+    /// This manager voted yes in a two-phase commit led by manager slot
+    /// `coordinator`.
+    Prepare {
+        /// The transaction.
+        txid: u64,
+        /// The coordinating manager's slot.
+        coordinator: u32,
+        /// The hosted part of its set (its locks, its writes).
+        set: TxnSet,
+    },
+    /// The outcome of a two-phase commit (at the coordinator: the commit
+    /// point; at a participant: applied).
+    Decision {
+        /// The transaction.
+        txid: u64,
+        /// Commit (true) or abort.
+        commit: bool,
+        /// The version its writes carry (when committed).
+        version: Version,
+    },
+}
+
+impl Record {
+    /// The record's bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        match self {
+            Record::Commit {
+                txid,
+                version,
+                writes,
+            } => {
+                w.u8(COMMIT);
+                w.u64(*txid);
+                w.u64(*version);
+                encode_writes(writes, &mut w);
+            }
+            Record::Prepare {
+                txid,
+                coordinator,
+                set,
+            } => {
+                w.u8(PREPARE);
+                w.u64(*txid);
+                w.u32(*coordinator);
+                set.encode_into(&mut w);
+            }
+            Record::Decision {
+                txid,
+                commit,
+                version,
+            } => {
+                w.u8(DECISION);
+                w.u64(*txid);
+                w.bool(*commit);
+                w.u64(*version);
+            }
+        }
+        w.finish()
+    }
+
+    /// Reads a record (untrusted bytes: a log file).
+    pub fn decode(b: &[u8]) -> Result<Record, DecodeError> {
+        let mut r = Reader::new(b);
+        let rec = match r.u8("record tag")? {
+            COMMIT => Record::Commit {
+                txid: r.u64("txid")?,
+                version: r.u64("version")?,
+                writes: decode_writes(&mut r)?,
+            },
+            PREPARE => Record::Prepare {
+                txid: r.u64("txid")?,
+                coordinator: r.u32("coordinator")?,
+                set: TxnSet::decode_from(&mut r)?,
+            },
+            DECISION => Record::Decision {
+                txid: r.u64("txid")?,
+                commit: r.bool("commit")?,
+                version: r.u64("version")?,
+            },
+            tag => {
+                return Err(DecodeError::BadTag {
+                    what: "record",
+                    tag,
+                })
+            }
+        };
+        r.end()?;
+        Ok(rec)
+    }
+}
