@@ -22,6 +22,7 @@ pub mod lp;
 pub mod manager;
 pub mod plan;
 pub mod report;
+pub mod txn;
 pub mod wire;
 
 pub use lp::{AttachError, CorruptError, Lp, LpError, Message, MessageKind, StateError};
