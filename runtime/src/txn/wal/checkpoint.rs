@@ -21,7 +21,7 @@ impl<S: Storage> Wal<S> {
         self.sync()?;
         let next = self.next_lsn;
         self.write_snapshot(next, snapshot)?;
-        let file = prepare_log(&self.storage, &self.dir, next)?;
+        let file = prepare_log(&self.storage, &self.dir, next, self.chunk)?;
         match install_log(&self.storage, &self.dir) {
             Ok(()) => {}
             Err(InstallError::NotRenamed(e)) => return Err(e),

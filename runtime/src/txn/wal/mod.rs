@@ -175,6 +175,30 @@ fn io_err(what: &'static str) -> impl FnOnce(io::Error) -> WalError {
     move |source| WalError::Io { what, source }
 }
 
+/// How to open a log: [`Wal::open`] takes the defaults with a sync mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalOptions {
+    /// When `sync` calls fdatasync.
+    pub sync: SyncMode,
+    /// Bytes preallocated at a time (rounded up to a multiple of 8, at
+    /// least 4 KiB); [`PREALLOC_CHUNK`] by default.
+    pub prealloc_chunk: u64,
+}
+
+impl WalOptions {
+    /// The defaults with `sync`.
+    pub fn new(sync: SyncMode) -> Self {
+        WalOptions {
+            sync,
+            prealloc_chunk: PREALLOC_CHUNK,
+        }
+    }
+
+    fn chunk(&self) -> u64 {
+        self.prealloc_chunk.max(4096).next_multiple_of(8)
+    }
+}
+
 /// The last acknowledged point: the log's end offset and LSN.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Mark {
@@ -188,6 +212,8 @@ pub struct Wal<S: Storage> {
     dir: PathBuf,
     file: S::File,
     mode: SyncMode,
+    /// Preallocation step.
+    chunk: u64,
     /// LSN the next `append` hands out.
     next_lsn: u64,
     /// Encoded records not yet written to the file; they go at `written`.
@@ -295,10 +321,10 @@ impl<S: Storage> Wal<S> {
         Ok(())
     }
 
-    /// Grow the file to a multiple of [`PREALLOC_CHUNK`] at or above `end`,
-    /// and make the new length durable.
+    /// Grow the file to a multiple of the preallocation chunk at or above
+    /// `end`, and make the new length durable.
     fn preallocate(&mut self, end: u64) -> Result<(), WalError> {
-        let want = end.div_ceil(PREALLOC_CHUNK) * PREALLOC_CHUNK;
+        let want = end.div_ceil(self.chunk) * self.chunk;
         self.file.allocate(want).map_err(io_err("preallocate"))?;
         self.alloc = want;
         if self.mode != SyncMode::Off {
@@ -361,7 +387,8 @@ impl<S: Storage> Wal<S> {
         self.last_sync
     }
 
-    /// fdatasyncs done (group commits, preallocations, cuts excluded).
+    /// fdatasyncs done by `append`, `sync` and `checkpoint` (those of
+    /// recovery and of a roll-back excluded).
     pub fn syncs(&self) -> u64 {
         self.syncs
     }

@@ -4,8 +4,8 @@
 use super::format::{self, decode_log_header, FormatError, LOG_HEADER_LEN};
 use super::recover::{self, Stop};
 use super::{
-    io_err, zero_range, Mark, Recovered, SyncMode, Wal, WalError, LOG_FILE, LOG_TMP,
-    PREALLOC_CHUNK, SNAPSHOT_FILE, SNAPSHOT_TMP,
+    io_err, zero_range, Mark, Recovered, SyncMode, Wal, WalError, WalOptions, LOG_FILE, LOG_TMP,
+    SNAPSHOT_FILE, SNAPSHOT_TMP,
 };
 use crate::txn::storage::{LogFile, Storage};
 use std::path::Path;
@@ -15,6 +15,16 @@ impl<S: Storage> Wal<S> {
     /// first torn or corrupt record and zero the log from there, durably),
     /// and be ready to append after the last valid record.
     pub fn open(storage: S, dir: &Path, sync: SyncMode) -> Result<(Wal<S>, Recovered), WalError> {
+        Self::open_with(storage, dir, WalOptions::new(sync))
+    }
+
+    /// [`Wal::open`] with options.
+    pub fn open_with(
+        storage: S,
+        dir: &Path,
+        opts: WalOptions,
+    ) -> Result<(Wal<S>, Recovered), WalError> {
+        let chunk = opts.chunk();
         storage
             .create_dir_all(dir)
             .map_err(io_err("create the directory"))?;
@@ -29,9 +39,9 @@ impl<S: Storage> Wal<S> {
         let (snap_next, snapshot) = load_snapshot(&storage, dir)?;
         let log_path = dir.join(LOG_FILE);
         let (file, scan) = if storage.exists(&log_path) {
-            open_log(&storage, dir, snap_next)?
+            open_log(&storage, dir, snap_next, chunk)?
         } else {
-            (create_log(&storage, dir, snap_next)?, None)
+            (create_log(&storage, dir, snap_next, chunk)?, None)
         };
         let (end, next_lsn, cut_bytes, stop, records) = match scan {
             Some(s) => (s.end, s.next_lsn, s.dirty_end - s.end, s.stop, s.records),
@@ -42,7 +52,8 @@ impl<S: Storage> Wal<S> {
             storage,
             dir: dir.to_path_buf(),
             file,
-            mode: sync,
+            mode: opts.sync,
+            chunk,
             next_lsn,
             buf: Vec::new(),
             written: end,
@@ -94,6 +105,7 @@ fn open_log<S: Storage>(
     storage: &S,
     dir: &Path,
     snap_next: u64,
+    chunk: u64,
 ) -> Result<(S::File, Option<recover::Scan>), WalError> {
     let path = dir.join(LOG_FILE);
     let mut file = storage.open(&path, false).map_err(io_err("open the log"))?;
@@ -113,7 +125,7 @@ fn open_log<S: Storage>(
     }
     let scan = recover::scan(&file, base, snap_next).map_err(io_err("read the log"))?;
     if scan.next_lsn < snap_next {
-        return Ok((create_log(storage, dir, snap_next)?, None));
+        return Ok((create_log(storage, dir, snap_next, chunk)?, None));
     }
     if scan.dirty_end > scan.end {
         zero_range(&mut file, scan.end, scan.dirty_end)
@@ -129,12 +141,13 @@ pub(super) fn prepare_log<S: Storage>(
     storage: &S,
     dir: &Path,
     base_lsn: u64,
+    chunk: u64,
 ) -> Result<S::File, WalError> {
     let tmp = dir.join(LOG_TMP);
     let result = (|| {
         storage.write_new(&tmp, &format::encode_log_header(base_lsn))?;
         let mut file = storage.open(&tmp, false)?;
-        file.allocate(PREALLOC_CHUNK)?;
+        file.allocate(chunk)?;
         file.sync_data()?;
         Ok(file)
     })();
@@ -164,8 +177,13 @@ pub(super) enum InstallError {
 }
 
 /// Create a fresh log at open (no log yet, or finishing a checkpoint).
-fn create_log<S: Storage>(storage: &S, dir: &Path, base_lsn: u64) -> Result<S::File, WalError> {
-    let file = prepare_log(storage, dir, base_lsn)?;
+fn create_log<S: Storage>(
+    storage: &S,
+    dir: &Path,
+    base_lsn: u64,
+    chunk: u64,
+) -> Result<S::File, WalError> {
+    let file = prepare_log(storage, dir, base_lsn, chunk)?;
     match install_log(storage, dir) {
         Ok(()) => Ok(file),
         Err(InstallError::NotRenamed(e) | InstallError::NotDurable(e)) => Err(e),

@@ -3,8 +3,8 @@
 //! measure what lies after it.
 //!
 //! A record is valid when its header is complete, its `len` is in range, the
-//! whole record lies inside the file, its CRC32C matches and its LSN is the
-//! one expected (the header's `base_lsn` plus its index). The first record
+//! whole record lies inside the file, its CRC32C matches, its padding is
+//! zeros and its LSN is the one expected (the header's `base_lsn` plus its index). The first record
 //! that is not valid ends the log: everything from its offset on is the cut.
 //! A zero `len` is the normal end (preallocated zeros); bytes that are not
 //! zero after the end (a torn or corrupt record, or sectors of an unsynced
@@ -28,6 +28,8 @@ pub enum Stop {
     BadLen,
     /// The checksum does not match.
     BadCrc,
+    /// The padding after the payload is not zeros.
+    BadPadding,
     /// A valid record with an LSN other than the one expected.
     WrongLsn,
 }
@@ -106,9 +108,13 @@ pub(super) fn scan<F: LogFile>(file: &F, base_lsn: u64, keep_from: u64) -> io::R
         if off + total > file_len {
             break Stop::Torn;
         }
-        let payload = rd.get(off + RECORD_HEADER_LEN as u64, payload_len)?;
+        let body = rd.get(off + RECORD_HEADER_LEN as u64, total as usize - RECORD_HEADER_LEN)?;
+        let (payload, pad) = body.split_at(payload_len.min(body.len()));
         if !head.check(payload) {
             break Stop::BadCrc;
+        }
+        if pad.iter().any(|&b| b != 0) {
+            break Stop::BadPadding;
         }
         let (true, Some(after)) = (lsn == next_lsn, next_lsn.checked_add(1)) else {
             break Stop::WrongLsn;
