@@ -30,7 +30,7 @@ pub(super) fn open(fs: &FaultyStorage, sync: SyncMode) -> (Wal<FaultyStorage>, R
 }
 
 pub(super) fn payload(i: usize, len: usize) -> Vec<u8> {
-    (0..len).map(|j| (i * 31 + j * 7) as u8).collect()
+    (0..len).map(|j| i.wrapping_mul(31).wrapping_add(j * 7) as u8).collect()
 }
 
 /// Records `(1, p1), (2, p2), ...` for the payloads.
@@ -377,5 +377,26 @@ fn measure() {
         }
         let rate = 102_400.0 / start.elapsed().as_secs_f64();
         println!("{name}: group commit 1024 x 128 B per fdatasync: {rate:.0} records/s");
+    }
+}
+
+/// A valid record whose LSN is not the next one (a stale record, a copy)
+/// ends the log like a corrupt one.
+#[test]
+fn record_with_an_unexpected_lsn_ends_the_log() {
+    for wrong in [0u64, 2, 4, u64::MAX] {
+        let fs = FaultyStorage::new();
+        fs.create_dir_all(&dir()).unwrap();
+        let mut image = format::encode_log_header(1).to_vec();
+        for lsn in [1, 2, wrong, 3] {
+            format::encode_record(lsn, &payload(lsn as usize, 20), &mut image);
+        }
+        fs.write_new(&log_path(), &image).unwrap();
+        let (mut wal, rec) = open(&fs, SyncMode::Always);
+        let lsns: Vec<u64> = rec.records.iter().map(|r| r.0).collect();
+        assert_eq!(lsns, [1, 2], "wrong LSN {wrong}");
+        assert_eq!(rec.stop, Stop::WrongLsn);
+        assert!(rec.cut_bytes > 0);
+        assert_eq!(wal.append(b"x").unwrap(), 3);
     }
 }
