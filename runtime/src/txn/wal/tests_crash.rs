@@ -11,7 +11,12 @@ use proptest::prelude::*;
 /// directory changes not synced.
 fn images(seed: u64) -> Vec<CrashImage> {
     let mut out = Vec::new();
-    for data in [Unsynced::Drop, Unsynced::Keep, Unsynced::Mix(seed), Unsynced::Mix(seed ^ 0x9e37)] {
+    for data in [
+        Unsynced::Drop,
+        Unsynced::Keep,
+        Unsynced::Mix(seed),
+        Unsynced::Mix(seed ^ 0x9e37),
+    ] {
         for dir_changes in [false, true] {
             out.push(CrashImage { data, dir_changes });
         }
@@ -44,7 +49,11 @@ fn decode_list(mut bytes: &[u8]) -> Vec<Vec<u8>> {
 fn history(rec: &Recovered) -> Vec<Vec<u8>> {
     let mut all = rec.snapshot.as_deref().map(decode_list).unwrap_or_default();
     for (lsn, p) in &rec.records {
-        assert_eq!(*lsn, all.len() as u64 + 1, "LSNs do not continue the snapshot");
+        assert_eq!(
+            *lsn,
+            all.len() as u64 + 1,
+            "LSNs do not continue the snapshot"
+        );
         all.push(p.clone());
     }
     all
@@ -56,11 +65,29 @@ fn check_recovery(fs: &FaultyStorage, acked: &[Vec<u8>], pending: &[Vec<u8>], im
     let crashed = fs.crash(image);
     let (mut wal, rec) = open(&crashed, SyncMode::Always);
     let got = history(&rec);
-    assert!(got.len() >= acked.len(), "{image:?}: lost acknowledged records");
-    assert_eq!(&got[..acked.len()], acked, "{image:?}: acknowledged records differ");
-    assert!(got.len() <= acked.len() + pending.len(), "{image:?}: records never appended");
-    assert_eq!(&got[acked.len()..], &pending[..got.len() - acked.len()], "{image:?}");
-    assert_eq!(wal.append(b"after").unwrap(), got.len() as u64 + 1, "{image:?}");
+    assert!(
+        got.len() >= acked.len(),
+        "{image:?}: lost acknowledged records"
+    );
+    assert_eq!(
+        &got[..acked.len()],
+        acked,
+        "{image:?}: acknowledged records differ"
+    );
+    assert!(
+        got.len() <= acked.len() + pending.len(),
+        "{image:?}: records never appended"
+    );
+    assert_eq!(
+        &got[acked.len()..],
+        &pending[..got.len() - acked.len()],
+        "{image:?}"
+    );
+    assert_eq!(
+        wal.append(b"after").unwrap(),
+        got.len() as u64 + 1,
+        "{image:?}"
+    );
     wal.sync().unwrap();
     drop(wal);
     let (_, rec) = open(&crashed, SyncMode::Always);
@@ -159,7 +186,12 @@ fn enospc_on_preallocate() {
     fs.set_space_limit(None);
     assert_eq!(wal.append(b"c").unwrap(), 2);
     wal.sync().unwrap();
-    check_recovery(&fs, &[b"a".to_vec(), b"c".to_vec()], &[], CrashImage::POWER_LOSS);
+    check_recovery(
+        &fs,
+        &[b"a".to_vec(), b"c".to_vec()],
+        &[],
+        CrashImage::POWER_LOSS,
+    );
 }
 
 /// ENOSPC from a write (a file system that allocates at write time), in
@@ -290,7 +322,10 @@ fn crash_at_every_step_of_a_checkpoint() {
         }
         // sync: write (+ fdatasync); snapshot: write, rename, sync dir;
         // log: write, allocate, fdatasync, rename, sync dir.
-        assert!(steps >= 9, "{mode:?}: the checkpoint took only {steps} operations");
+        assert!(
+            steps >= 9,
+            "{mode:?}: the checkpoint took only {steps} operations"
+        );
     }
 }
 
