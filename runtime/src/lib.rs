@@ -3,8 +3,9 @@
 //! * [`manager`]: one per LP (`shmcollab manager --slot N`): the
 //!   communications module (registry discovery, rings per peer, per-link
 //!   authentication, source stamping), the router, the LP's life cycle and
-//!   the coordinator with its state reports. The transaction server comes
-//!   with the durable-transactions issue.
+//!   the coordinator with its state reports.
+//! * [`txn`]: the transaction server's parts: storage behind a trait, the
+//!   write-ahead log with checkpoints and recovery.
 //! * [`lp`]: [`Lp`], what an LP program uses to talk to its manager.
 //! * [`link`]: the one read loop and the one writer of a ring, and the
 //!   queue of messages batched under one tag.

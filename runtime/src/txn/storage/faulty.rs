@@ -9,8 +9,9 @@
 //! page cache, i.e. [`CrashImage::KILL`].
 //!
 //! Faults: ENOSPC once the total size of the named files would pass a limit,
-//! EIO on `sync_data` or `sync_dir` (once or always), a torn write (the next
-//! write stores only a prefix, then fails), and a halt after N more mutating
+//! EIO on `sync_data` or `sync_dir` (once, always, or once after n calls), a
+//! failed write (any errno, nothing written), a torn write (the next write
+//! stores only a prefix, then fails), and a halt after N more mutating
 //! operations (every later operation fails: the process died there; take a
 //! crash image next).
 
@@ -30,6 +31,8 @@ pub enum Fail {
     Once,
     /// On every call from now on.
     Always,
+    /// Once, after this many calls succeed.
+    OnceAfter(u32),
 }
 
 impl Fail {
@@ -42,6 +45,14 @@ impl Fail {
                 true
             }
             Fail::Always => true,
+            Fail::OnceAfter(0) => {
+                *self = Fail::Never;
+                true
+            }
+            Fail::OnceAfter(n) => {
+                *self = Fail::OnceAfter(n - 1);
+                false
+            }
         }
     }
 }
@@ -101,6 +112,8 @@ struct Fs {
     sync_fail: Fail,
     dir_sync_fail: Fail,
     tear_next_write: Option<usize>,
+    write_fail: Fail,
+    write_errno: i32,
     halt_after: Option<u64>,
     ops: u64,
 }
@@ -189,6 +202,14 @@ impl FaultyStorage {
     /// The next `write_at` stores only its first `n` bytes, then fails (EIO).
     pub fn tear_next_write(&self, n: usize) {
         lock(&self.fs).tear_next_write = Some(n);
+    }
+
+    /// `write_at` fails with `errno` and writes nothing (ENOSPC on a file
+    /// system that allocates at write time, EIO from a failing disk).
+    pub fn fail_write(&self, when: Fail, errno: i32) {
+        let mut fs = lock(&self.fs);
+        fs.write_fail = when;
+        fs.write_errno = errno;
     }
 
     /// After `n` more mutating operations, every operation fails: the
@@ -306,6 +327,9 @@ impl LogFile for FaultyFile {
     fn write_at(&mut self, off: u64, buf: &[u8]) -> io::Result<()> {
         let mut fs = lock(&self.fs);
         fs.op()?;
+        if fs.write_fail.fire() {
+            return Err(errno(fs.write_errno));
+        }
         let off = usize::try_from(off).map_err(|_| errno(libc::EFBIG))?;
         let (n, torn) = match fs.tear_next_write.take() {
             Some(n) => (n.min(buf.len()), true),

@@ -15,9 +15,9 @@ use std::path::Path;
 #[non_exhaustive]
 pub enum Prealloc {
     /// Write real zeros (then the log's fdatasync finds the blocks already
-    /// written and has no extent conversion to journal). Measured on this
-    /// VM's ext4 (`wal::tests::measure`): see the module docs of
-    /// [`crate::txn::wal`] for the figures that chose it.
+    /// written and has no extent conversion to journal). Chosen by
+    /// measurement on this VM's ext4: same p50 per commit, 20-40% more
+    /// records/s in groups (figures in [`crate::txn::wal`]'s docs).
     #[default]
     ZeroFill,
     /// `fallocate(2)`: instant, but the blocks stay "unwritten" extents that

@@ -24,6 +24,9 @@ use std::io;
 use std::path::Path;
 
 /// An open file of the log: positional reads and writes, no cursor.
+// `len` is a fallible system call (fstat), not a collection's size: an
+// `is_empty` beside it would add nothing.
+#[allow(clippy::len_without_is_empty)]
 pub trait LogFile: Send {
     /// Read up to `buf.len()` bytes at `off`; fewer only at the end of the
     /// file (0 at or past it).

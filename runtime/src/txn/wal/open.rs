@@ -79,10 +79,7 @@ impl<S: Storage> Wal<S> {
 }
 
 /// The snapshot's `next_lsn` and payload, or `(1, None)` without one.
-fn load_snapshot<S: Storage>(
-    storage: &S,
-    dir: &Path,
-) -> Result<(u64, Option<Vec<u8>>), WalError> {
+fn load_snapshot<S: Storage>(storage: &S, dir: &Path) -> Result<(u64, Option<Vec<u8>>), WalError> {
     let path = dir.join(SNAPSHOT_FILE);
     if !storage.exists(&path) {
         return Ok((1, None));
@@ -90,11 +87,8 @@ fn load_snapshot<S: Storage>(
     let bytes = storage
         .read_all(&path)
         .map_err(io_err("read the snapshot"))?;
-    let (next, payload) =
-        format::decode_snapshot(&bytes).map_err(|source| WalError::Corrupt {
-            file: path,
-            source,
-        })?;
+    let (next, payload) = format::decode_snapshot(&bytes)
+        .map_err(|source| WalError::Corrupt { file: path, source })?;
     Ok((next, Some(payload.to_vec())))
 }
 

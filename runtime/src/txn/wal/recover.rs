@@ -63,8 +63,7 @@ struct Reader<'a, F> {
 impl<F: LogFile> Reader<'_, F> {
     /// Up to `len` bytes at `off` (fewer at the end of the file).
     fn get(&mut self, off: u64, len: usize) -> io::Result<&[u8]> {
-        let inside = off >= self.start
-            && off + len as u64 <= self.start + self.buf.len() as u64;
+        let inside = off >= self.start && off + len as u64 <= self.start + self.buf.len() as u64;
         if !inside {
             self.buf.resize(len.max(WINDOW), 0);
             let n = self.file.read_at(off, &mut self.buf)?;
@@ -94,7 +93,11 @@ pub(super) fn scan<F: LogFile>(file: &F, base_lsn: u64, keep_from: u64) -> io::R
         let Ok(head) = <&[u8; RECORD_HEADER_LEN]>::try_from(head) else {
             // A short header at the end of the file: zeros end the log,
             // anything else is the start of a torn record.
-            break if head.iter().all(|&b| b == 0) { Stop::End } else { Stop::Torn };
+            break if head.iter().all(|&b| b == 0) {
+                Stop::End
+            } else {
+                Stop::Torn
+            };
         };
         let head = RecordHead::decode(head);
         let (payload_len, lsn) = match head {
@@ -108,7 +111,10 @@ pub(super) fn scan<F: LogFile>(file: &F, base_lsn: u64, keep_from: u64) -> io::R
         if off + total > file_len {
             break Stop::Torn;
         }
-        let body = rd.get(off + RECORD_HEADER_LEN as u64, total as usize - RECORD_HEADER_LEN)?;
+        let body = rd.get(
+            off + RECORD_HEADER_LEN as u64,
+            total as usize - RECORD_HEADER_LEN,
+        )?;
         let (payload, pad) = body.split_at(payload_len.min(body.len()));
         if !head.check(payload) {
             break Stop::BadCrc;

@@ -30,7 +30,9 @@ pub(super) fn open(fs: &FaultyStorage, sync: SyncMode) -> (Wal<FaultyStorage>, R
 }
 
 pub(super) fn payload(i: usize, len: usize) -> Vec<u8> {
-    (0..len).map(|j| (i * 31 + j * 7) as u8).collect()
+    (0..len)
+        .map(|j| i.wrapping_mul(31).wrapping_add(j * 7) as u8)
+        .collect()
 }
 
 /// Records `(1, p1), (2, p2), ...` for the payloads.
@@ -163,7 +165,11 @@ fn truncation_at_every_offset_of_the_last_record() {
             fs.write_new(&log_path(), &image).unwrap();
             // Zeros over the padding leave the file as it was.
             let intact = image == bytes;
-            let expect = if intact { numbered(&payloads, 1) } else { earlier.clone() };
+            let expect = if intact {
+                numbered(&payloads, 1)
+            } else {
+                earlier.clone()
+            };
             let (mut wal, rec) = open(&fs, SyncMode::Always);
             assert_eq!(rec.records, expect, "cut at {cut}, zero fill {zero_fill}");
             let torn = bytes[last_start..cut].iter().filter(|&&b| b != 0).count();
@@ -196,7 +202,11 @@ fn flipped_byte_in_the_last_record_stops_there() {
             image[at] ^= mask;
             fs.write_new(&log_path(), &image).unwrap();
             let (_, rec) = open(&fs, SyncMode::Always);
-            assert_eq!(rec.records, numbered(&payloads[..2], 1), "byte {at} ^ {mask:#x}");
+            assert_eq!(
+                rec.records,
+                numbered(&payloads[..2], 1),
+                "byte {at} ^ {mask:#x}"
+            );
             assert_ne!(rec.stop, Stop::End, "byte {at} ^ {mask:#x}");
             assert!(rec.cut_bytes > 0);
         }
@@ -251,7 +261,10 @@ fn checkpoint_then_reopen_gives_the_snapshot_and_later_records() {
     drop(wal);
     let (mut wal, rec) = open(&fs, SyncMode::Always);
     assert_eq!(rec.snapshot.as_deref(), Some(&b"state after 5"[..]));
-    assert_eq!(rec.records, vec![(6, b"six".to_vec()), (7, b"seven".to_vec())]);
+    assert_eq!(
+        rec.records,
+        vec![(6, b"six".to_vec()), (7, b"seven".to_vec())]
+    );
     wal.checkpoint(b"state after 7").unwrap();
     drop(wal);
     let (mut wal, rec) = open(&fs, SyncMode::Always);
@@ -275,12 +288,16 @@ fn bad_snapshot_or_gap_is_corrupt() {
     bad[41] ^= 1;
     fs.set_file_bytes(&snap, &bad);
     let opts = WalOptions::new(SyncMode::Always);
-    let err = Wal::open_with(fs.clone(), &dir(), opts).err().expect("refused");
+    let err = Wal::open_with(fs.clone(), &dir(), opts)
+        .err()
+        .expect("refused");
     assert!(matches!(err, WalError::Corrupt { .. }), "{err}");
     // The snapshot gone: the log starts at LSN 2, so records 1.. are missing.
     fs.set_file_bytes(&snap, &good);
     fs.remove(&snap).unwrap();
-    let err = Wal::open_with(fs.clone(), &dir(), opts).err().expect("refused");
+    let err = Wal::open_with(fs.clone(), &dir(), opts)
+        .err()
+        .expect("refused");
     assert!(matches!(err, WalError::Corrupt { .. }), "{err}");
 }
 
@@ -303,12 +320,19 @@ fn off_and_batch_modes() {
     let (mut wal, _) = open(&fs, SyncMode::Batch);
     wal.append(b"a").unwrap();
     assert_eq!(wal.sync().unwrap(), 1);
-    assert_eq!(wal.synced_lsn(), 1, "the first sync in a batch window syncs");
+    assert_eq!(
+        wal.synced_lsn(),
+        1,
+        "the first sync in a batch window syncs"
+    );
     for i in 0..50 {
         wal.append(&payload(i, 10)).unwrap();
         assert_eq!(wal.sync().unwrap(), i as u64 + 2);
         // Either it synced or it says by when it must be called again.
-        assert_eq!(wal.sync_deadline().is_some(), wal.synced_lsn() < wal.durable_lsn());
+        assert_eq!(
+            wal.sync_deadline().is_some(),
+            wal.synced_lsn() < wal.durable_lsn()
+        );
     }
     let (_, rec) = open(&fs.crash(CrashImage::KILL), SyncMode::Batch);
     assert_eq!(rec.records.len(), 51);
@@ -343,7 +367,10 @@ fn real_disk_round_trip_and_checkpoint() {
     assert_eq!(mode(&dir), 0o700);
     assert_eq!(mode(&dir.join(LOG_FILE)), 0o600);
     assert_eq!(mode(&dir.join(SNAPSHOT_FILE)), 0o600);
-    assert_eq!(std::fs::metadata(dir.join(LOG_FILE)).unwrap().len(), PREALLOC_CHUNK);
+    assert_eq!(
+        std::fs::metadata(dir.join(LOG_FILE)).unwrap().len(),
+        PREALLOC_CHUNK
+    );
 }
 
 /// Not a test: append + fdatasync of 128-byte records on the real disk,
@@ -353,7 +380,10 @@ fn real_disk_round_trip_and_checkpoint() {
 #[ignore]
 fn measure() {
     use crate::txn::storage::Prealloc;
-    for (name, prealloc) in [("zero-fill", Prealloc::ZeroFill), ("fallocate", Prealloc::Fallocate)] {
+    for (name, prealloc) in [
+        ("zero-fill", Prealloc::ZeroFill),
+        ("fallocate", Prealloc::Fallocate),
+    ] {
         let tmp = TempDir::new("measure");
         let storage = FsStorage::with_prealloc(prealloc);
         let (mut wal, _) = Wal::open(storage, &tmp.0, SyncMode::Always).unwrap();
@@ -367,7 +397,12 @@ fn measure() {
         }
         times.sort();
         let q = |f: f64| times[((times.len() - 1) as f64 * f) as usize];
-        println!("{name}: append 128 B + fdatasync: p50 {:?} p99 {:?} ({} records)", q(0.5), q(0.99), times.len());
+        println!(
+            "{name}: append 128 B + fdatasync: p50 {:?} p99 {:?} ({} records)",
+            q(0.5),
+            q(0.99),
+            times.len()
+        );
         let start = std::time::Instant::now();
         for _ in 0..100 {
             for _ in 0..1024 {
@@ -377,5 +412,26 @@ fn measure() {
         }
         let rate = 102_400.0 / start.elapsed().as_secs_f64();
         println!("{name}: group commit 1024 x 128 B per fdatasync: {rate:.0} records/s");
+    }
+}
+
+/// A valid record whose LSN is not the next one (a stale record, a copy)
+/// ends the log like a corrupt one.
+#[test]
+fn record_with_an_unexpected_lsn_ends_the_log() {
+    for wrong in [0u64, 2, 4, u64::MAX] {
+        let fs = FaultyStorage::new();
+        fs.create_dir_all(&dir()).unwrap();
+        let mut image = format::encode_log_header(1).to_vec();
+        for lsn in [1, 2, wrong, 3] {
+            format::encode_record(lsn, &payload(lsn as usize, 20), &mut image);
+        }
+        fs.write_new(&log_path(), &image).unwrap();
+        let (mut wal, rec) = open(&fs, SyncMode::Always);
+        let lsns: Vec<u64> = rec.records.iter().map(|r| r.0).collect();
+        assert_eq!(lsns, [1, 2], "wrong LSN {wrong}");
+        assert_eq!(rec.stop, Stop::WrongLsn);
+        assert!(rec.cut_bytes > 0);
+        assert_eq!(wal.append(b"x").unwrap(), 3);
     }
 }
