@@ -27,4 +27,7 @@ pub mod report;
 pub mod txn;
 pub mod wire;
 
-pub use lp::{AttachError, CorruptError, Lp, LpError, Message, MessageKind, StateError};
+pub use lp::{
+    AttachError, CommitHandle, CorruptError, Lp, LpError, Message, MessageKind, StateError, Txn,
+    TxnError,
+};

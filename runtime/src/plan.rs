@@ -188,20 +188,7 @@ pub struct Plan {
 }
 
 /// When the write-ahead log is synced to disk (`sync` in the config).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SyncMode {
-    /// fdatasync before a commit is acknowledged (one for every group of
-    /// commits that arrive together).
-    #[default]
-    Always,
-    /// fdatasync at most every 10 ms; a commit is acknowledged once written
-    /// (it survives kill -9 of any process; a power loss may lose the last
-    /// 10 ms).
-    Batch,
-    /// Never (the OS writes back when it likes).
-    Off,
-}
+pub use crate::txn::wal::SyncMode;
 
 impl Plan {
     /// File name of the plan in the session directory.

@@ -88,8 +88,28 @@ pub struct ManagerReport {
     pub pending: u64,
     /// What the LP published with `Lp::report`.
     pub custom: BTreeMap<String, String>,
+    /// The manager's transaction server.
+    #[serde(default)]
+    pub txn: TxnReport,
     /// When the report was made, CLOCK_MONOTONIC milliseconds.
     pub at_ms: u64,
+}
+
+/// A manager's transaction server, as reported.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxnReport {
+    /// Transactions committed (counted where they were coordinated).
+    pub commits: u64,
+    /// Transactions that did not commit (conflicts and failures).
+    pub aborts: u64,
+    /// Of those, conflicts.
+    pub conflicts: u64,
+    /// Bytes in the write-ahead log.
+    pub log_bytes: u64,
+    /// fdatasyncs done.
+    pub fsyncs: u64,
+    /// Duration of the last fdatasync, µs.
+    pub last_fsync_us: u64,
 }
 
 /// Rejected frames by reason.

@@ -203,6 +203,7 @@ impl Lp {
     fn take_from(&mut self, r: RingRef) -> Result<Took, LpError> {
         let registry = &self.registry;
         let inbox = &mut self.inbox;
+        let txn_replies = &mut self.txn_replies;
         let mut ctls = Vec::new();
         let mut taken = DirectStats::default();
         let Some(link) = self.rx.link(r) else {
@@ -215,6 +216,10 @@ impl Lp {
                     ctls.push(LpCtl::decode(p));
                 }
                 return false;
+            }
+            if h.kind == kind::TXN_REPLY {
+                txn_replies.insert(h.aux, p.to_vec());
+                return true;
             }
             let Some(m) = Message::from_frame(registry, &h, p) else {
                 return false;

@@ -16,6 +16,9 @@
 //! it, whatever that LP wrote.
 
 mod inbound;
+mod txn;
+
+pub use txn::{CommitHandle, Txn, TxnError, MAX_ATTEMPTS};
 
 use crate::ctl::LpCtl;
 use crate::link::{Outbox, Resync, RxLink, TxLink, Wait};
@@ -159,6 +162,8 @@ pub struct Lp {
     /// The rings from the manager and from other managers.
     rx: Inbound,
     inbox: VecDeque<Message>,
+    /// Replies of transaction servers, by correlation id.
+    txn_replies: std::collections::HashMap<u32, Vec<u8>>,
     next_corr: u32,
     scratch: Vec<u8>,
     names: Vec<Option<String>>,
@@ -242,6 +247,7 @@ impl Lp {
             out: Outbox::new(),
             rx: Inbound::new(main, rx_key),
             inbox: VecDeque::new(),
+            txn_replies: std::collections::HashMap::new(),
             next_corr: 1,
             scratch: Vec::with_capacity(4096),
             names: Vec::new(),
@@ -486,10 +492,17 @@ impl Lp {
 
     /// Wait up to `timeout` for the next message.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<Message>, LpError> {
-        if self.inbox.is_empty() && !self.fill_inbox(Some(timeout))? {
-            return Ok(None);
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(m) = self.inbox.pop_front() {
+                return Ok(Some(m));
+            }
+            // A frame may bring only a transaction reply: wait on.
+            let left = deadline.saturating_duration_since(Instant::now());
+            if !self.fill_inbox(Some(left))? {
+                return Ok(None);
+            }
         }
-        Ok(self.inbox.pop_front())
     }
 
     /// Take the next message without waiting.

@@ -10,6 +10,7 @@ use super::direct::{DirectIn, Queue, Switch};
 use super::peers::{Peers, Sink};
 use super::reports::Counters;
 use super::router::{route, Here, Origin, Route};
+use super::txn_server::TxnFrame;
 use super::{Out, BACKLOG};
 use crate::ctl::{LpCtl, PeerCtl};
 use crate::link::Outbox;
@@ -21,6 +22,8 @@ pub(super) struct FromLp<'a> {
     pub peers: &'a mut Peers,
     pub queue: &'a mut Outbox,
     pub counters: &'a mut Counters,
+    /// Frames for our transaction server, served after the read.
+    pub txn: &'a mut Vec<TxnFrame>,
     /// Control for us, handled after the read (it may touch any part).
     pub ctl: Vec<LpCtl>,
     /// The LP sent at least one frame.
@@ -44,7 +47,14 @@ impl FromLp<'_> {
         match route(&here, Origin::Lp, &h) {
             Route::Local => self.queue.push(&h, p),
             Route::Peer(s) => {
-                if !self.peers.send(s, &h, p) {
+                // A transaction request is for the host's manager; the
+                // rest for its LP (on the direct path when there is one).
+                let sent = if h.kind == kind::TXN {
+                    self.peers.send_to_manager(s, &h, p)
+                } else {
+                    self.peers.send(s, &h, p)
+                };
+                if !sent {
                     self.counters.dropped += 1;
                 }
             }
@@ -60,6 +70,11 @@ impl FromLp<'_> {
                 Ok(c) => self.ctl.push(c),
                 Err(_) => self.counters.dropped += 1,
             },
+            Route::Txn => self.txn.push(TxnFrame {
+                h,
+                payload: p.to_vec(),
+                from_lp: true,
+            }),
             _ => self.counters.dropped += 1,
         }
     }
@@ -72,6 +87,8 @@ pub(super) struct FromPeers<'a> {
     pub direct: &'a mut DirectIn,
     pub coord: &'a mut Coordinator,
     pub counters: &'a mut Counters,
+    /// Frames for our transaction server, served after the read.
+    pub txn: &'a mut Vec<TxnFrame>,
     /// For draining direct rings (the frame being read is in the other).
     pub scratch: &'a mut Vec<u8>,
     /// The generation of our LP, if one runs.
@@ -150,6 +167,11 @@ impl Sink for FromPeers<'_> {
                 Ok(m) => self.control(from, m),
                 Err(_) => self.counters.dropped += 1,
             },
+            Route::Txn => self.txn.push(TxnFrame {
+                h,
+                payload: p.to_vec(),
+                from_lp: false,
+            }),
             _ => self.counters.dropped += 1,
         }
     }

@@ -54,6 +54,8 @@ pub mod router;
 mod start;
 #[cfg(test)]
 mod testctx;
+mod txn_2pc;
+mod txn_server;
 
 pub use crate::plan::resolve_program;
 pub use lifecycle::EXIT_LP_FAILED;
@@ -61,6 +63,7 @@ pub use lp_proc::SpawnError;
 
 use crate::ctl::{LpCtl, PeerCtl};
 use crate::link::Outbox;
+use crate::wire;
 use anyhow::{anyhow, Context};
 use context::Ctx;
 use coordinator::Coordinator;
@@ -72,12 +75,14 @@ use lp_link::LpLink;
 use lp_proc::LpProc;
 use peers::Peers;
 use reports::{Counters, Inputs, Reports};
+use router::{route, Here, Origin, Route};
 use shmcollab_shm::frame::{kind, FrameHeader};
 use shmcollab_shm::registry::LpState;
 use shmcollab_shm::WaitStrategy;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+use txn_server::{TxnFrame, TxnServer};
 
 /// Payload bytes a manager queues before it stops taking frames in.
 const BACKLOG: usize = 4 << 20;
@@ -114,6 +119,7 @@ pub fn run(dir: &Path, slot: u32) -> anyhow::Result<i32> {
     let lp = LpLink::create(&ctx).context("creating the LP rings")?;
     let grace = Duration::from_millis(ctx.plan.grace_ms);
     let life = Lifecycle::new(ctx.lp_plan().clone(), grace, Instant::now());
+    let txn = TxnServer::open(&ctx);
     let mut m = Manager {
         ctx,
         lp,
@@ -129,6 +135,8 @@ pub fn run(dir: &Path, slot: u32) -> anyhow::Result<i32> {
         scratch: Vec::with_capacity(4096),
         scratch2: Vec::with_capacity(4096),
         stop_sent: false,
+        txn,
+        txn_in: Vec::new(),
     };
     if let Err(e) = m.start_lp() {
         // Not a crash of the manager: restarting it would not help.
@@ -163,6 +171,9 @@ struct Manager {
     scratch2: Vec<u8>,
     /// The stop request went to the life cycle.
     stop_sent: bool,
+    /// The transaction server, and the frames waiting for it.
+    txn: TxnServer,
+    txn_in: Vec<TxnFrame>,
 }
 
 impl Manager {
@@ -192,6 +203,7 @@ impl Manager {
         if self.direct.draining() {
             work |= self.drain_direct();
         }
+        work |= self.serve_txn();
         work |= self.flush_lp();
         if self.ctx.flags.stopping() && !self.stop_sent {
             self.stop_sent = true;
@@ -232,7 +244,11 @@ impl Manager {
         let now = Instant::now();
         let interval = Duration::from_millis(self.ctx.plan.report_interval_ms);
         let mut t = self.reports.deadline(interval);
-        let parts = [self.life.deadline(), self.coord.deadline(&self.ctx)];
+        let parts = [
+            self.life.deadline(),
+            self.coord.deadline(&self.ctx),
+            self.txn.deadline(),
+        ];
         t = parts.into_iter().flatten().fold(t, Instant::min);
         let lp_blocked = !self.queue.is_empty() && self.life.is_up();
         if lp_blocked || self.peers.blocked() {
@@ -386,6 +402,7 @@ impl Manager {
             peers: &mut self.peers,
             queue: &mut self.queue,
             counters: &mut self.counters,
+            txn: &mut self.txn_in,
             ctl: Vec::new(),
             framed: false,
         };
@@ -462,6 +479,10 @@ impl Manager {
             };
             let outs = self.direct.peer_gone(&self.ctx, s, new_gen);
             self.send(outs);
+            let mut txn_out = Vec::new();
+            self.txn.host_gone(&self.ctx, s, &mut txn_out);
+            let back = self.send_txn(txn_out);
+            self.txn_in.extend(back);
             if new_gen.is_some() {
                 self.offer_direct(s);
             }
@@ -494,6 +515,7 @@ impl Manager {
             direct: &mut self.direct,
             coord: &mut self.coord,
             counters: &mut self.counters,
+            txn: &mut self.txn_in,
             scratch: &mut self.scratch2,
             live_lp: self.life.is_up().then_some(self.lp_gen),
             later: Vec::new(),
@@ -557,6 +579,73 @@ impl Manager {
         }
     }
 
+    // ---- transactions -------------------------------------------------
+
+    /// Serve what came for the transaction server this turn, make it
+    /// durable with one fdatasync, and send the answers; frames the server
+    /// sends to itself (a two-phase commit it leads and takes part in) go
+    /// round again.
+    fn serve_txn(&mut self) -> bool {
+        let mut out = Vec::new();
+        let due = self.txn.deadline().is_some_and(|t| Instant::now() >= t);
+        if self.txn_in.is_empty() && !due {
+            return false;
+        }
+        if due {
+            self.txn.tick(&self.ctx, &mut out);
+        }
+        let mut frames = std::mem::take(&mut self.txn_in);
+        loop {
+            for f in frames.drain(..) {
+                self.txn.handle(&self.ctx, f, &mut out);
+            }
+            self.txn.sync_group(&self.ctx, &mut out);
+            frames = self.send_txn(std::mem::take(&mut out));
+            if frames.is_empty() {
+                break;
+            }
+        }
+        self.txn_in = frames;
+        true
+    }
+
+    /// Send what the transaction server sent; returns the frames it sent
+    /// to itself.
+    fn send_txn(&mut self, out: txn_server::Outbox) -> Vec<TxnFrame> {
+        let mut back = Vec::new();
+        for (h, p) in out {
+            match self.route_server(&h) {
+                Route::Txn => back.push(TxnFrame {
+                    h,
+                    payload: p,
+                    from_lp: false,
+                }),
+                Route::Local => self.queue.push(&h, &p),
+                Route::Peer(s) => {
+                    let sent = if h.flags & wire::FLAG_MANAGER != 0 {
+                        self.peers.send_to_manager(s, &h, &p)
+                    } else {
+                        self.peers.send(s, &h, &p)
+                    };
+                    if !sent {
+                        self.counters.dropped += 1;
+                    }
+                }
+                _ => self.counters.dropped += 1,
+            }
+        }
+        back
+    }
+
+    fn route_server(&self, h: &FrameHeader) -> Route {
+        let here = Here {
+            slot: self.ctx.slot,
+            slots: self.ctx.slots(),
+            owners: &self.ctx.registry,
+        };
+        route(&here, Origin::Server, h)
+    }
+
     // ---- reports ------------------------------------------------------
 
     fn maybe_report(&mut self) {
@@ -575,6 +664,7 @@ impl Manager {
             rejects,
             depths: self.lp.depths(),
             pending: self.queue.len() + self.peers.queued(),
+            txn: self.txn.report(),
         };
         let r = self.reports.build(ctx, &self.counters, inputs);
         match self.coord.holder() {

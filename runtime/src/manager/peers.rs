@@ -170,6 +170,17 @@ impl Peers {
         true
     }
 
+    /// Queue a frame for peer manager `s` itself (its transaction server),
+    /// on its ring: the direct ring goes to its LP.
+    pub fn send_to_manager(&mut self, s: u32, h: &FrameHeader, payload: &[u8]) -> bool {
+        let peer = self.entry(s);
+        if peer.finished {
+            return false;
+        }
+        peer.pending.push(h, payload);
+        true
+    }
+
     /// Queue a control message for peer `s`, on its ring (never direct).
     pub fn tell(&mut self, ctx: &Ctx, s: u32, m: PeerCtl) {
         if let Some(peer) = self.map.get_mut(&s) {

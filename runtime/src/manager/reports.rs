@@ -40,6 +40,7 @@ pub(super) struct Inputs {
     pub rejects: RxStats,
     pub depths: (u64, u64),
     pub pending: usize,
+    pub txn: crate::report::TxnReport,
 }
 
 #[derive(Default)]
@@ -160,6 +161,7 @@ impl Reports {
                 },
                 pending: inputs.pending as u64,
                 custom: self.custom.clone(),
+                txn: inputs.txn,
                 at_ms: monotonic_ms(),
             }),
         }

@@ -31,7 +31,7 @@ pub(super) fn ctx(me: u32, slots: u32) -> Ctx {
         secure: true,
         report_interval_ms: 200,
         coordinator: CoordinatorChoice::Auto,
-        state_dir: ".".into(),
+        state_dir: session.dir().join("state"),
         subfns: names,
         lps,
         ring_capacity: 1 << 12,

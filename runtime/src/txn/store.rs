@@ -254,6 +254,11 @@ impl Store {
         self.max_version = self.max_version.max(version);
     }
 
+    /// Whether `txid` is prepared here (its keys locked).
+    pub fn is_prepared(&self, txid: u64) -> bool {
+        self.locks.get(txid).is_some()
+    }
+
     /// The transactions still locked (in doubt after recovery), by txid,
     /// each with its hosted set.
     pub fn prepared(&self) -> Vec<(u64, TxnSet)> {

@@ -1,0 +1,303 @@
+//! Transactions, the LP's side: a [`Txn`] buffers its writes, asks the
+//! hosting managers for what it reads (and remembers the versions it saw),
+//! and at commit hands the whole set to its own manager, which commits it
+//! at the host (one manager) or by two-phase commit (several) and answers
+//! once the commit is durable. Isolation is serializable: the reads and
+//! scans are validated at commit; a transaction that saw something that
+//! changed since fails with [`TxnError::Conflict`], and
+//! [`Lp::transaction`] runs it again.
+//!
+//! ```no_run
+//! # let mut lp = shmcollab_runtime::Lp::connect()?;
+//! lp.transaction(|t| {
+//!     let a = t.get("account/0", b"balance")?.map_or(0, |v| u64::from_le_bytes(v.try_into().unwrap()));
+//!     t.put("account/0", b"balance", &(a + 1).to_le_bytes())?;
+//!     Ok(())
+//! })?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use super::{Lp, LpError};
+use crate::link::Wait;
+use crate::txn::msg::{TxnReply, TxnRequest};
+use crate::txn::store::{ReadItem, ScanItem, TxnSet, Version, WriteItem};
+use crate::wire::FLAG_MANAGER;
+use shmcollab_shm::frame::{kind, FrameHeader};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// A key and its value.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
+/// How often [`Lp::transaction`] runs a closure that keeps conflicting.
+pub const MAX_ATTEMPTS: u32 = 32;
+
+/// How long a transaction step waits for its manager by default.
+const STEP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a transaction did not commit.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TxnError {
+    /// Something it read changed before it committed (run it again).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The commit failed and nothing of it was applied (full disk, I/O
+    /// error, a sub-function nobody hosts, ...).
+    #[error("commit failed: {0}")]
+    Failed(String),
+    /// No answer in time: the outcome is unknown (a manager may have died;
+    /// a commit that was not acknowledged may or may not be there).
+    #[error("no answer from the transaction server in time")]
+    Timeout,
+    /// No sub-function of that name.
+    #[error("no sub-function named {0:?}")]
+    UnknownSubfn(String),
+    /// The answer did not decode.
+    #[error("bad answer from the transaction server: {0}")]
+    BadReply(String),
+    /// Talking to the manager failed.
+    #[error(transparent)]
+    Lp(#[from] LpError),
+}
+
+/// A commit on its way: ask [`Lp::poll_commit`] or [`Lp::wait_commit`]
+/// whether it is durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "a commit's outcome is only known through its handle"]
+pub struct CommitHandle {
+    corr: u32,
+}
+
+/// A transaction in progress. Writes stay here until commit; reads see
+/// them (read your own writes).
+pub struct Txn<'a> {
+    lp: &'a mut Lp,
+    set: TxnSet,
+    writes: BTreeMap<(u32, Vec<u8>), Option<Vec<u8>>>,
+}
+
+impl Lp {
+    /// Start a transaction.
+    pub fn begin(&mut self) -> Txn<'_> {
+        Txn {
+            lp: self,
+            set: TxnSet::default(),
+            writes: BTreeMap::new(),
+        }
+    }
+
+    /// Run `f` in a transaction and commit it; on a conflict run it again,
+    /// up to [`MAX_ATTEMPTS`] times. Returns what `f` returned once the
+    /// commit is durable.
+    pub fn transaction<T>(
+        &mut self,
+        mut f: impl FnMut(&mut Txn<'_>) -> Result<T, TxnError>,
+    ) -> Result<T, TxnError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut t = self.begin();
+            let out = f(&mut t).and_then(|v| t.commit().map(|_| v));
+            match out {
+                Err(TxnError::Conflict(_)) if attempt < MAX_ATTEMPTS => {
+                    // Let the other side finish: a short, growing pause.
+                    std::thread::sleep(Duration::from_micros(20 << attempt.min(8)));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// The outcome of a commit, if it is known: `Some(Ok(version))` once it
+    /// is durable.
+    pub fn poll_commit(&mut self, h: &CommitHandle) -> Option<Result<Version, TxnError>> {
+        if !self.txn_replies.contains_key(&h.corr) {
+            // Read what arrived, without waiting.
+            let _ = self.fill_inbox(Some(Duration::ZERO));
+        }
+        let reply = self.txn_replies.remove(&h.corr)?;
+        Some(commit_outcome(TxnReply::decode(&reply)))
+    }
+
+    /// Wait up to `timeout` for the outcome of a commit.
+    pub fn wait_commit(&mut self, h: CommitHandle, timeout: Duration) -> Result<Version, TxnError> {
+        let reply = self.txn_wait(h.corr, timeout)?;
+        commit_outcome(TxnReply::decode(&reply))
+    }
+
+    /// Send a transaction request; returns its correlation id.
+    fn txn_send(&mut self, dst: u32, to_manager: bool, req: &TxnRequest) -> Result<u32, TxnError> {
+        let corr = self.next_corr;
+        self.next_corr = self.next_corr.wrapping_add(1).max(1);
+        let h = FrameHeader {
+            kind: kind::TXN,
+            dst,
+            aux: corr,
+            flags: if to_manager { FLAG_MANAGER } else { 0 },
+            ..Default::default()
+        };
+        self.emit(h, &req.encode(), Wait::Forever)?;
+        Ok(corr)
+    }
+
+    /// Wait for the reply with correlation id `corr`.
+    fn txn_wait(&mut self, corr: u32, timeout: Duration) -> Result<Vec<u8>, TxnError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(r) = self.txn_replies.remove(&corr) {
+                return Ok(r);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || !self.fill_inbox(Some(left))? && Instant::now() >= deadline {
+                return Err(TxnError::Timeout);
+            }
+        }
+    }
+
+    /// Hand `set` to our manager for commit.
+    fn commit_set(&mut self, set: TxnSet) -> Result<CommitHandle, TxnError> {
+        if set.writes.is_empty() && set.reads.is_empty() && set.scans.is_empty() {
+            // Nothing to do: trivially committed, at no version.
+            let corr = self.next_corr;
+            self.next_corr = self.next_corr.wrapping_add(1).max(1);
+            let done = TxnReply::Committed { version: 0 }.encode();
+            self.txn_replies.insert(corr, done);
+            return Ok(CommitHandle { corr });
+        }
+        let corr = self.txn_send(0, true, &TxnRequest::Commit { set })?;
+        Ok(CommitHandle { corr })
+    }
+
+    fn txn_call(&mut self, dst: u32, req: &TxnRequest) -> Result<TxnReply, TxnError> {
+        let corr = self.txn_send(dst, false, req)?;
+        let bytes = self.txn_wait(corr, STEP_TIMEOUT)?;
+        TxnReply::decode(&bytes).map_err(|e| TxnError::BadReply(e.to_string()))
+    }
+}
+
+fn commit_outcome(
+    reply: Result<TxnReply, crate::txn::codec::DecodeError>,
+) -> Result<Version, TxnError> {
+    match reply {
+        Ok(TxnReply::Committed { version }) => Ok(version),
+        Ok(TxnReply::Conflict(why)) => Err(TxnError::Conflict(why)),
+        Ok(TxnReply::Failed(why)) => Err(TxnError::Failed(why)),
+        Ok(other) => Err(TxnError::BadReply(format!("{other:?}"))),
+        Err(e) => Err(TxnError::BadReply(e.to_string())),
+    }
+}
+
+impl<'a> Txn<'a> {
+    /// The LP and the whole set: reads and scans seen, writes buffered.
+    fn into_parts(self) -> (&'a mut Lp, TxnSet) {
+        let mut set = self.set;
+        set.writes = self
+            .writes
+            .into_iter()
+            .map(|((subfn, key), value)| WriteItem { subfn, key, value })
+            .collect();
+        (self.lp, set)
+    }
+
+    fn subfn(&self, name: &str) -> Result<u32, TxnError> {
+        self.lp
+            .registry
+            .subfn_index(name)
+            .ok_or_else(|| TxnError::UnknownSubfn(name.to_owned()))
+    }
+
+    /// The value of `key` in sub-function `subfn`.
+    pub fn get(&mut self, subfn: &str, key: &[u8]) -> Result<Option<Vec<u8>>, TxnError> {
+        let s = self.subfn(subfn)?;
+        if let Some(w) = self.writes.get(&(s, key.to_vec())) {
+            return Ok(w.clone());
+        }
+        let req = TxnRequest::Get {
+            subfn: s,
+            key: key.to_vec(),
+        };
+        match self.lp.txn_call(s, &req)? {
+            TxnReply::Value { value, version } => {
+                self.set.reads.push(ReadItem {
+                    subfn: s,
+                    key: key.to_vec(),
+                    version,
+                });
+                Ok(value)
+            }
+            TxnReply::Failed(why) => Err(TxnError::Failed(why)),
+            other => Err(TxnError::BadReply(format!("{other:?}"))),
+        }
+    }
+
+    /// Set `key` in `subfn` to `value` (at commit).
+    pub fn put(&mut self, subfn: &str, key: &[u8], value: &[u8]) -> Result<(), TxnError> {
+        let s = self.subfn(subfn)?;
+        self.writes.insert((s, key.to_vec()), Some(value.to_vec()));
+        Ok(())
+    }
+
+    /// Remove `key` from `subfn` (at commit).
+    pub fn delete(&mut self, subfn: &str, key: &[u8]) -> Result<(), TxnError> {
+        let s = self.subfn(subfn)?;
+        self.writes.insert((s, key.to_vec()), None);
+        Ok(())
+    }
+
+    /// The keys of `subfn` that start with `prefix`, with their values, in
+    /// key order (at most `limit` from the host), this transaction's own
+    /// writes included.
+    pub fn scan_prefix(
+        &mut self,
+        subfn: &str,
+        prefix: &[u8],
+        limit: u32,
+    ) -> Result<Vec<KeyValue>, TxnError> {
+        let s = self.subfn(subfn)?;
+        let req = TxnRequest::Scan {
+            subfn: s,
+            prefix: prefix.to_vec(),
+            limit,
+        };
+        let entries = match self.lp.txn_call(s, &req)? {
+            TxnReply::Entries(e) => e,
+            TxnReply::Failed(why) => return Err(TxnError::Failed(why)),
+            other => return Err(TxnError::BadReply(format!("{other:?}"))),
+        };
+        self.set.scans.push(ScanItem {
+            subfn: s,
+            prefix: prefix.to_vec(),
+            limit,
+            seen: entries.iter().map(|(k, _, v)| (k.clone(), *v)).collect(),
+        });
+        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> =
+            entries.into_iter().map(|(k, v, _)| (k, v)).collect();
+        let mine = self.writes.range((s, prefix.to_vec())..);
+        for ((ws, k), v) in mine.take_while(|((ws, k), _)| *ws == s && k.starts_with(prefix)) {
+            debug_assert_eq!(*ws, s);
+            match v {
+                Some(v) => merged.insert(k.clone(), v.clone()),
+                None => merged.remove(k),
+            };
+        }
+        Ok(merged.into_iter().collect())
+    }
+
+    /// Commit and wait until it is durable; returns the commit's version.
+    pub fn commit(self) -> Result<Version, TxnError> {
+        let (lp, set) = self.into_parts();
+        let h = lp.commit_set(set)?;
+        lp.wait_commit(h, STEP_TIMEOUT)
+    }
+
+    /// Hand the transaction to the manager and return at once; the handle
+    /// tells when it is durable (pipelined commits: many may be in flight).
+    pub fn commit_async(self) -> Result<CommitHandle, TxnError> {
+        let (lp, set) = self.into_parts();
+        lp.commit_set(set)
+    }
+
+    /// Drop the transaction: nothing of it is applied.
+    pub fn abort(self) {}
+}

@@ -1,0 +1,523 @@
+//! The transaction server: each manager serves the state of the
+//! sub-functions its LP hosts (a [`Store`]), makes every commit durable in
+//! its write-ahead log before it answers (one fdatasync for every commit
+//! that arrived in the same turn: group commit, across LPs and across the
+//! pipelined commits of one LP), and coordinates the commits of its own LP:
+//! at the one host of everything the transaction touched, or by two-phase
+//! commit across the hosts (`txn_2pc.rs`).
+//!
+//! Where things live: `<state_dir>/<collaboration>/m<slot>/` holds this
+//! manager's log (one per manager: one fdatasync covers every sub-function
+//! it hosts, and managers sync in parallel on their own files) and its
+//! checkpoint; the checkpoint keeps each sub-function in a section of its
+//! own, so that one sub-function's state can be cut out and moved
+//! (`Store::snapshot_of` / `Store::load_subfn`). A lock file there makes a
+//! second owner (another collaboration of the same name on the same
+//! `state_dir`) fail with a clear error.
+//!
+//! A commit's life: validated and its keys locked (`Store::prepare`), its
+//! record appended, the group synced, then applied and answered; if the
+//! sync fails it is undone and answered `Failed`, and the log is cut back
+//! so that it cannot reappear after a restart. Reads are served from the
+//! applied state only: nothing uncommitted is ever seen.
+
+use super::context::Ctx;
+use super::txn_2pc::TwoPhase;
+use crate::report::TxnReport;
+use crate::txn::msg::{TxnReply, TxnRequest};
+use crate::txn::record::Record;
+use crate::txn::storage::FsStorage;
+use crate::txn::store::{Store, TxnSet, Version};
+use crate::txn::wal::Wal;
+use crate::wire::{FLAG_DST_LP, FLAG_MANAGER};
+use shmcollab_shm::frame::{kind, FrameHeader};
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Checkpoint once the log holds this many bytes.
+const CHECKPOINT_BYTES: u64 = 64 << 20;
+
+/// A transaction frame for the server.
+pub(super) struct TxnFrame {
+    pub h: FrameHeader,
+    pub payload: Vec<u8>,
+    /// From our own LP (not from a peer manager or our server).
+    pub from_lp: bool,
+}
+
+/// Who to answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Requester {
+    pub slot: u32,
+    pub corr: u32,
+    /// A manager (two-phase commit), not an LP.
+    pub manager: bool,
+}
+
+/// What to do once the group's records are durable.
+enum AfterSync {
+    /// A local commit: apply it and answer.
+    Commit {
+        to: Requester,
+        txid: u64,
+        version: Version,
+    },
+    /// Two-phase commit steps (`txn_2pc.rs`).
+    TwoPhase(super::txn_2pc::AfterSync),
+}
+
+/// Frames the server sends (routed like frames of the manager).
+pub(super) type Outbox = Vec<(FrameHeader, Vec<u8>)>;
+
+pub(super) struct TxnServer {
+    pub(super) store: Store,
+    /// The log, or why there is none (every commit then fails with it).
+    wal: Result<Wal<FsStorage>, String>,
+    _lock: Option<std::fs::File>,
+    pub(super) next_version: Version,
+    next_txid: u32,
+    group: Vec<AfterSync>,
+    pub(super) two_phase: TwoPhase,
+    pub(super) stats: TxnReport,
+}
+
+/// This manager's state directory.
+pub(super) fn state_dir(ctx: &Ctx) -> PathBuf {
+    ctx.plan
+        .state_dir
+        .join(&ctx.plan.name)
+        .join(format!("m{}", ctx.slot))
+}
+
+/// Take the directory's lock: one owner at a time.
+fn lock(dir: &std::path::Path) -> Result<std::fs::File, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let path = dir.join("lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(|_| {
+        format!(
+            "{} is locked: another process owns this state (a collaboration of the same name on the same state_dir?)",
+            dir.display()
+        )
+    })?;
+    Ok(f)
+}
+
+impl TxnServer {
+    /// Open this manager's state: lock it, recover the log, host our
+    /// sub-functions. Errors are kept (and answered to every commit) rather
+    /// than fatal, so that messaging still works.
+    pub fn open(ctx: &Ctx) -> TxnServer {
+        let mut s = TxnServer {
+            store: Store::new(),
+            wal: Err("not opened".into()),
+            _lock: None,
+            next_version: 1,
+            next_txid: 0,
+            group: Vec::new(),
+            two_phase: TwoPhase::default(),
+            stats: TxnReport::default(),
+        };
+        // Hosted before the log is replayed: replay skips what is not.
+        for i in ctx.registry.subfns_of(ctx.slot) {
+            s.store.host(i);
+        }
+        let dir = state_dir(ctx);
+        match lock(&dir) {
+            Ok(l) => s._lock = Some(l),
+            Err(e) => {
+                eprintln!(
+                    "shmcollab: {}: transactions disabled: {e}",
+                    ctx.lp_plan().name
+                );
+                s.wal = Err(e);
+                return s;
+            }
+        }
+        match Wal::open(FsStorage::new(), &dir, ctx.plan.sync) {
+            Ok((wal, rec)) => {
+                s.wal = Ok(wal);
+                if let Err(e) = s.recover(ctx, rec) {
+                    eprintln!(
+                        "shmcollab: {}: state cannot be recovered: {e}",
+                        ctx.lp_plan().name
+                    );
+                    s.wal = Err(e);
+                }
+            }
+            Err(e) => {
+                eprintln!(
+                    "shmcollab: {}: cannot open the log: {e}",
+                    ctx.lp_plan().name
+                );
+                s.wal = Err(e.to_string());
+            }
+        }
+        s
+    }
+
+    /// Load the checkpoint and replay the records after it.
+    fn recover(&mut self, ctx: &Ctx, rec: crate::txn::wal::Recovered) -> Result<(), String> {
+        let started = Instant::now();
+        if let Some(snap) = rec.snapshot {
+            let (store, decided) = super::txn_2pc::decode_checkpoint(&snap)?;
+            self.store = store;
+            self.two_phase.decided = decided;
+            for i in ctx.registry.subfns_of(ctx.slot) {
+                self.store.host(i);
+            }
+        }
+        for (txid, _) in self.store.prepared() {
+            self.two_phase.in_doubt.insert(txid, None);
+        }
+        let n = rec.records.len();
+        for (_, payload) in rec.records {
+            let r = Record::decode(&payload).map_err(|e| format!("a log record: {e}"))?;
+            self.replay(ctx, r);
+        }
+        self.next_version = self.store.max_version() + 1;
+        // In-doubt transactions we led ourselves: our log has the answer.
+        for (txid, commit) in self.two_phase.own_in_doubt(ctx) {
+            TwoPhase::resolve(self, txid, commit);
+        }
+        if n > 0 || rec.cut_bytes > 0 {
+            eprintln!(
+                "shmcollab: {}: recovered {n} log records in {} ms{}",
+                ctx.lp_plan().name,
+                started.elapsed().as_millis(),
+                if rec.cut_bytes > 0 {
+                    format!(", cut a torn tail of {} bytes", rec.cut_bytes)
+                } else {
+                    String::new()
+                }
+            );
+        }
+        Ok(())
+    }
+
+    fn replay(&mut self, ctx: &Ctx, r: Record) {
+        match r {
+            Record::Commit {
+                version, writes, ..
+            } => self.store.apply(&writes, version),
+            Record::Prepare { txid, set, .. } => {
+                self.two_phase.replay_prepare(&mut self.store, txid, set)
+            }
+            Record::Decision {
+                txid,
+                commit,
+                version,
+            } => self
+                .two_phase
+                .replay_decision(ctx, &mut self.store, txid, commit, version),
+        }
+    }
+
+    /// A new transaction id, unique across the collaboration and restarts:
+    /// our slot, our generation, a counter.
+    pub(super) fn new_txid(&mut self, ctx: &Ctx) -> u64 {
+        self.next_txid = self.next_txid.wrapping_add(1);
+        (u64::from(ctx.slot) << 48)
+            | (u64::from(ctx.generation & 0xffff) << 32)
+            | u64::from(self.next_txid)
+    }
+
+    /// Append a record to the log; the error says why it cannot be.
+    pub(super) fn append(&mut self, r: &Record) -> Result<(), String> {
+        let wal = self.wal.as_mut().map_err(|e| e.clone())?;
+        wal.append(&r.encode()).map(drop).map_err(|e| e.to_string())
+    }
+
+    pub(super) fn after_sync(&mut self, a: super::txn_2pc::AfterSync) {
+        self.group.push(AfterSync::TwoPhase(a));
+    }
+
+    /// Serve one frame.
+    pub fn handle(&mut self, ctx: &Ctx, f: TxnFrame, out: &mut Outbox) {
+        let from = Requester {
+            slot: f.h.src,
+            corr: f.h.aux,
+            manager: !f.from_lp && f.h.flags & FLAG_MANAGER != 0,
+        };
+        if f.h.kind == kind::TXN_REPLY {
+            let Ok(r) = TxnReply::decode(&f.payload) else {
+                return;
+            };
+            return TwoPhase::on_reply(self, ctx, from, r, out);
+        }
+        if let Err(why) = &self.wal {
+            // Without its state (locked by another owner, unrecoverable),
+            // this server answers nothing but that: an empty store must
+            // never be served as the state.
+            let why = format!("this manager's state is unavailable: {why}");
+            return reply(ctx, out, from, TxnReply::Failed(why));
+        }
+        let req = match TxnRequest::decode(&f.payload) {
+            Ok(r) => r,
+            Err(e) => {
+                return reply(
+                    ctx,
+                    out,
+                    from,
+                    TxnReply::Failed(format!("bad request: {e}")),
+                )
+            }
+        };
+        match req {
+            TxnRequest::Get { subfn, key } => {
+                let r = match self.store.get(subfn, &key) {
+                    Ok((value, version)) => TxnReply::Value { value, version },
+                    Err(e) => TxnReply::Failed(e.to_string()),
+                };
+                reply(ctx, out, from, r)
+            }
+            TxnRequest::Scan {
+                subfn,
+                prefix,
+                limit,
+            } => {
+                let r = match self.store.scan(subfn, &prefix, limit) {
+                    // A reply is one frame: a scan that would not fit is
+                    // refused whole (cutting it would hide keys from the
+                    // validation of the scan).
+                    Ok(e) if entries_len(&e) > ctx.plan.ring_capacity / 4 => {
+                        TxnReply::Failed(format!(
+                            "the scan's result is over {} bytes: ask for fewer keys",
+                            ctx.plan.ring_capacity / 4
+                        ))
+                    }
+                    Ok(e) => TxnReply::Entries(e),
+                    Err(e) => TxnReply::Failed(e.to_string()),
+                };
+                reply(ctx, out, from, r)
+            }
+            TxnRequest::Commit { set } if f.from_lp => self.coordinate(ctx, from, set, out),
+            TxnRequest::CommitLocal { txid, set } if from.manager => {
+                self.commit_local(ctx, from, txid, set, out)
+            }
+            TxnRequest::Prepare { txid, set } if from.manager => {
+                TwoPhase::prepare(self, ctx, from, txid, set, out)
+            }
+            TxnRequest::Decide { txid, commit } if from.manager => {
+                TwoPhase::decide(self, ctx, from, txid, commit, out)
+            }
+            TxnRequest::Outcome { txid } if from.manager => {
+                let commit = self.two_phase.outcome(txid);
+                reply(ctx, out, from, TxnReply::Outcome { txid, commit })
+            }
+            _ => reply(
+                ctx,
+                out,
+                from,
+                TxnReply::Failed("request not allowed from this sender".into()),
+            ),
+        }
+    }
+
+    /// Our LP's commit: at the one host of everything it touched (us or
+    /// another manager), or by two-phase commit across the hosts.
+    fn coordinate(&mut self, ctx: &Ctx, lp: Requester, set: TxnSet, out: &mut Outbox) {
+        if let Err(e) = set.check_limits() {
+            return reply(
+                ctx,
+                out,
+                lp,
+                TxnReply::Failed(format!("transaction too large: {e}")),
+            );
+        }
+        let hosts = match hosts_of(ctx, &set) {
+            Ok(h) => h,
+            Err(e) => return reply(ctx, out, lp, TxnReply::Failed(e)),
+        };
+        let txid = self.new_txid(ctx);
+        match hosts.as_slice() {
+            [] => reply(ctx, out, lp, TxnReply::Committed { version: 0 }),
+            [one] if *one == ctx.slot => self.commit_local(ctx, lp, txid, set, out),
+            [one] => {
+                let corr = self.two_phase.forward(lp);
+                let req = TxnRequest::CommitLocal { txid, set };
+                out.push(to_manager(ctx, *one, corr, &req));
+            }
+            many => {
+                let many = many.to_vec();
+                TwoPhase::lead(self, ctx, lp, txid, set, many, out)
+            }
+        }
+    }
+
+    /// Commit `set`, all of it hosted here: validate and lock, log, and
+    /// answer once the group is durable.
+    fn commit_local(&mut self, ctx: &Ctx, to: Requester, txid: u64, set: TxnSet, out: &mut Outbox) {
+        let part = match self.store.prepare(txid, &set) {
+            Ok(p) => p,
+            Err(c) => {
+                self.stats.conflicts += 1;
+                self.stats.aborts += 1;
+                return reply(ctx, out, to, TxnReply::Conflict(c.to_string()));
+            }
+        };
+        let version = self.next_version;
+        self.next_version += 1;
+        if part.writes.is_empty() {
+            // Read-only: validated, nothing to log.
+            self.store.decide(txid, true, version);
+            self.stats.commits += 1;
+            return reply(ctx, out, to, TxnReply::Committed { version });
+        }
+        let r = Record::Commit {
+            txid,
+            version,
+            writes: part.writes,
+        };
+        if let Err(e) = self.append(&r) {
+            self.store.decide(txid, false, 0);
+            self.stats.aborts += 1;
+            return reply(ctx, out, to, TxnReply::Failed(e));
+        }
+        self.group.push(AfterSync::Commit { to, txid, version });
+    }
+
+    /// Make the group durable (one fdatasync), then apply and answer; on
+    /// failure undo and answer `Failed`.
+    pub fn sync_group(&mut self, ctx: &Ctx, out: &mut Outbox) {
+        if self.group.is_empty() {
+            return;
+        }
+        let synced = match self.wal.as_mut() {
+            Ok(w) => {
+                let r = w.sync().map(drop).map_err(|e| e.to_string());
+                self.stats.fsyncs = w.syncs();
+                self.stats.last_fsync_us = w.last_sync().map_or(0, |d| d.as_micros() as u64);
+                self.stats.log_bytes = w.size();
+                r
+            }
+            Err(e) => Err(e.clone()),
+        };
+        for a in std::mem::take(&mut self.group) {
+            match a {
+                AfterSync::Commit { to, txid, version } => {
+                    let ok = synced.is_ok();
+                    self.store.decide(txid, ok, version);
+                    let r = match &synced {
+                        Ok(()) => {
+                            self.stats.commits += 1;
+                            TxnReply::Committed { version }
+                        }
+                        Err(e) => {
+                            self.stats.aborts += 1;
+                            TxnReply::Failed(e.clone())
+                        }
+                    };
+                    reply(ctx, out, to, r);
+                }
+                AfterSync::TwoPhase(a) => TwoPhase::after_sync(self, ctx, a, &synced, out),
+            }
+        }
+        self.maybe_checkpoint();
+    }
+
+    /// Checkpoint when the log has grown and nothing is in flight.
+    fn maybe_checkpoint(&mut self) {
+        let Ok(w) = self.wal.as_mut() else {
+            return;
+        };
+        if w.size() < CHECKPOINT_BYTES || !self.group.is_empty() || self.two_phase.busy() {
+            return;
+        }
+        let snap = super::txn_2pc::encode_checkpoint(&self.store, &self.two_phase.decided);
+        if let Err(e) = w.checkpoint(&snap) {
+            eprintln!("shmcollab: checkpoint failed (the log keeps growing): {e}");
+        }
+        self.stats.log_bytes = w.size();
+    }
+
+    /// Timers: ask coordinators about in-doubt transactions.
+    pub fn tick(&mut self, ctx: &Ctx, out: &mut Outbox) {
+        TwoPhase::tick(self, ctx, out);
+    }
+
+    /// Manager `slot` restarted or left.
+    pub fn host_gone(&mut self, ctx: &Ctx, slot: u32, out: &mut Outbox) {
+        TwoPhase::host_gone(self, ctx, slot, out);
+    }
+
+    /// When `tick` wants to run next.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.two_phase.deadline()
+    }
+
+    /// Figures for the state report.
+    pub fn report(&self) -> TxnReport {
+        let mut r = self.stats;
+        if let Ok(w) = &self.wal {
+            r.log_bytes = w.size();
+        }
+        r
+    }
+}
+
+/// Bytes of scan results (keys and values).
+fn entries_len(e: &[crate::txn::store::Entry]) -> usize {
+    e.iter().map(|(k, v, _)| k.len() + v.len() + 16).sum()
+}
+
+/// The hosts of every sub-function `set` touches, sorted.
+fn hosts_of(ctx: &Ctx, set: &TxnSet) -> Result<Vec<u32>, String> {
+    let subfns = set.reads.iter().map(|r| r.subfn);
+    let subfns = subfns.chain(set.scans.iter().map(|s| s.subfn));
+    let subfns = subfns.chain(set.writes.iter().map(|w| w.subfn));
+    let mut hosts = Vec::new();
+    for s in subfns {
+        let h = ctx
+            .registry
+            .subfn_owner(s)
+            .ok_or_else(|| format!("sub-function {s} is not hosted by any LP"))?;
+        if !hosts.contains(&h) {
+            hosts.push(h);
+        }
+    }
+    hosts.sort_unstable();
+    Ok(hosts)
+}
+
+/// Answer `to`.
+pub(super) fn reply(ctx: &Ctx, out: &mut Outbox, to: Requester, r: TxnReply) {
+    let h = FrameHeader {
+        kind: kind::TXN_REPLY,
+        src: ctx.slot,
+        dst: to.slot,
+        aux: to.corr,
+        flags: if to.manager {
+            FLAG_MANAGER
+        } else {
+            FLAG_DST_LP
+        },
+        ..Default::default()
+    };
+    out.push((h, r.encode()));
+}
+
+/// A request to manager `slot`.
+pub(super) fn to_manager(
+    ctx: &Ctx,
+    slot: u32,
+    corr: u32,
+    req: &TxnRequest,
+) -> (FrameHeader, Vec<u8>) {
+    let h = FrameHeader {
+        kind: kind::TXN,
+        src: ctx.slot,
+        dst: slot,
+        aux: corr,
+        flags: FLAG_MANAGER,
+        ..Default::default()
+    };
+    (h, req.encode())
+}
