@@ -599,8 +599,11 @@ impl Manager {
             for f in frames.drain(..) {
                 self.txn.handle(&self.ctx, f, &mut out);
             }
-            self.txn.sync_group(&self.ctx, &mut out);
+            // Answers that need no fdatasync (reads, conflicts) go first:
+            // they must not wait for the group's.
             frames = self.send_txn(std::mem::take(&mut out));
+            self.txn.sync_group(&self.ctx, &mut out);
+            frames.extend(self.send_txn(std::mem::take(&mut out)));
             if frames.is_empty() {
                 break;
             }
