@@ -35,7 +35,7 @@ use common::Row;
 use harness::{fail, median, quick, target_release, write_config, Bins, Launched};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// The run's temporary directory, on the repository's file system (where a
 /// default `state_dir` lives), removed on drop.
