@@ -91,6 +91,38 @@ fn print_table(v: &CollaborationState) {
             lp.subfunctions.join(",")
         );
     }
+    print_txn_table(v);
+}
+
+/// The transaction servers, a line per manager that has served any.
+fn print_txn_table(v: &CollaborationState) {
+    let served = |r: &shmcollab_runtime::report::TxnReport| r.commits + r.aborts + r.log_bytes > 0;
+    let rows: Vec<_> = v
+        .lps
+        .iter()
+        .filter_map(|lp| lp.report.as_ref().map(|r| (lp, r.txn)))
+        .filter(|(_, t)| served(t))
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    println!();
+    println!(
+        "{:<16} {:>10} {:>8} {:>10} {:>12} {:>8} {:>12}",
+        "transactions", "commits", "aborts", "conflicts", "log KiB", "fsyncs", "last fsync"
+    );
+    for (lp, t) in rows {
+        println!(
+            "{:<16} {:>10} {:>8} {:>10} {:>12} {:>8} {:>9} µs",
+            lp.name,
+            t.commits,
+            t.aborts,
+            t.conflicts,
+            t.log_bytes / 1024,
+            t.fsyncs,
+            t.last_fsync_us
+        );
+    }
 }
 
 /// `shmcollab stop NAME`: SIGTERM to the supervisor, then wait for it to go.
