@@ -224,6 +224,40 @@ fn create_db(path: &Path, keys: &[String]) -> Res<()> {
     Ok(())
 }
 
+/// How a connection waits for the write lock.
+#[derive(Clone, Copy, PartialEq)]
+enum Busy {
+    /// SQLite's `busy_timeout` backoff (1 ms up to 100 ms sleeps).
+    Timeout,
+    /// Poll every 100 µs: what a user who knows commits take ~200 µs can
+    /// install with `sqlite3_busy_handler`, to keep the lock busy.
+    Poll,
+}
+
+impl Busy {
+    fn name(self) -> &'static str {
+        match self {
+            Busy::Timeout => "timeout",
+            Busy::Poll => "poll",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Busy> {
+        [Busy::Timeout, Busy::Poll].into_iter().find(|b| b.name() == s)
+    }
+
+    fn handler(self, waits: Arc<AtomicU64>) -> Box<dyn FnMut(i32) -> bool + Send> {
+        match self {
+            Busy::Timeout => Box::new(counting_busy_timeout(waits)),
+            Busy::Poll => Box::new(move |count| {
+                waits.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_micros(100));
+                (count as i64) < BUSY_TIMEOUT_MS * 10
+            }),
+        }
+    }
+}
+
 /// SQLite's default busy handler (`sqliteDefaultBusyCallback`, what
 /// `busy_timeout` installs), counting its calls in `waits`.
 fn counting_busy_timeout(waits: Arc<AtomicU64>) -> impl FnMut(i32) -> bool + Send + 'static {
@@ -258,7 +292,7 @@ struct Incr {
 }
 
 impl Incr {
-    fn open(path: &Path, key: &str) -> Res<Incr> {
+    fn open(path: &Path, key: &str, busy: Busy) -> Res<Incr> {
         let mut conn = Connection::open(path)?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         let sync: i64 = conn.pragma_query_value(None, "synchronous", |r| r.get(0))?;
@@ -267,7 +301,7 @@ impl Incr {
             return Err(format!("synchronous={sync} journal_mode={mode}").into());
         }
         let waits = Arc::new(AtomicU64::new(0));
-        conn.busy_handler(Some(counting_busy_timeout(waits.clone())))?;
+        conn.busy_handler(Some(busy.handler(waits.clone())))?;
         conn.set_prepared_statement_cache_capacity(16);
         Ok(Incr {
             conn,
@@ -370,7 +404,7 @@ fn commit_1lp(dir: &Path, warm: usize, n: usize) -> Res<Row> {
     watch_start("commit_1lp");
     let db = dir.join("one.db");
     create_db(&db, &["n/lp0".into()])?;
-    let mut inc = Incr::open(&db, "n/lp0")?;
+    let mut inc = Incr::open(&db, "n/lp0", Busy::Timeout)?;
     let t = Instant::now();
     let run = run_incr(&mut inc, warm, n)?;
     let took = t.elapsed();
@@ -387,7 +421,7 @@ fn commit_1lp(dir: &Path, warm: usize, n: usize) -> Res<Row> {
 
 /// `PROCS` child processes, child `i` incrementing key `n/lp<i>` of
 /// `dbs[i % dbs.len()]`; all start together on "go".
-fn commit_8lp(system: &str, dbs: &[PathBuf], warm: usize, n: usize) -> Res<Row> {
+fn commit_8lp(system: &str, dbs: &[PathBuf], busy: Busy, warm: usize, n: usize) -> Res<Row> {
     watch_start(&format!("commit_8lp {system}"));
     let mut kids = Children(Vec::new());
     let mut outs: Vec<BufReader<ChildStdout>> = Vec::new();
@@ -395,7 +429,7 @@ fn commit_8lp(system: &str, dbs: &[PathBuf], warm: usize, n: usize) -> Res<Row> 
         let db = &dbs[i % dbs.len()];
         let mut c = Command::new(std::env::current_exe()?)
             .env(ROLE_ENV, "sqlite_incr")
-            .env(ARG_ENV, format!("{}|n/lp{i}|{warm}|{n}", db.display()))
+            .env(ARG_ENV, format!("{}|n/lp{i}|{}|{warm}|{n}", db.display(), busy.name()))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()?;
@@ -451,9 +485,10 @@ fn parse_run(line: &str) -> Option<Run> {
 fn child_incr(arg: &str) -> Res<()> {
     let mut it = arg.split('|');
     let (db, key) = (it.next().ok_or("db")?, it.next().ok_or("key")?);
+    let busy = Busy::parse(it.next().ok_or("busy")?).ok_or("busy policy")?;
     let warm: usize = it.next().ok_or("warm")?.parse()?;
     let n: usize = it.next().ok_or("n")?.parse()?;
-    let mut inc = Incr::open(Path::new(db), key)?;
+    let mut inc = Incr::open(Path::new(db), key, busy)?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "ready")?;
     out.flush()?;
@@ -495,14 +530,15 @@ fn measure(dir: &Path, warm: usize, n: usize) -> Res<Vec<Row>> {
     let keys: Vec<String> = (0..PROCS).map(|i| format!("n/lp{i}")).collect();
     let shared = dir.join("shared.db");
     create_db(&shared, &keys)?;
-    rows.push(commit_8lp("sqlite_wal_full", &[shared], warm, n)?);
+    rows.push(commit_8lp("sqlite_wal_full", &[shared.clone()], Busy::Timeout, warm, n)?);
+    rows.push(commit_8lp("sqlite_wal_full_poll", &[shared], Busy::Poll, warm, n)?);
     let mut files = Vec::new();
     for (i, k) in keys.iter().enumerate() {
         let db = dir.join(format!("shard{i}.db"));
         create_db(&db, std::slice::from_ref(k))?;
         files.push(db);
     }
-    rows.push(commit_8lp("sqlite_wal_full_8files", &files, warm, n)?);
+    rows.push(commit_8lp("sqlite_wal_full_8files", &files, Busy::Timeout, warm, n)?);
     Ok(rows)
 }
 
