@@ -243,7 +243,9 @@ impl Busy {
     }
 
     fn parse(s: &str) -> Option<Busy> {
-        [Busy::Timeout, Busy::Poll].into_iter().find(|b| b.name() == s)
+        [Busy::Timeout, Busy::Poll]
+            .into_iter()
+            .find(|b| b.name() == s)
     }
 
     fn handler(self, waits: Arc<AtomicU64>) -> Box<dyn FnMut(i32) -> bool + Send> {
@@ -270,7 +272,10 @@ fn counting_busy_timeout(waits: Arc<AtomicU64>) -> impl FnMut(i32) -> bool + Sen
             (DELAYS[n], TOTALS[n])
         } else {
             let last = DELAYS.len() - 1;
-            (DELAYS[last], TOTALS[last] + DELAYS[last] * (n - last) as i64)
+            (
+                DELAYS[last],
+                TOTALS[last] + DELAYS[last] * (n - last) as i64,
+            )
         };
         if prior + delay > BUSY_TIMEOUT_MS {
             delay = BUSY_TIMEOUT_MS - prior;
@@ -372,7 +377,11 @@ fn run_incr(inc: &mut Incr, warm: usize, n: usize) -> Res<Run> {
     }
     let after = inc.value()?;
     if after != before + (warm + n) as u64 {
-        return Err(format!("key ends at {after}, expected {}", before + (warm + n) as u64).into());
+        return Err(format!(
+            "key ends at {after}, expected {}",
+            before + (warm + n) as u64
+        )
+        .into());
     }
     Ok(Run {
         samples,
@@ -382,7 +391,10 @@ fn run_incr(inc: &mut Incr, warm: usize, n: usize) -> Res<Run> {
 }
 
 fn row(bench: &str, system: &str, procs: usize, runs: Vec<Run>, all: u64, took: Duration) -> Row {
-    let mut s: Vec<u64> = runs.iter().flat_map(|r| r.samples.iter().copied()).collect();
+    let mut s: Vec<u64> = runs
+        .iter()
+        .flat_map(|r| r.samples.iter().copied())
+        .collect();
     s.sort_unstable();
     Row {
         bench: bench.into(),
@@ -429,7 +441,10 @@ fn commit_8lp(system: &str, dbs: &[PathBuf], busy: Busy, warm: usize, n: usize) 
         let db = &dbs[i % dbs.len()];
         let mut c = Command::new(std::env::current_exe()?)
             .env(ROLE_ENV, "sqlite_incr")
-            .env(ARG_ENV, format!("{}|n/lp{i}|{}|{warm}|{n}", db.display(), busy.name()))
+            .env(
+                ARG_ENV,
+                format!("{}|n/lp{i}|{}|{warm}|{n}", db.display(), busy.name()),
+            )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()?;
@@ -530,15 +545,33 @@ fn measure(dir: &Path, warm: usize, n: usize) -> Res<Vec<Row>> {
     let keys: Vec<String> = (0..PROCS).map(|i| format!("n/lp{i}")).collect();
     let shared = dir.join("shared.db");
     create_db(&shared, &keys)?;
-    rows.push(commit_8lp("sqlite_wal_full", &[shared.clone()], Busy::Timeout, warm, n)?);
-    rows.push(commit_8lp("sqlite_wal_full_poll", &[shared], Busy::Poll, warm, n)?);
+    rows.push(commit_8lp(
+        "sqlite_wal_full",
+        &[shared.clone()],
+        Busy::Timeout,
+        warm,
+        n,
+    )?);
+    rows.push(commit_8lp(
+        "sqlite_wal_full_poll",
+        &[shared],
+        Busy::Poll,
+        warm,
+        n,
+    )?);
     let mut files = Vec::new();
     for (i, k) in keys.iter().enumerate() {
         let db = dir.join(format!("shard{i}.db"));
         create_db(&db, std::slice::from_ref(k))?;
         files.push(db);
     }
-    rows.push(commit_8lp("sqlite_wal_full_8files", &files, Busy::Timeout, warm, n)?);
+    rows.push(commit_8lp(
+        "sqlite_wal_full_8files",
+        &files,
+        Busy::Timeout,
+        warm,
+        n,
+    )?);
     Ok(rows)
 }
 
