@@ -24,6 +24,7 @@ use super::context::Ctx;
 use super::txn_server::{reply, to_manager, Outbox, Requester, TxnServer};
 use crate::txn::msg::{TxnReply, TxnRequest};
 use crate::txn::record::Record;
+use crate::txn::storage::Storage;
 use crate::txn::store::{Store, TxnSet, Version};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -85,8 +86,8 @@ impl TwoPhase {
     }
 
     /// Start a two-phase commit of `set` over `hosts`.
-    pub fn lead(
-        srv: &mut TxnServer,
+    pub fn lead<S: Storage>(
+        srv: &mut TxnServer<S>,
         ctx: &Ctx,
         lp: Requester,
         txid: u64,
@@ -114,8 +115,8 @@ impl TwoPhase {
     }
 
     /// A host's first phase.
-    pub fn prepare(
-        srv: &mut TxnServer,
+    pub fn prepare<S: Storage>(
+        srv: &mut TxnServer<S>,
         ctx: &Ctx,
         from: Requester,
         txid: u64,
@@ -142,8 +143,8 @@ impl TwoPhase {
     }
 
     /// A host's second phase.
-    pub fn decide(
-        srv: &mut TxnServer,
+    pub fn decide<S: Storage>(
+        srv: &mut TxnServer<S>,
         ctx: &Ctx,
         from: Requester,
         txid: u64,
@@ -162,7 +163,7 @@ impl TwoPhase {
     /// its version here. If the record cannot be logged the outcome is
     /// still applied: after a crash the Prepare is in doubt again and the
     /// leader is asked again.
-    pub fn resolve(srv: &mut TxnServer, txid: u64, commit: bool) -> Version {
+    pub fn resolve<S: Storage>(srv: &mut TxnServer<S>, txid: u64, commit: bool) -> Version {
         let version = srv.next_version;
         srv.next_version += 1;
         let _ = srv.append(&Record::Decision {
@@ -177,8 +178,8 @@ impl TwoPhase {
 
     /// A reply to us: from a host we forwarded a commit to, or in a
     /// two-phase commit we lead, or a leader's answer about an in-doubt one.
-    pub fn on_reply(
-        srv: &mut TxnServer,
+    pub fn on_reply<S: Storage>(
+        srv: &mut TxnServer<S>,
         ctx: &Ctx,
         from: Requester,
         r: TxnReply,
@@ -214,7 +215,14 @@ impl TwoPhase {
         }
     }
 
-    fn on_vote(srv: &mut TxnServer, ctx: &Ctx, host: u32, txid: u64, yes: bool, out: &mut Outbox) {
+    fn on_vote<S: Storage>(
+        srv: &mut TxnServer<S>,
+        ctx: &Ctx,
+        host: u32,
+        txid: u64,
+        yes: bool,
+        out: &mut Outbox,
+    ) {
         let Some(lead) = srv.two_phase.leading.get_mut(&txid) else {
             return;
         };
@@ -241,7 +249,13 @@ impl TwoPhase {
     }
 
     /// End a transaction we lead without committing it.
-    fn abort(srv: &mut TxnServer, ctx: &Ctx, txid: u64, why: TxnReply, out: &mut Outbox) {
+    fn abort<S: Storage>(
+        srv: &mut TxnServer<S>,
+        ctx: &Ctx,
+        txid: u64,
+        why: TxnReply,
+        out: &mut Outbox,
+    ) {
         let Some(lead) = srv.two_phase.leading.remove(&txid) else {
             return;
         };
@@ -257,8 +271,8 @@ impl TwoPhase {
     }
 
     /// A step whose records the group's fdatasync made durable (or not).
-    pub fn after_sync(
-        srv: &mut TxnServer,
+    pub fn after_sync<S: Storage>(
+        srv: &mut TxnServer<S>,
         ctx: &Ctx,
         a: AfterSync,
         synced: &Result<(), String>,
@@ -340,7 +354,7 @@ impl TwoPhase {
 
     /// Abort the two-phase commits we lead whose votes are late, and ask
     /// the leaders of in-doubt transactions.
-    pub fn tick(srv: &mut TxnServer, ctx: &Ctx, out: &mut Outbox) {
+    pub fn tick<S: Storage>(srv: &mut TxnServer<S>, ctx: &Ctx, out: &mut Outbox) {
         let now = Instant::now();
         let late: Vec<u64> = srv
             .two_phase
@@ -359,7 +373,7 @@ impl TwoPhase {
     /// Manager `slot` restarted or left: the two-phase commits we lead that
     /// wait for its vote will not get it (its Prepare, if logged, is in
     /// doubt there and presumed aborted): abort them now.
-    pub fn host_gone(srv: &mut TxnServer, ctx: &Ctx, slot: u32, out: &mut Outbox) {
+    pub fn host_gone<S: Storage>(srv: &mut TxnServer<S>, ctx: &Ctx, slot: u32, out: &mut Outbox) {
         let waiting: Vec<u64> = srv
             .two_phase
             .leading

@@ -26,7 +26,7 @@ use super::txn_2pc::TwoPhase;
 use crate::report::TxnReport;
 use crate::txn::msg::{TxnReply, TxnRequest};
 use crate::txn::record::Record;
-use crate::txn::storage::FsStorage;
+use crate::txn::storage::{FsStorage, Storage};
 use crate::txn::store::{Store, TxnSet, Version};
 use crate::txn::wal::Wal;
 use crate::wire::{FLAG_DST_LP, FLAG_MANAGER};
@@ -69,14 +69,18 @@ enum AfterSync {
 /// Frames the server sends (routed like frames of the manager).
 pub(super) type Outbox = Vec<(FrameHeader, Vec<u8>)>;
 
-pub(super) struct TxnServer {
+pub(super) struct TxnServer<S: Storage = FsStorage> {
     pub(super) store: Store,
     /// The log, or why there is none (every commit then fails with it).
-    wal: Result<Wal<FsStorage>, String>,
+    wal: Result<Wal<S>, String>,
     _lock: Option<std::fs::File>,
     pub(super) next_version: Version,
     next_txid: u32,
     group: Vec<AfterSync>,
+    /// An append of this group failed: the log dropped every record since
+    /// its last sync, so the whole group fails (and nothing more is
+    /// appended to it).
+    group_failed: Option<String>,
     pub(super) two_phase: TwoPhase,
     pub(super) stats: TxnReport,
 }
@@ -111,10 +115,17 @@ fn lock(dir: &std::path::Path) -> Result<std::fs::File, String> {
 }
 
 impl TxnServer {
+    /// Open this manager's state on the real file system.
+    pub fn open(ctx: &Ctx) -> TxnServer {
+        TxnServer::open_on(ctx, FsStorage::new())
+    }
+}
+
+impl<S: Storage> TxnServer<S> {
     /// Open this manager's state: lock it, recover the log, host our
     /// sub-functions. Errors are kept (and answered to every commit) rather
     /// than fatal, so that messaging still works.
-    pub fn open(ctx: &Ctx) -> TxnServer {
+    pub fn open_on(ctx: &Ctx, storage: S) -> TxnServer<S> {
         let mut s = TxnServer {
             store: Store::new(),
             wal: Err("not opened".into()),
@@ -122,6 +133,7 @@ impl TxnServer {
             next_version: 1,
             next_txid: 0,
             group: Vec::new(),
+            group_failed: None,
             two_phase: TwoPhase::default(),
             stats: TxnReport::default(),
         };
@@ -141,7 +153,7 @@ impl TxnServer {
                 return s;
             }
         }
-        match Wal::open(FsStorage::new(), &dir, ctx.plan.sync) {
+        match Wal::open(storage, &dir, ctx.plan.sync) {
             Ok((wal, rec)) => {
                 s.wal = Ok(wal);
                 if let Err(e) = s.recover(ctx, rec) {
@@ -229,10 +241,19 @@ impl TxnServer {
             | u64::from(self.next_txid)
     }
 
-    /// Append a record to the log; the error says why it cannot be.
+    /// Append a record to the log; the error says why it cannot be. A
+    /// failed append makes the log drop every record since its last sync,
+    /// so it fails the whole group.
     pub(super) fn append(&mut self, r: &Record) -> Result<(), String> {
+        if let Some(e) = &self.group_failed {
+            return Err(e.clone());
+        }
         let wal = self.wal.as_mut().map_err(|e| e.clone())?;
-        wal.append(&r.encode()).map(drop).map_err(|e| e.to_string())
+        let res = wal.append(&r.encode()).map(drop).map_err(|e| e.to_string());
+        if let Err(e) = &res {
+            self.group_failed = Some(e.clone());
+        }
+        res
     }
 
     pub(super) fn after_sync(&mut self, a: super::txn_2pc::AfterSync) {
@@ -388,18 +409,39 @@ impl TxnServer {
     /// failure undo and answer `Failed`.
     pub fn sync_group(&mut self, ctx: &Ctx, out: &mut Outbox) {
         if self.group.is_empty() {
+            // A failed append's own commit was answered already.
+            self.group_failed = None;
             return;
         }
-        let synced = match self.wal.as_mut() {
+        let failed = self.group_failed.take();
+        let synced = match (failed, self.wal.as_mut()) {
+            (Some(e), _) => Err(e),
+            (None, w) => Self::sync_wal(w, &mut self.stats),
+        };
+        self.finish_group(ctx, synced, out);
+        self.maybe_checkpoint();
+    }
+
+    /// One fdatasync for the group; the stats it updates.
+    fn sync_wal(
+        wal: Result<&mut Wal<S>, &mut String>,
+        stats: &mut TxnReport,
+    ) -> Result<(), String> {
+        match wal {
             Ok(w) => {
                 let r = w.sync().map(drop).map_err(|e| e.to_string());
-                self.stats.fsyncs = w.syncs();
-                self.stats.last_fsync_us = w.last_sync().map_or(0, |d| d.as_micros() as u64);
-                self.stats.log_bytes = w.size();
+                stats.fsyncs = w.syncs();
+                stats.last_fsync_us = w.last_sync().map_or(0, |d| d.as_micros() as u64);
+                stats.log_bytes = w.size();
                 r
             }
             Err(e) => Err(e.clone()),
-        };
+        }
+    }
+
+    /// The group's records are durable (`Ok`) or gone: apply and answer,
+    /// or undo and answer `Failed`.
+    fn finish_group(&mut self, ctx: &Ctx, synced: Result<(), String>, out: &mut Outbox) {
         for a in std::mem::take(&mut self.group) {
             match a {
                 AfterSync::Commit { to, txid, version } => {
@@ -420,7 +462,6 @@ impl TxnServer {
                 AfterSync::TwoPhase(a) => TwoPhase::after_sync(self, ctx, a, &synced, out),
             }
         }
-        self.maybe_checkpoint();
     }
 
     /// Checkpoint when the log has grown and nothing is in flight.
@@ -520,4 +561,123 @@ pub(super) fn to_manager(
         ..Default::default()
     };
     (h, req.encode())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manager::testctx;
+    use crate::txn::storage::{CrashImage, Fail, FaultyStorage};
+    use crate::txn::store::WriteItem;
+
+    /// A commit of `key = value` in sub-function 0 from our LP.
+    fn commit(ctx: &Ctx, corr: u32, key: &[u8], value: &[u8]) -> TxnFrame {
+        let set = TxnSet {
+            writes: vec![WriteItem {
+                subfn: 0,
+                key: key.to_vec(),
+                value: Some(value.to_vec()),
+            }],
+            ..Default::default()
+        };
+        TxnFrame {
+            h: FrameHeader {
+                kind: kind::TXN,
+                src: ctx.slot,
+                aux: corr,
+                flags: FLAG_MANAGER,
+                ..Default::default()
+            },
+            payload: TxnRequest::Commit { set }.encode(),
+            from_lp: true,
+        }
+    }
+
+    /// The answers in `out`, by correlation id.
+    fn answers(out: &mut Outbox) -> Vec<(u32, TxnReply)> {
+        out.drain(..)
+            .map(|(h, p)| (h.aux, TxnReply::decode(&p).unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn a_failed_write_fails_the_whole_group_and_a_crash_keeps_only_what_was_acknowledged() {
+        let ctx = testctx::ctx(0, 1);
+        let fs = FaultyStorage::new();
+        let mut srv = TxnServer::open_on(&ctx, fs.clone());
+        let mut out = Vec::new();
+        // Two commits in one group; the group's write fails (a full disk).
+        srv.handle(&ctx, commit(&ctx, 1, b"a", b"1"), &mut out);
+        srv.handle(&ctx, commit(&ctx, 2, b"b", b"2"), &mut out);
+        assert!(
+            out.is_empty(),
+            "nothing is answered before the group is durable"
+        );
+        fs.fail_write(Fail::Once, libc::ENOSPC);
+        srv.sync_group(&ctx, &mut out);
+        let got = answers(&mut out);
+        assert_eq!(got.len(), 2);
+        assert!(
+            got.iter().all(|(_, r)| matches!(r, TxnReply::Failed(_))),
+            "{got:?}"
+        );
+        assert_eq!(
+            srv.store.get(0, b"a").unwrap(),
+            (None, 0),
+            "nothing half applied"
+        );
+        assert_eq!(srv.report().aborts, 2);
+        // The next group works and is acknowledged.
+        srv.handle(&ctx, commit(&ctx, 3, b"c", b"3"), &mut out);
+        srv.sync_group(&ctx, &mut out);
+        let got = answers(&mut out);
+        assert!(
+            matches!(got[..], [(3, TxnReply::Committed { .. })]),
+            "{got:?}"
+        );
+        // A crash (kill -9: unsynced data lost) and a restart: the
+        // acknowledged commit is there, the failed ones are not.
+        drop(srv);
+        let after = fs.crash(CrashImage::KILL);
+        let srv = TxnServer::open_on(&ctx, after);
+        assert_eq!(srv.store.get(0, b"c").unwrap().0, Some(b"3".to_vec()));
+        assert_eq!(srv.store.get(0, b"a").unwrap().0, None);
+        assert_eq!(srv.store.get(0, b"b").unwrap().0, None);
+    }
+
+    #[test]
+    fn a_second_owner_is_refused_and_serves_nothing() {
+        let ctx = testctx::ctx(0, 1);
+        let _first = TxnServer::open(&ctx);
+        let mut second = TxnServer::open(&ctx);
+        let mut out = Vec::new();
+        second.handle(&ctx, commit(&ctx, 1, b"a", b"1"), &mut out);
+        let got = answers(&mut out);
+        assert!(
+            matches!(&got[..], [(1, TxnReply::Failed(why))] if why.contains("locked")),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn conflicting_commits_in_one_group_one_wins() {
+        let ctx = testctx::ctx(0, 1);
+        let mut srv = TxnServer::open_on(&ctx, FaultyStorage::new());
+        let mut out = Vec::new();
+        srv.handle(&ctx, commit(&ctx, 1, b"k", b"1"), &mut out);
+        srv.handle(&ctx, commit(&ctx, 2, b"k", b"2"), &mut out);
+        // The second finds the key locked by the first (pending): conflict.
+        let early = answers(&mut out);
+        assert!(
+            matches!(early[..], [(2, TxnReply::Conflict(_))]),
+            "{early:?}"
+        );
+        srv.sync_group(&ctx, &mut out);
+        let got = answers(&mut out);
+        assert!(
+            matches!(got[..], [(1, TxnReply::Committed { .. })]),
+            "{got:?}"
+        );
+        assert_eq!(srv.store.get(0, b"k").unwrap().0, Some(b"1".to_vec()));
+    }
 }
