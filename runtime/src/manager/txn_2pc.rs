@@ -1,13 +1,15 @@
 //! Two-phase commit across managers, led by the manager of the LP that
 //! commits (presumed abort):
 //!
-//! 1. The leader sends each host its part of the set (`Prepare`). A host
-//!    validates and locks it, logs a `Prepare` record, and once that is
-//!    durable votes yes (or no at once on a conflict).
-//! 2. All yes: the leader logs its `Decision` (version 0); once that is
-//!    durable the transaction has committed (the commit point): it sends
-//!    `Decide` to every host and answers its LP. Any no: `Decide(abort)`,
-//!    nothing logged (no decision record means abort).
+//! 1. The leader validates and locks its own part (if it hosts one), and
+//!    sends each other host its part (`Prepare`). A host validates and
+//!    locks it, logs a `Prepare` record, and once that is durable votes yes
+//!    (or no at once on a conflict).
+//! 2. All yes: the leader logs its own part's writes (a `Commit` record) and
+//!    its `Decision` (version 0) in one fdatasync; once they are durable the
+//!    transaction has committed (the commit point): it applies its part,
+//!    sends `Decide` to every other host and answers its LP. Any no:
+//!    `Decide(abort)`, nothing logged (no decision record means abort).
 //! 3. A host logs its own `Decision` (with its version), applies, and
 //!    acknowledges (`Decided`) once that is durable; the leader forgets the
 //!    decision when every host has acknowledged.
@@ -40,8 +42,9 @@ const VOTE_TIMEOUT: Duration = Duration::from_secs(2);
 pub(super) enum AfterSync {
     /// A host: our Prepare is durable: vote yes.
     Vote { to: Requester, txid: u64 },
-    /// The leader: our commit decision is durable.
-    Decision { txid: u64 },
+    /// The leader: our commit decision (and our own part's writes, at
+    /// `version`) is durable.
+    Decision { txid: u64, version: Version },
     /// A host: our Decision is durable: acknowledge.
     Ack { to: Requester, txid: u64 },
 }
@@ -50,6 +53,8 @@ pub(super) enum AfterSync {
 struct Lead {
     lp: Requester,
     started: Instant,
+    /// Our own part's writes (locked in our store), if we host one.
+    own: Option<Vec<crate::txn::store::WriteItem>>,
     hosts: Vec<u32>,
     waiting: Vec<u32>,
     refused: Option<String>,
@@ -85,7 +90,10 @@ impl TwoPhase {
         !self.leading.is_empty()
     }
 
-    /// Start a two-phase commit of `set` over `hosts`.
+    /// Start a two-phase commit of `set` over `hosts`. Our own part (if we
+    /// host one) is validated and locked here at once, and goes into our log
+    /// with the decision, in the same fdatasync: only the other hosts
+    /// prepare (the coordinator's own part costs no round of its own).
     pub fn lead<S: Storage>(
         srv: &mut TxnServer<S>,
         ctx: &Ctx,
@@ -95,7 +103,20 @@ impl TwoPhase {
         hosts: Vec<u32>,
         out: &mut Outbox,
     ) {
-        for &h in &hosts {
+        let own = if hosts.contains(&ctx.slot) {
+            match srv.store.prepare(txid, &part_for(ctx, &set, ctx.slot)) {
+                Ok(part) => Some(part.writes),
+                Err(c) => {
+                    srv.stats.conflicts += 1;
+                    srv.stats.aborts += 1;
+                    return reply(ctx, out, lp, TxnReply::Conflict(c.to_string()));
+                }
+            }
+        } else {
+            None
+        };
+        let others: Vec<u32> = hosts.into_iter().filter(|&h| h != ctx.slot).collect();
+        for &h in &others {
             let part = part_for(ctx, &set, h);
             out.push(to_manager(
                 ctx,
@@ -107,8 +128,9 @@ impl TwoPhase {
         let lead = Lead {
             lp,
             started: Instant::now(),
-            waiting: hosts.clone(),
-            hosts,
+            waiting: others.clone(),
+            hosts: others,
+            own,
             refused: None,
         };
         srv.two_phase.leading.insert(txid, lead);
@@ -156,7 +178,9 @@ impl TwoPhase {
             return reply(ctx, out, from, TxnReply::Decided { txid });
         }
         TwoPhase::resolve(srv, txid, commit);
-        srv.after_sync(AfterSync::Ack { to: from, txid });
+        // Nobody waits for the acknowledgement but the leader's memory: no
+        // fdatasync of its own for it.
+        srv.after_sync_lazy(AfterSync::Ack { to: from, txid });
     }
 
     /// Log and apply the outcome of a transaction prepared here; returns
@@ -237,13 +261,27 @@ impl TwoPhase {
             srv.stats.conflicts += 1;
             return Self::abort(srv, ctx, txid, TxnReply::Conflict(why), out);
         }
-        let r = Record::Decision {
+        // Our own writes first, then the decision: a torn tail that keeps
+        // the decision keeps the writes before it.
+        let version = srv.next_version;
+        srv.next_version += 1;
+        let own = lead.own.take().unwrap_or_default();
+        let logged = if own.is_empty() {
+            Ok(())
+        } else {
+            srv.append(&Record::Commit {
+                txid,
+                version,
+                writes: own,
+            })
+        };
+        let decision = Record::Decision {
             txid,
             commit: true,
             version: 0,
         };
-        match srv.append(&r) {
-            Ok(()) => srv.after_sync(AfterSync::Decision { txid }),
+        match logged.and_then(|()| srv.append(&decision)) {
+            Ok(()) => srv.after_sync(AfterSync::Decision { txid, version }),
             Err(e) => Self::abort(srv, ctx, txid, TxnReply::Failed(e), out),
         }
     }
@@ -259,6 +297,8 @@ impl TwoPhase {
         let Some(lead) = srv.two_phase.leading.remove(&txid) else {
             return;
         };
+        // Our own part, if any, was only locked.
+        srv.store.decide(txid, false, 0);
         for &h in &lead.hosts {
             let req = TxnRequest::Decide {
                 txid,
@@ -286,20 +326,25 @@ impl TwoPhase {
                 srv.store.decide(txid, false, 0);
                 reply(ctx, out, to, TxnReply::Vote { txid, yes: false })
             }
-            (AfterSync::Decision { txid }, Ok(())) => {
+            (AfterSync::Decision { txid, version }, Ok(())) => {
                 let Some(lead) = srv.two_phase.leading.remove(&txid) else {
                     return;
                 };
+                srv.store.decide(txid, true, version);
                 for &h in &lead.hosts {
                     let req = TxnRequest::Decide { txid, commit: true };
                     out.push(to_manager(ctx, h, 0, &req));
                 }
                 srv.two_phase.decided.insert(txid, true);
-                srv.two_phase.acks.insert(txid, lead.hosts);
+                if !lead.hosts.is_empty() {
+                    srv.two_phase.acks.insert(txid, lead.hosts);
+                } else {
+                    srv.two_phase.decided.remove(&txid);
+                }
                 srv.stats.commits += 1;
                 reply(ctx, out, lead.lp, TxnReply::Committed { version: txid });
             }
-            (AfterSync::Decision { txid }, Err(e)) => {
+            (AfterSync::Decision { txid, .. }, Err(e)) => {
                 Self::abort(srv, ctx, txid, TxnReply::Failed(e.clone()), out)
             }
             (AfterSync::Ack { to, txid }, Ok(())) => {

@@ -32,7 +32,10 @@ use crate::txn::wal::Wal;
 use crate::wire::{FLAG_DST_LP, FLAG_MANAGER};
 use shmcollab_shm::frame::{kind, FrameHeader};
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// The longest a lazy step waits for a group's fdatasync to ride along with.
+const LAZY_SYNC: Duration = Duration::from_millis(20);
 
 /// Checkpoint once the log holds this many bytes.
 const CHECKPOINT_BYTES: u64 = 64 << 20;
@@ -77,6 +80,11 @@ pub(super) struct TxnServer<S: Storage = FsStorage> {
     pub(super) next_version: Version,
     next_txid: u32,
     group: Vec<AfterSync>,
+    /// Steps that need their records durable but nobody waits for (a
+    /// host's acknowledgement of a decision): they ride along with the next
+    /// group's fdatasync, or get one of their own after [`LAZY_SYNC`].
+    lazy: Vec<AfterSync>,
+    lazy_since: Option<Instant>,
     /// An append of this group failed: the log dropped every record since
     /// its last sync, so the whole group fails (and nothing more is
     /// appended to it).
@@ -133,6 +141,8 @@ impl<S: Storage> TxnServer<S> {
             next_version: 1,
             next_txid: 0,
             group: Vec::new(),
+            lazy: Vec::new(),
+            lazy_since: None,
             group_failed: None,
             two_phase: TwoPhase::default(),
             stats: TxnReport::default(),
@@ -258,6 +268,12 @@ impl<S: Storage> TxnServer<S> {
 
     pub(super) fn after_sync(&mut self, a: super::txn_2pc::AfterSync) {
         self.group.push(AfterSync::TwoPhase(a));
+    }
+
+    /// As `after_sync`, for a step nobody waits for (see `lazy`).
+    pub(super) fn after_sync_lazy(&mut self, a: super::txn_2pc::AfterSync) {
+        self.lazy_since.get_or_insert_with(Instant::now);
+        self.lazy.push(AfterSync::TwoPhase(a));
     }
 
     /// Serve one frame.
@@ -408,9 +424,16 @@ impl<S: Storage> TxnServer<S> {
     /// Make the group durable (one fdatasync), then apply and answer; on
     /// failure undo and answer `Failed`.
     pub fn sync_group(&mut self, ctx: &Ctx, out: &mut Outbox) {
+        let lazy_due = self.lazy_since.is_some_and(|t| t.elapsed() >= LAZY_SYNC);
+        if !self.group.is_empty() || lazy_due {
+            // This fdatasync covers the lazy steps' records too.
+            self.group.append(&mut self.lazy);
+            self.lazy_since = None;
+        }
         if self.group.is_empty() {
             // A failed append's own commit was answered already.
             self.group_failed = None;
+            self.batch_sync();
             return;
         }
         let failed = self.group_failed.take();
@@ -420,6 +443,20 @@ impl<S: Storage> TxnServer<S> {
         };
         self.finish_group(ctx, synced, out);
         self.maybe_checkpoint();
+    }
+
+    /// With `sync = "batch"`: acknowledged records not yet fdatasynced get
+    /// their fdatasync within the batch interval even when nothing else
+    /// comes (a failure then poisons or cuts only unacknowledged data).
+    fn batch_sync(&mut self) {
+        let Ok(w) = self.wal.as_mut() else {
+            return;
+        };
+        if w.sync_deadline().is_some_and(|t| Instant::now() >= t) {
+            if let Err(e) = w.sync() {
+                eprintln!("shmcollab: the log's batch fdatasync failed: {e}");
+            }
+        }
     }
 
     /// One fdatasync for the group; the stats it updates.
@@ -489,9 +526,14 @@ impl<S: Storage> TxnServer<S> {
         TwoPhase::host_gone(self, ctx, slot, out);
     }
 
-    /// When `tick` wants to run next.
+    /// When `tick` (or a lazy fdatasync) wants to run next.
     pub fn deadline(&self) -> Option<Instant> {
-        self.two_phase.deadline()
+        let lazy = self.lazy_since.map(|t| t + LAZY_SYNC);
+        let batch = self.wal.as_ref().ok().and_then(|w| w.sync_deadline());
+        [self.two_phase.deadline(), lazy, batch]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Figures for the state report.
