@@ -216,3 +216,51 @@ fn a_second_owner_of_the_state_is_refused() {
     );
     drop(first);
 }
+
+#[test]
+fn acknowledged_commits_survive_kill_9_of_the_supervisor() {
+    let dir = TempDir::new("incrsup");
+    let log = dir.0.join("incr.log");
+    let name = unique("isup");
+    const N: u64 = 2000;
+    let cfg = incr_config(&dir.0, &name, N, &log);
+    let run = Launched::start(&cfg, &name);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while incr_log(&log).iter().filter(|(k, _)| k == "ack").count() < 300 {
+        assert!(Instant::now() < deadline, "watchdog: no commits");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The supervisor dies; its managers and their LPs die with it.
+    let sup = run.pid();
+    Command::new("kill")
+        .args(["-9", &sup.to_string()])
+        .status()
+        .unwrap();
+    let _ = run.wait(Duration::from_secs(30));
+    let acked = incr_log(&log)
+        .iter()
+        .filter(|(k, _)| k == "ack")
+        .map(|(_, v)| *v)
+        .max()
+        .unwrap();
+    // Once nothing of the old run is left, launch the same config again.
+    let gone = Instant::now() + Duration::from_secs(30);
+    while !session_dirs(&name).is_empty() && Instant::now() < gone {
+        let _ = Command::new(bin()).arg("clean").output();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, stdout, stderr) = Launched::start(&cfg, &name).wait(Duration::from_secs(120));
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let entries = incr_log(&log);
+    let first_start_after = entries
+        .iter()
+        .filter(|(k, _)| k == "start")
+        .nth(1)
+        .map(|(_, v)| *v)
+        .expect("a second start");
+    assert!(
+        (acked..=acked + 1).contains(&first_start_after),
+        "the relaunch found {first_start_after}, the last acknowledged was {acked}"
+    );
+    assert!(stdout.contains(&format!("counter {N}")), "{stdout}");
+}

@@ -54,6 +54,11 @@ impl Launched {
         Launched::spawn(cmd, name)
     }
 
+    /// The supervisor's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, |c| c.id())
+    }
+
     /// Run `cmd` (which runs `shmcollab launch` for collaboration `name`)
     /// with its output piped.
     pub fn spawn(mut cmd: Command, name: &str) -> Launched {
