@@ -76,6 +76,10 @@ pub(super) struct TxnServer<S: Storage = FsStorage> {
     pub(super) store: Store,
     /// The log, or why there is none (every commit then fails with it).
     wal: Result<Wal<S>, String>,
+    /// A manager with no state yet makes its log at its first record, not
+    /// at start (a log is preallocated: 32 managers would write 512 MB at
+    /// launch): the storage, directory and mode to make it with.
+    deferred: Option<(S, PathBuf, crate::plan::SyncMode)>,
     _lock: Option<std::fs::File>,
     pub(super) next_version: Version,
     next_txid: u32,
@@ -137,6 +141,7 @@ impl<S: Storage> TxnServer<S> {
         let mut s = TxnServer {
             store: Store::new(),
             wal: Err("not opened".into()),
+            deferred: None,
             _lock: None,
             next_version: 1,
             next_txid: 0,
@@ -162,6 +167,11 @@ impl<S: Storage> TxnServer<S> {
                 s.wal = Err(e);
                 return s;
             }
+        }
+        let exists = |f: &str| storage.exists(&dir.join(f));
+        if !exists(crate::txn::wal::LOG_FILE) && !exists(crate::txn::wal::SNAPSHOT_FILE) {
+            s.deferred = Some((storage, dir, ctx.plan.sync));
+            return s;
         }
         match Wal::open(storage, &dir, ctx.plan.sync) {
             Ok((wal, rec)) => {
@@ -258,6 +268,12 @@ impl<S: Storage> TxnServer<S> {
         if let Some(e) = &self.group_failed {
             return Err(e.clone());
         }
+        if let Some((storage, dir, sync)) = self.deferred.take() {
+            // The first record: make the log (empty: nothing to recover).
+            self.wal = Wal::open(storage, &dir, sync)
+                .map(|(w, _)| w)
+                .map_err(|e| format!("cannot make the log: {e}"));
+        }
         let wal = self.wal.as_mut().map_err(|e| e.clone())?;
         let res = wal.append(&r.encode()).map(drop).map_err(|e| e.to_string());
         if let Err(e) = &res {
@@ -289,7 +305,7 @@ impl<S: Storage> TxnServer<S> {
             };
             return TwoPhase::on_reply(self, ctx, from, r, out);
         }
-        if let Err(why) = &self.wal {
+        if let (Err(why), None) = (&self.wal, &self.deferred) {
             // Without its state (locked by another owner, unrecoverable),
             // this server answers nothing but that: an empty store must
             // never be served as the state.
@@ -685,6 +701,25 @@ mod tests {
         assert_eq!(srv.store.get(0, b"c").unwrap().0, Some(b"3".to_vec()));
         assert_eq!(srv.store.get(0, b"a").unwrap().0, None);
         assert_eq!(srv.store.get(0, b"b").unwrap().0, None);
+    }
+
+    #[test]
+    fn no_log_is_made_until_the_first_commit() {
+        let ctx = testctx::ctx(0, 1);
+        let fs = FaultyStorage::new();
+        let mut srv = TxnServer::open_on(&ctx, fs.clone());
+        assert_eq!(fs.total_size(), 0, "a preallocated log at start");
+        let mut out = Vec::new();
+        srv.handle(&ctx, commit(&ctx, 1, b"a", b"1"), &mut out);
+        srv.sync_group(&ctx, &mut out);
+        assert!(matches!(
+            answers(&mut out)[..],
+            [(1, TxnReply::Committed { .. })]
+        ));
+        assert!(fs.total_size() > 0);
+        drop(srv);
+        let srv = TxnServer::open_on(&ctx, fs);
+        assert_eq!(srv.store.get(0, b"a").unwrap().0, Some(b"1".to_vec()));
     }
 
     #[test]
