@@ -51,6 +51,7 @@ mod lp_proc;
 mod peers;
 mod reports;
 pub mod router;
+mod serve_txn;
 mod start;
 #[cfg(test)]
 mod testctx;
@@ -63,7 +64,6 @@ pub use lp_proc::SpawnError;
 
 use crate::ctl::{LpCtl, PeerCtl};
 use crate::link::Outbox;
-use crate::wire;
 use anyhow::{anyhow, Context};
 use context::Ctx;
 use coordinator::Coordinator;
@@ -75,7 +75,6 @@ use lp_link::LpLink;
 use lp_proc::LpProc;
 use peers::Peers;
 use reports::{Counters, Inputs, Reports};
-use router::{route, Here, Origin, Route};
 use shmcollab_shm::frame::{kind, FrameHeader};
 use shmcollab_shm::registry::LpState;
 use shmcollab_shm::WaitStrategy;
@@ -577,76 +576,6 @@ impl Manager {
                 Out::Lp(m) => self.queue.push(&ctl_header(self.ctx.slot), &m.encode()),
             }
         }
-    }
-
-    // ---- transactions -------------------------------------------------
-
-    /// Serve what came for the transaction server this turn, make it
-    /// durable with one fdatasync, and send the answers; frames the server
-    /// sends to itself (a two-phase commit it leads and takes part in) go
-    /// round again.
-    fn serve_txn(&mut self) -> bool {
-        let mut out = Vec::new();
-        let due = self.txn.deadline().is_some_and(|t| Instant::now() >= t);
-        if self.txn_in.is_empty() && !due {
-            return false;
-        }
-        if due {
-            self.txn.tick(&self.ctx, &mut out);
-        }
-        let mut frames = std::mem::take(&mut self.txn_in);
-        loop {
-            for f in frames.drain(..) {
-                self.txn.handle(&self.ctx, f, &mut out);
-            }
-            // Answers that need no fdatasync (reads, conflicts) go first:
-            // they must not wait for the group's.
-            frames = self.send_txn(std::mem::take(&mut out));
-            self.txn.sync_group(&self.ctx, &mut out);
-            frames.extend(self.send_txn(std::mem::take(&mut out)));
-            if frames.is_empty() {
-                break;
-            }
-        }
-        self.txn_in = frames;
-        true
-    }
-
-    /// Send what the transaction server sent; returns the frames it sent
-    /// to itself.
-    fn send_txn(&mut self, out: txn_server::Outbox) -> Vec<TxnFrame> {
-        let mut back = Vec::new();
-        for (h, p) in out {
-            match self.route_server(&h) {
-                Route::Txn => back.push(TxnFrame {
-                    h,
-                    payload: p,
-                    from_lp: false,
-                }),
-                Route::Local => self.queue.push(&h, &p),
-                Route::Peer(s) => {
-                    let sent = if h.flags & wire::FLAG_MANAGER != 0 {
-                        self.peers.send_to_manager(s, &h, &p)
-                    } else {
-                        self.peers.send(s, &h, &p)
-                    };
-                    if !sent {
-                        self.counters.dropped += 1;
-                    }
-                }
-                _ => self.counters.dropped += 1,
-            }
-        }
-        back
-    }
-
-    fn route_server(&self, h: &FrameHeader) -> Route {
-        let here = Here {
-            slot: self.ctx.slot,
-            slots: self.ctx.slots(),
-            owners: &self.ctx.registry,
-        };
-        route(&here, Origin::Server, h)
     }
 
     // ---- reports ------------------------------------------------------
