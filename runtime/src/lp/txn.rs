@@ -149,9 +149,10 @@ impl Lp {
                 return Ok(r);
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() || !self.fill_inbox(Some(left))? && Instant::now() >= deadline {
+            if left.is_zero() {
                 return Err(TxnError::Timeout);
             }
+            self.fill_inbox(Some(left))?;
         }
     }
 
@@ -274,8 +275,7 @@ impl<'a> Txn<'a> {
         let mut merged: BTreeMap<Vec<u8>, Vec<u8>> =
             entries.into_iter().map(|(k, v, _)| (k, v)).collect();
         let mine = self.writes.range((s, prefix.to_vec())..);
-        for ((ws, k), v) in mine.take_while(|((ws, k), _)| *ws == s && k.starts_with(prefix)) {
-            debug_assert_eq!(*ws, s);
+        for ((_, k), v) in mine.take_while(|((ws, k), _)| *ws == s && k.starts_with(prefix)) {
             match v {
                 Some(v) => merged.insert(k.clone(), v.clone()),
                 None => merged.remove(k),

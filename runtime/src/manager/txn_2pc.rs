@@ -375,7 +375,6 @@ impl TwoPhase {
 
     pub fn replay_decision(
         &mut self,
-        _ctx: &Ctx,
         store: &mut Store,
         txid: u64,
         commit: bool,

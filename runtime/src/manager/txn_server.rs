@@ -212,7 +212,7 @@ impl<S: Storage> TxnServer<S> {
         let n = rec.records.len();
         for (_, payload) in rec.records {
             let r = Record::decode(&payload).map_err(|e| format!("a log record: {e}"))?;
-            self.replay(ctx, r);
+            self.replay(r);
         }
         self.next_version = self.store.max_version() + 1;
         // In-doubt transactions we led ourselves: our log has the answer.
@@ -234,7 +234,7 @@ impl<S: Storage> TxnServer<S> {
         Ok(())
     }
 
-    fn replay(&mut self, ctx: &Ctx, r: Record) {
+    fn replay(&mut self, r: Record) {
         match r {
             Record::Commit {
                 version, writes, ..
@@ -248,7 +248,7 @@ impl<S: Storage> TxnServer<S> {
                 version,
             } => self
                 .two_phase
-                .replay_decision(ctx, &mut self.store, txid, commit, version),
+                .replay_decision(&mut self.store, txid, commit, version),
         }
     }
 
@@ -453,9 +453,9 @@ impl<S: Storage> TxnServer<S> {
             return;
         }
         let failed = self.group_failed.take();
-        let synced = match (failed, self.wal.as_mut()) {
-            (Some(e), _) => Err(e),
-            (None, w) => Self::sync_wal(w, &mut self.stats),
+        let synced = match failed {
+            Some(e) => Err(e),
+            None => self.sync_wal(),
         };
         self.finish_group(ctx, synced, out);
         self.maybe_checkpoint();
@@ -476,20 +476,13 @@ impl<S: Storage> TxnServer<S> {
     }
 
     /// One fdatasync for the group; the stats it updates.
-    fn sync_wal(
-        wal: Result<&mut Wal<S>, &mut String>,
-        stats: &mut TxnReport,
-    ) -> Result<(), String> {
-        match wal {
-            Ok(w) => {
-                let r = w.sync().map(drop).map_err(|e| e.to_string());
-                stats.fsyncs = w.syncs();
-                stats.last_fsync_us = w.last_sync().map_or(0, |d| d.as_micros() as u64);
-                stats.log_bytes = w.size();
-                r
-            }
-            Err(e) => Err(e.clone()),
-        }
+    fn sync_wal(&mut self) -> Result<(), String> {
+        let w = self.wal.as_mut().map_err(|e| e.clone())?;
+        let r = w.sync().map(drop).map_err(|e| e.to_string());
+        self.stats.fsyncs = w.syncs();
+        self.stats.last_fsync_us = w.last_sync().map_or(0, |d| d.as_micros() as u64);
+        self.stats.log_bytes = w.size();
+        r
     }
 
     /// The group's records are durable (`Ok`) or gone: apply and answer,
