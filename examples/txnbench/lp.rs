@@ -7,8 +7,10 @@
 //! Modes (every commit durable; `k/<i>` are the sub-functions):
 //! * `one`: increments (get + put + commit) of a key of SUBFN (default: the
 //!   first one this LP hosts), one commit in flight;
-//! * `pipelined N`: N counters of its own sub-function, each incremented by
+//! * `pipelinedN`: N counters of its own sub-function, each incremented by
 //!   a commit of its own, up to N commits in flight (`commit_async`);
+//!   `pipelined-blindN`: the same, each commit setting its counter without
+//!   reading it;
 //! * `twopc`: each transaction increments a key of its own sub-function and
 //!   one of SUBFN, hosted by another manager (a two-phase commit);
 //! * `serve`: measures nothing, serves its state.
@@ -61,12 +63,14 @@ fn sequential(
     Ok((lat, n, start.elapsed()))
 }
 
-/// `n` counters of `subfn`, each incremented by its own commit, all in flight.
+/// `n` counters of `subfn`, each incremented by its own commit (or, with
+/// `blind`, set to a new value without reading it), all in flight.
 fn pipelined(
     lp: &mut Lp,
     secs: f64,
     subfn: &str,
     n: usize,
+    blind: bool,
 ) -> Result<(Vec<u64>, u64, Duration), TxnError> {
     let start = Instant::now();
     let mut flying: VecDeque<(CommitHandle, usize, Instant)> = VecDeque::new();
@@ -79,7 +83,11 @@ fn pipelined(
             next += 1;
             let t0 = Instant::now();
             let mut t = lp.begin();
-            incr(&mut t, subfn, &key)?;
+            if blind {
+                t.put(subfn, &key, &(next as u64).to_le_bytes())?;
+            } else {
+                incr(&mut t, subfn, &key)?;
+            }
             flying.push_back((t.commit_async()?, next % n, t0));
             continue;
         }
@@ -129,8 +137,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             incr(t, &other, key.as_bytes())
         })?),
         m if m.starts_with("pipelined") => {
-            let n = m.trim_start_matches("pipelined").parse().unwrap_or(64);
-            Some(pipelined(&mut lp, secs, &own, n)?)
+            let blind = m.starts_with("pipelined-blind");
+            let n = m
+                .trim_start_matches("pipelined")
+                .trim_start_matches("-blind");
+            let n = n.parse().unwrap_or(64);
+            Some(pipelined(&mut lp, secs, &own, n, blind)?)
         }
         _ => None,
     };

@@ -53,9 +53,11 @@ mod reports;
 pub mod router;
 mod serve_txn;
 mod start;
+mod syncer;
 #[cfg(test)]
 mod testctx;
 mod txn_2pc;
+mod txn_group;
 mod txn_server;
 
 pub use crate::plan::resolve_program;
@@ -236,6 +238,7 @@ impl Manager {
             || (flags.stop.load(Ordering::Relaxed) && !self.stop_sent)
             || flags.lp_exited.load(Ordering::Relaxed)
             || self.peers.registry_changed(&self.ctx)
+            || self.txn.groups.sync_done()
     }
 
     /// The earliest time a part wants a turn.

@@ -17,7 +17,7 @@ impl Manager {
     pub(super) fn serve_txn(&mut self) -> bool {
         let mut out = Vec::new();
         let due = self.txn.deadline().is_some_and(|t| Instant::now() >= t);
-        if self.txn_in.is_empty() && !due {
+        if self.txn_in.is_empty() && !due && !self.txn.groups.sync_done() {
             return false;
         }
         if due {
@@ -31,7 +31,8 @@ impl Manager {
             // Answers that need no fdatasync (reads, conflicts) go first:
             // they must not wait for the group's.
             frames = self.send_txn(std::mem::take(&mut out));
-            self.txn.sync_group(&self.ctx, &mut out);
+            let lp_or_peers = || self.lp.has_input() || self.peers.has_input();
+            self.txn.sync_group(&self.ctx, &mut out, &lp_or_peers);
             frames.extend(self.send_txn(std::mem::take(&mut out)));
             if frames.is_empty() {
                 break;

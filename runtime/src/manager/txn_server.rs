@@ -23,6 +23,7 @@
 
 use super::context::Ctx;
 use super::txn_2pc::TwoPhase;
+use super::txn_group::{AfterSync, Groups};
 use crate::report::TxnReport;
 use crate::txn::msg::{TxnReply, TxnRequest};
 use crate::txn::record::Record;
@@ -32,13 +33,7 @@ use crate::txn::wal::Wal;
 use crate::wire::{FLAG_DST_LP, FLAG_MANAGER};
 use shmcollab_shm::frame::{kind, FrameHeader};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
-
-/// The longest a lazy step waits for a group's fdatasync to ride along with.
-const LAZY_SYNC: Duration = Duration::from_millis(20);
-
-/// Checkpoint once the log holds this many bytes.
-const CHECKPOINT_BYTES: u64 = 64 << 20;
+use std::time::Instant;
 
 /// A transaction frame for the server.
 pub(super) struct TxnFrame {
@@ -57,25 +52,13 @@ pub(super) struct Requester {
     pub manager: bool,
 }
 
-/// What to do once the group's records are durable.
-enum AfterSync {
-    /// A local commit: apply it and answer.
-    Commit {
-        to: Requester,
-        txid: u64,
-        version: Version,
-    },
-    /// Two-phase commit steps (`txn_2pc.rs`).
-    TwoPhase(super::txn_2pc::AfterSync),
-}
-
 /// Frames the server sends (routed like frames of the manager).
 pub(super) type Outbox = Vec<(FrameHeader, Vec<u8>)>;
 
 pub(super) struct TxnServer<S: Storage = FsStorage> {
     pub(super) store: Store,
     /// The log, or why there is none (every commit then fails with it).
-    wal: Result<Wal<S>, String>,
+    pub(super) wal: Result<Wal<S>, String>,
     /// A manager with no state yet makes its log at its first record, not
     /// at start (a log is preallocated: 32 managers would write 512 MB at
     /// launch): the storage, directory and mode to make it with.
@@ -83,16 +66,8 @@ pub(super) struct TxnServer<S: Storage = FsStorage> {
     _lock: Option<std::fs::File>,
     pub(super) next_version: Version,
     next_txid: u32,
-    group: Vec<AfterSync>,
-    /// Steps that need their records durable but nobody waits for (a
-    /// host's acknowledgement of a decision): they ride along with the next
-    /// group's fdatasync, or get one of their own after [`LAZY_SYNC`].
-    lazy: Vec<AfterSync>,
-    lazy_since: Option<Instant>,
-    /// An append of this group failed: the log dropped every record since
-    /// its last sync, so the whole group fails (and nothing more is
-    /// appended to it).
-    group_failed: Option<String>,
+    /// Group commit: the group being gathered and the one being synced.
+    pub(super) groups: Groups,
     pub(super) two_phase: TwoPhase,
     pub(super) stats: TxnReport,
 }
@@ -145,10 +120,7 @@ impl<S: Storage> TxnServer<S> {
             _lock: None,
             next_version: 1,
             next_txid: 0,
-            group: Vec::new(),
-            lazy: Vec::new(),
-            lazy_since: None,
-            group_failed: None,
+            groups: Groups::new(ctx),
             two_phase: TwoPhase::default(),
             stats: TxnReport::default(),
         };
@@ -265,7 +237,7 @@ impl<S: Storage> TxnServer<S> {
     /// failed append makes the log drop every record since its last sync,
     /// so it fails the whole group.
     pub(super) fn append(&mut self, r: &Record) -> Result<(), String> {
-        if let Some(e) = &self.group_failed {
+        if let Some(e) = &self.groups.failed {
             return Err(e.clone());
         }
         if let Some((storage, dir, sync)) = self.deferred.take() {
@@ -277,23 +249,25 @@ impl<S: Storage> TxnServer<S> {
         let wal = self.wal.as_mut().map_err(|e| e.clone())?;
         let res = wal.append(&r.encode()).map(drop).map_err(|e| e.to_string());
         if let Err(e) = &res {
-            self.group_failed = Some(e.clone());
+            self.groups.failed = Some(e.clone());
         }
         res
     }
 
     pub(super) fn after_sync(&mut self, a: super::txn_2pc::AfterSync) {
-        self.group.push(AfterSync::TwoPhase(a));
+        self.groups.gathering.push(AfterSync::TwoPhase(a));
     }
 
-    /// As `after_sync`, for a step nobody waits for (see `lazy`).
+    /// As `after_sync`, for a step nobody waits for (see `Groups::lazy`).
     pub(super) fn after_sync_lazy(&mut self, a: super::txn_2pc::AfterSync) {
-        self.lazy_since.get_or_insert_with(Instant::now);
-        self.lazy.push(AfterSync::TwoPhase(a));
+        self.groups.lazy_since.get_or_insert_with(Instant::now);
+        self.groups.lazy.push(AfterSync::TwoPhase(a));
     }
 
     /// Serve one frame.
     pub fn handle(&mut self, ctx: &Ctx, f: TxnFrame, out: &mut Outbox) {
+        // Frames that come during a sync: keep syncing on the thread.
+        self.groups.busy |= self.sync_in_flight();
         let from = Requester {
             slot: f.h.src,
             corr: f.h.aux,
@@ -434,95 +408,9 @@ impl<S: Storage> TxnServer<S> {
             self.stats.aborts += 1;
             return reply(ctx, out, to, TxnReply::Failed(e));
         }
-        self.group.push(AfterSync::Commit { to, txid, version });
-    }
-
-    /// Make the group durable (one fdatasync), then apply and answer; on
-    /// failure undo and answer `Failed`.
-    pub fn sync_group(&mut self, ctx: &Ctx, out: &mut Outbox) {
-        let lazy_due = self.lazy_since.is_some_and(|t| t.elapsed() >= LAZY_SYNC);
-        if !self.group.is_empty() || lazy_due {
-            // This fdatasync covers the lazy steps' records too.
-            self.group.append(&mut self.lazy);
-            self.lazy_since = None;
-        }
-        if self.group.is_empty() {
-            // A failed append's own commit was answered already.
-            self.group_failed = None;
-            self.batch_sync();
-            return;
-        }
-        let failed = self.group_failed.take();
-        let synced = match failed {
-            Some(e) => Err(e),
-            None => self.sync_wal(),
-        };
-        self.finish_group(ctx, synced, out);
-        self.maybe_checkpoint();
-    }
-
-    /// With `sync = "batch"`: acknowledged records not yet fdatasynced get
-    /// their fdatasync within the batch interval even when nothing else
-    /// comes (a failure then poisons or cuts only unacknowledged data).
-    fn batch_sync(&mut self) {
-        let Ok(w) = self.wal.as_mut() else {
-            return;
-        };
-        if w.sync_deadline().is_some_and(|t| Instant::now() >= t) {
-            if let Err(e) = w.sync() {
-                eprintln!("shmcollab: the log's batch fdatasync failed: {e}");
-            }
-        }
-    }
-
-    /// One fdatasync for the group; the stats it updates.
-    fn sync_wal(&mut self) -> Result<(), String> {
-        let w = self.wal.as_mut().map_err(|e| e.clone())?;
-        let r = w.sync().map(drop).map_err(|e| e.to_string());
-        self.stats.fsyncs = w.syncs();
-        self.stats.last_fsync_us = w.last_sync().map_or(0, |d| d.as_micros() as u64);
-        self.stats.log_bytes = w.size();
-        r
-    }
-
-    /// The group's records are durable (`Ok`) or gone: apply and answer,
-    /// or undo and answer `Failed`.
-    fn finish_group(&mut self, ctx: &Ctx, synced: Result<(), String>, out: &mut Outbox) {
-        for a in std::mem::take(&mut self.group) {
-            match a {
-                AfterSync::Commit { to, txid, version } => {
-                    let ok = synced.is_ok();
-                    self.store.decide(txid, ok, version);
-                    let r = match &synced {
-                        Ok(()) => {
-                            self.stats.commits += 1;
-                            TxnReply::Committed { version }
-                        }
-                        Err(e) => {
-                            self.stats.aborts += 1;
-                            TxnReply::Failed(e.clone())
-                        }
-                    };
-                    reply(ctx, out, to, r);
-                }
-                AfterSync::TwoPhase(a) => TwoPhase::after_sync(self, ctx, a, &synced, out),
-            }
-        }
-    }
-
-    /// Checkpoint when the log has grown and nothing is in flight.
-    fn maybe_checkpoint(&mut self) {
-        let Ok(w) = self.wal.as_mut() else {
-            return;
-        };
-        if w.size() < CHECKPOINT_BYTES || !self.group.is_empty() || self.two_phase.busy() {
-            return;
-        }
-        let snap = super::txn_2pc::encode_checkpoint(&self.store, &self.two_phase.decided);
-        if let Err(e) = w.checkpoint(&snap) {
-            eprintln!("shmcollab: checkpoint failed (the log keeps growing): {e}");
-        }
-        self.stats.log_bytes = w.size();
+        self.groups
+            .gathering
+            .push(AfterSync::Commit { to, txid, version });
     }
 
     /// Timers: ask coordinators about in-doubt transactions.
@@ -537,7 +425,7 @@ impl<S: Storage> TxnServer<S> {
 
     /// When `tick` (or a lazy fdatasync) wants to run next.
     pub fn deadline(&self) -> Option<Instant> {
-        let lazy = self.lazy_since.map(|t| t + LAZY_SYNC);
+        let lazy = self.groups.deadline();
         let batch = self.wal.as_ref().ok().and_then(|w| w.sync_deadline());
         [self.two_phase.deadline(), lazy, batch]
             .into_iter()

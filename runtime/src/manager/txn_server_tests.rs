@@ -48,7 +48,7 @@ fn a_failed_write_fails_the_whole_group_and_a_crash_keeps_only_what_was_acknowle
         "nothing is answered before the group is durable"
     );
     fs.fail_write(Fail::Once, libc::ENOSPC);
-    srv.sync_group(&ctx, &mut out);
+    srv.sync_group_wait(&ctx, &mut out, true);
     let got = answers(&mut out);
     assert_eq!(got.len(), 2);
     assert!(
@@ -63,7 +63,7 @@ fn a_failed_write_fails_the_whole_group_and_a_crash_keeps_only_what_was_acknowle
     assert_eq!(srv.report().aborts, 2);
     // The next group works and is acknowledged.
     srv.handle(&ctx, commit(&ctx, 3, b"c", b"3"), &mut out);
-    srv.sync_group(&ctx, &mut out);
+    srv.sync_group_wait(&ctx, &mut out, true);
     let got = answers(&mut out);
     assert!(
         matches!(got[..], [(3, TxnReply::Committed { .. })]),
@@ -87,7 +87,7 @@ fn no_log_is_made_until_the_first_commit() {
     assert_eq!(fs.total_size(), 0, "a preallocated log at start");
     let mut out = Vec::new();
     srv.handle(&ctx, commit(&ctx, 1, b"a", b"1"), &mut out);
-    srv.sync_group(&ctx, &mut out);
+    srv.sync_group_wait(&ctx, &mut out, false);
     assert!(matches!(
         answers(&mut out)[..],
         [(1, TxnReply::Committed { .. })]
@@ -125,11 +125,61 @@ fn conflicting_commits_in_one_group_one_wins() {
         matches!(early[..], [(2, TxnReply::Conflict(_))]),
         "{early:?}"
     );
-    srv.sync_group(&ctx, &mut out);
+    srv.sync_group_wait(&ctx, &mut out, true);
     let got = answers(&mut out);
     assert!(
         matches!(got[..], [(1, TxnReply::Committed { .. })]),
         "{got:?}"
     );
     assert_eq!(srv.store.get(0, b"k").unwrap().0, Some(b"1".to_vec()));
+}
+
+#[test]
+fn commits_that_arrive_during_a_sync_form_the_next_group_and_its_failure_fails_both() {
+    let ctx = testctx::ctx(0, 1);
+    let fs = FaultyStorage::new();
+    let mut srv = TxnServer::open_on(&ctx, fs.clone());
+    let mut out = Vec::new();
+    // Group 1's sync goes out (on the syncing thread); commit 2 comes
+    // meanwhile and waits for a sync of its own.
+    srv.handle(&ctx, commit(&ctx, 1, b"a", b"1"), &mut out);
+    srv.sync_group(&ctx, &mut out, &|| true);
+    srv.handle(&ctx, commit(&ctx, 2, b"b", b"2"), &mut out);
+    srv.sync_group_wait(&ctx, &mut out, true);
+    let got = answers(&mut out);
+    assert!(
+        matches!(
+            got[..],
+            [
+                (1, TxnReply::Committed { .. }),
+                (2, TxnReply::Committed { .. })
+            ]
+        ),
+        "{got:?}"
+    );
+    // Now group 3's fdatasync fails, with commit 4 gathered behind it: the
+    // log drops both, so both fail, and neither is there after a crash.
+    fs.fail_sync(Fail::Once);
+    srv.handle(&ctx, commit(&ctx, 3, b"c", b"3"), &mut out);
+    srv.sync_group(&ctx, &mut out, &|| true);
+    srv.handle(&ctx, commit(&ctx, 4, b"d", b"4"), &mut out);
+    srv.sync_group_wait(&ctx, &mut out, true);
+    let got = answers(&mut out);
+    assert!(
+        matches!(
+            got[..],
+            [(3, TxnReply::Failed(_)), (4, TxnReply::Failed(_))]
+        ),
+        "{got:?}"
+    );
+    assert_eq!(
+        srv.store.get(0, b"d").unwrap(),
+        (None, 0),
+        "nothing half applied"
+    );
+    drop(srv);
+    let srv = TxnServer::open_on(&ctx, fs.crash(CrashImage::KILL));
+    assert_eq!(srv.store.get(0, b"b").unwrap().0, Some(b"2".to_vec()));
+    assert_eq!(srv.store.get(0, b"c").unwrap().0, None);
+    assert_eq!(srv.store.get(0, b"d").unwrap().0, None);
 }

@@ -314,7 +314,26 @@ pub struct FaultyFile {
     ino: u64,
 }
 
+/// The syncer of a [`FaultyFile`]: the same in-memory file.
+#[derive(Debug)]
+pub struct FaultySyncer(FaultyFile);
+
+impl super::SyncData for FaultySyncer {
+    fn sync_data(&mut self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+}
+
 impl LogFile for FaultyFile {
+    type Syncer = FaultySyncer;
+
+    fn syncer(&self) -> FaultySyncer {
+        FaultySyncer(FaultyFile {
+            fs: Arc::clone(&self.fs),
+            ino: self.ino,
+        })
+    }
+
     fn read_at(&self, off: u64, buf: &mut [u8]) -> io::Result<usize> {
         let fs = lock(&self.fs);
         let data = &fs.inodes[&self.ino].data;

@@ -4,11 +4,12 @@
 //! user running the collaboration); every descriptor is close-on-exec (std's
 //! default), so LPs spawned by a manager never inherit the log.
 
-use super::{LogFile, Storage};
+use super::{LogFile, Storage, SyncData};
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::Path;
+use std::sync::Arc;
 
 /// How [`LogFile::allocate`] reserves space.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -47,7 +48,8 @@ impl FsStorage {
 /// An open file of [`FsStorage`].
 #[derive(Debug)]
 pub struct FsFile {
-    file: File,
+    /// Shared with its [`FsSyncer`]s (positional I/O needs no `&mut`).
+    file: Arc<File>,
     prealloc: Prealloc,
 }
 
@@ -67,7 +69,23 @@ impl FsFile {
     }
 }
 
+/// The syncer of an [`FsFile`]: the same open file.
+#[derive(Debug)]
+pub struct FsSyncer(Arc<File>);
+
+impl SyncData for FsSyncer {
+    fn sync_data(&mut self) -> io::Result<()> {
+        rustix::fs::fdatasync(&*self.0).map_err(io::Error::from)
+    }
+}
+
 impl LogFile for FsFile {
+    type Syncer = FsSyncer;
+
+    fn syncer(&self) -> FsSyncer {
+        FsSyncer(Arc::clone(&self.file))
+    }
+
     fn read_at(&self, off: u64, buf: &mut [u8]) -> io::Result<usize> {
         let mut done = 0;
         while done < buf.len() {
@@ -86,7 +104,7 @@ impl LogFile for FsFile {
     }
 
     fn sync_data(&mut self) -> io::Result<()> {
-        rustix::fs::fdatasync(&self.file).map_err(io::Error::from)
+        rustix::fs::fdatasync(&*self.file).map_err(io::Error::from)
     }
 
     fn len(&self) -> io::Result<u64> {
@@ -104,7 +122,7 @@ impl LogFile for FsFile {
         }
         if self.prealloc == Prealloc::Fallocate {
             let flags = rustix::fs::FallocateFlags::empty();
-            match rustix::fs::fallocate(&self.file, flags, cur, len - cur) {
+            match rustix::fs::fallocate(&*self.file, flags, cur, len - cur) {
                 Ok(()) => return Ok(()),
                 Err(e) if e == rustix::io::Errno::OPNOTSUPP => {}
                 Err(e) => return Err(e.into()),
@@ -128,7 +146,7 @@ impl Storage for FsStorage {
             .mode(0o600)
             .open(path)?;
         Ok(FsFile {
-            file,
+            file: Arc::new(file),
             prealloc: self.prealloc,
         })
     }

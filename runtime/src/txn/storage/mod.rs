@@ -17,8 +17,8 @@
 mod faulty;
 mod fs;
 
-pub use faulty::{CrashImage, Fail, FaultyStorage, Unsynced};
-pub use fs::{FsStorage, Prealloc};
+pub use faulty::{CrashImage, Fail, FaultyStorage, FaultySyncer, Unsynced};
+pub use fs::{FsStorage, FsSyncer, Prealloc};
 
 use std::io;
 use std::path::Path;
@@ -28,6 +28,11 @@ use std::path::Path;
 // `is_empty` beside it would add nothing.
 #[allow(clippy::len_without_is_empty)]
 pub trait LogFile: Send {
+    /// A second handle on this file that only makes it durable, to run an
+    /// fdatasync on another thread while this one goes on writing.
+    type Syncer: SyncData;
+    /// The syncer of this file (cheap: a shared reference to it).
+    fn syncer(&self) -> Self::Syncer;
     /// Read up to `buf.len()` bytes at `off`; fewer only at the end of the
     /// file (0 at or past it).
     fn read_at(&self, off: u64, buf: &mut [u8]) -> io::Result<usize>;
@@ -44,6 +49,13 @@ pub trait LogFile: Send {
     /// that writes below `len` do not grow it; the new bytes read as zeros.
     /// A file already that long is left alone.
     fn allocate(&mut self, len: u64) -> io::Result<()>;
+}
+
+/// `fdatasync(2)` on a file, from any thread: the data written to the file
+/// before the call (through any handle) is durable when it returns `Ok`.
+pub trait SyncData: Send + 'static {
+    /// Make the file's data durable.
+    fn sync_data(&mut self) -> io::Result<()>;
 }
 
 /// A file system: the operations the log needs on paths.

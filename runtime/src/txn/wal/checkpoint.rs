@@ -18,6 +18,9 @@ impl<S: Storage> Wal<S> {
     /// switch, which poisons it.
     pub fn checkpoint(&mut self, snapshot: &[u8]) -> Result<(), WalError> {
         // The snapshot must not hold a commit that could still fail.
+        if self.sync_in_flight() {
+            return Err(WalError::SyncInFlight);
+        }
         self.sync()?;
         let next = self.next_lsn;
         self.write_snapshot(next, snapshot)?;

@@ -93,7 +93,7 @@ mod tests;
 #[cfg(test)]
 mod tests_crash;
 
-use crate::txn::storage::{LogFile, Storage};
+use crate::txn::storage::{LogFile, Storage, SyncData};
 use format::{encode_record, record_len, MAX_PAYLOAD};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -168,6 +168,12 @@ pub enum WalError {
         /// The bound.
         max: usize,
     },
+    /// [`Wal::begin_sync`] or a checkpoint while a sync job is out.
+    #[error("write-ahead log: a sync is in flight")]
+    SyncInFlight,
+    /// [`Wal::finish_sync`] without a job out.
+    #[error("write-ahead log: no sync in flight")]
+    NoSyncInFlight,
     /// An earlier failure could not be cleaned up; reopen the log.
     #[error("write-ahead log: poisoned by an earlier failure, reopen it")]
     Poisoned,
@@ -235,6 +241,8 @@ pub struct Wal<S: Storage> {
     written: u64,
     /// What `sync` last acknowledged; `written` and `buf` go past it.
     acked: Mark,
+    /// What the sync job in flight covers (between `acked` and `written`).
+    syncing: Option<Mark>,
     /// Highest LSN made durable by fdatasync (or a checkpoint).
     synced_lsn: u64,
     /// Length of the file (preallocated up to here).
@@ -280,36 +288,75 @@ impl<S: Storage> Wal<S> {
     /// sync (group commit). Returns the highest acknowledged LSN (with
     /// `Batch` and `Off`: written to the OS, see [`SyncMode`]). On failure
     /// the unacknowledged records are dropped and zeroed (see the module
-    /// docs) and the error returned.
+    /// docs) and the error returned. [`Wal::begin_sync`] and
+    /// [`Wal::finish_sync`] do the same with the fdatasync on another thread.
     pub fn sync(&mut self) -> Result<u64, WalError> {
-        self.check_poison()?;
-        match self.write_and_sync() {
-            Ok(()) => Ok(self.acked.lsn),
-            Err(e) => Err(self.roll_back(e)),
+        match self.begin_sync()? {
+            Begun::Done(lsn) => Ok(lsn),
+            Begun::Sync(job) => self.finish_sync(job.run()),
         }
     }
 
-    fn write_and_sync(&mut self) -> Result<(), WalError> {
-        self.write_buf()?;
+    /// The first half of [`Wal::sync`]: write what is buffered and, if an
+    /// fdatasync is due, hand it out as a [`SyncJob`] to run on any thread,
+    /// whose result goes to [`Wal::finish_sync`]. Records appended
+    /// meanwhile are not covered by it (they wait for the next sync); an
+    /// I/O error in such an append drops only them. One sync at a time:
+    /// [`WalError::SyncInFlight`] while a job is out.
+    pub fn begin_sync(&mut self) -> Result<Begun, WalError> {
+        self.check_poison()?;
+        if self.syncing.is_some() {
+            return Err(WalError::SyncInFlight);
+        }
+        if let Err(e) = self.write_buf() {
+            return Err(self.roll_back(e));
+        }
+        let mark = Mark {
+            end: self.written,
+            lsn: self.next_lsn - 1,
+        };
         let due = match self.mode {
-            SyncMode::Always => self.synced_lsn < self.next_lsn - 1,
+            SyncMode::Always => self.synced_lsn < mark.lsn,
             SyncMode::Batch => {
-                self.synced_lsn < self.next_lsn - 1
+                self.synced_lsn < mark.lsn
                     && self
                         .last_fdatasync
                         .is_none_or(|at| at.elapsed() >= BATCH_INTERVAL)
             }
             SyncMode::Off => false,
         };
-        if due {
-            self.fdatasync("fdatasync")?;
-            self.synced_lsn = self.next_lsn - 1;
+        if !due {
+            self.acked = mark;
+            return Ok(Begun::Done(mark.lsn));
         }
-        self.acked = Mark {
-            end: self.written,
-            lsn: self.next_lsn - 1,
-        };
-        Ok(())
+        self.syncing = Some(mark);
+        Ok(Begun::Sync(SyncJob {
+            file: Box::new(self.file.syncer()),
+        }))
+    }
+
+    /// The second half of [`Wal::sync`]: the job's result. `Ok` acknowledges
+    /// every record up to the job's start and returns the highest LSN; an
+    /// error drops and zeroes every unacknowledged record (those appended
+    /// since the job started too) and is returned.
+    pub fn finish_sync(&mut self, done: SyncDone) -> Result<u64, WalError> {
+        let mark = self.syncing.take().ok_or(WalError::NoSyncInFlight)?;
+        match done.result {
+            Ok(()) => {
+                self.last_sync = Some(done.took);
+                self.last_fdatasync = Some(Instant::now());
+                self.syncs += 1;
+                self.synced_lsn = self.synced_lsn.max(mark.lsn);
+                self.acked = mark;
+                Ok(mark.lsn)
+            }
+            Err(e) => Err(self.roll_back(io_err("fdatasync")(e))),
+        }
+    }
+
+    /// Whether a [`SyncJob`] is out.
+    pub fn sync_in_flight(&self) -> bool {
+        self.syncing.is_some()
     }
 
     /// Write the buffer at `written`.
@@ -346,15 +393,17 @@ impl<S: Storage> Wal<S> {
         Ok(())
     }
 
-    /// Drop everything past the acknowledged point and zero, durably, what
-    /// may have reached the file; poison the log if that fails. Returns
-    /// `err` for the caller to return.
+    /// Drop everything past the acknowledged point (or, while a sync is in
+    /// flight, past what it covers) and zero, durably, what may have
+    /// reached the file; poison the log if that fails. Returns `err` for the
+    /// caller to return.
     fn roll_back(&mut self, err: WalError) -> WalError {
+        let keep = self.syncing.unwrap_or(self.acked);
         let dirty = self.written + self.buf.len() as u64;
         self.buf.clear();
-        self.next_lsn = self.acked.lsn + 1;
-        self.written = self.acked.end;
-        let from = self.acked.end;
+        self.next_lsn = keep.lsn + 1;
+        self.written = keep.end;
+        let from = keep.end;
         // Zero up to what the failed write may have covered (never past the
         // preallocated length: writes never go there).
         let to = dirty.min(self.alloc.max(from));
@@ -425,6 +474,40 @@ impl<S: Storage> Wal<S> {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+}
+
+/// What [`Wal::begin_sync`] did.
+pub enum Begun {
+    /// Nothing to fdatasync now (per the [`SyncMode`]): acknowledged up to
+    /// this LSN.
+    Done(u64),
+    /// Run this job (on any thread), then give its result to
+    /// [`Wal::finish_sync`].
+    Sync(SyncJob),
+}
+
+/// An fdatasync of the log, to run on any thread ([`Wal::begin_sync`]).
+pub struct SyncJob {
+    file: Box<dyn SyncData>,
+}
+
+impl SyncJob {
+    /// Run the fdatasync.
+    pub fn run(mut self) -> SyncDone {
+        let start = Instant::now();
+        let result = self.file.sync_data();
+        SyncDone {
+            result,
+            took: start.elapsed(),
+        }
+    }
+}
+
+/// The result of a [`SyncJob`], for [`Wal::finish_sync`].
+#[derive(Debug)]
+pub struct SyncDone {
+    result: io::Result<()>,
+    took: Duration,
 }
 
 /// Write zeros over `from..to`.

@@ -61,6 +61,7 @@ impl<S: Storage> Wal<S> {
                 end,
                 lsn: next_lsn - 1,
             },
+            syncing: None,
             synced_lsn: next_lsn - 1,
             alloc,
             last_fdatasync: None,

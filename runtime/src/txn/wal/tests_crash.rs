@@ -103,6 +103,10 @@ enum Op {
     FailNextSync,
     TearNextWrite(usize),
     Checkpoint,
+    /// The first half of a sync on another thread ([`Wal::begin_sync`]).
+    BeginSync,
+    /// Run the job out and finish it ([`Wal::finish_sync`]).
+    FinishSync,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -112,20 +116,25 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::FailNextSync),
         1 => (0usize..200).prop_map(Op::TearNextWrite),
         1 => Just(Op::Checkpoint),
+        2 => Just(Op::BeginSync),
+        2 => Just(Op::FinishSync),
     ]
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
-    /// Any sequence of appends, syncs, failed syncs, torn writes and
-    /// checkpoints, then a crash: every record whose sync returned Ok is
-    /// there, nothing else but a prefix of what followed.
+    /// Any sequence of appends, syncs (whole, or begun and finished later
+    /// with appends in between), failed syncs, torn writes and checkpoints,
+    /// then a crash: every record whose sync returned Ok is there, nothing
+    /// else but a prefix of what followed.
     #[test]
     fn crash_images_keep_every_acknowledged_record(ops in proptest::collection::vec(op(), 0..40), seed in any::<u64>()) {
         let fs = FaultyStorage::new();
         let (mut wal, _) = open(&fs, SyncMode::Always);
         let (mut acked, mut pending): (Vec<Vec<u8>>, Vec<Vec<u8>>) = (Vec::new(), Vec::new());
+        // The job out, and how many pending records it covers.
+        let mut job: Option<(SyncJob, usize)> = None;
         for (i, op) in ops.iter().enumerate() {
             let result = match op {
                 Op::Append(len) => wal.append(&payload(i, *len)).map(|_| pending.push(payload(i, *len))),
@@ -136,17 +145,34 @@ proptest! {
                     let all: Vec<_> = acked.iter().chain(&pending).cloned().collect();
                     wal.checkpoint(&encode_list(&all))
                 }
+                Op::BeginSync => match wal.begin_sync() {
+                    Ok(Begun::Sync(j)) => { job = Some((j, pending.len())); Ok(()) }
+                    other => other.map(drop),
+                },
+                Op::FinishSync => match job.take() {
+                    Some((j, _)) => wal.finish_sync(j.run()).map(drop),
+                    None => Ok(()),
+                },
             };
+            if matches!(result, Err(WalError::SyncInFlight)) {
+                // Refused while a job is out: nothing changed.
+                continue;
+            }
             // What the log acknowledged moves from pending to acked.
             let newly = (wal.durable_lsn() as usize).saturating_sub(acked.len());
             acked.extend(pending.drain(..newly.min(pending.len())));
             prop_assert_eq!(wal.durable_lsn() as usize, acked.len());
+            if let Some((_, covered)) = &mut job {
+                *covered = covered.saturating_sub(newly);
+            }
             if result.is_err() {
                 if wal.is_poisoned() {
                     // The failed group could not be cut: it may reappear.
                     break;
                 }
-                pending.clear();
+                // An append failing while a job is out drops only what
+                // came after the job's start.
+                pending.truncate(job.as_ref().map_or(0, |(_, c)| *c));
             }
         }
         for image in images(seed) {
@@ -375,4 +401,30 @@ fn checkpoint_failures() {
     for image in images(12) {
         check_recovery(&fs, &acked, &[], image);
     }
+}
+
+/// A sync on another thread: records appended while it is out are not
+/// acknowledged by it; a failed one drops them too, and only what was
+/// acknowledged before it survives a crash.
+#[test]
+fn a_sync_job_covers_what_came_before_it_and_its_failure_drops_everything_after() {
+    let (fs, mut wal) = a_synced_b_pending();
+    let Begun::Sync(job) = wal.begin_sync().unwrap() else {
+        panic!("b needs an fdatasync");
+    };
+    wal.append(b"c").unwrap();
+    assert!(matches!(wal.sync(), Err(WalError::SyncInFlight)));
+    let done = std::thread::spawn(move || job.run()).join().unwrap();
+    assert_eq!(wal.finish_sync(done).unwrap(), 2, "b, not c");
+    assert_eq!(wal.durable_lsn(), 2);
+    // c's sync fails: c goes, a and b stay.
+    let Begun::Sync(job) = wal.begin_sync().unwrap() else {
+        panic!("c needs an fdatasync");
+    };
+    wal.append(b"d").unwrap();
+    fs.fail_sync(Fail::Once);
+    assert!(wal.finish_sync(job.run()).is_err());
+    assert_eq!(wal.durable_lsn(), 2);
+    assert_eq!(wal.next_lsn(), 3, "c and d dropped");
+    check_recovery(&fs, &[b"a".to_vec(), b"b".to_vec()], &[], CrashImage::KILL);
 }
