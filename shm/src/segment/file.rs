@@ -27,6 +27,8 @@ pub struct Segment {
 }
 
 struct Mapped {
+    /// Dropped before the map: the range is unregistered, then unmapped.
+    guard: super::sigbus::Registered,
     map: memmap2::MmapRaw,
     path: PathBuf,
     _file: File,
@@ -74,6 +76,10 @@ impl Segment {
             .map_err(io)?;
         let total = (HEADER_LEN + body_len) as u64;
         file.set_len(total).map_err(io)?;
+        // Every page now, not at first touch: a full /dev/shm fails here,
+        // with an error, rather than with a SIGBUS in whoever writes first.
+        rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, total)
+            .map_err(|e| io(e.into()))?;
         let map = memmap2::MmapOptions::new().map_raw(&file).map_err(io)?;
         let hdr = map.as_mut_ptr().cast::<SegmentHeader>();
         // SAFETY: the mapping is `total` >= 128 bytes, page aligned, freshly
@@ -124,6 +130,7 @@ impl Segment {
     fn from_parts(map: memmap2::MmapRaw, path: PathBuf, file: File) -> Segment {
         Segment {
             inner: Arc::new(Mapped {
+                guard: super::sigbus::register(map.as_ptr(), map.len()),
                 map,
                 path,
                 _file: file,
@@ -140,6 +147,14 @@ impl Segment {
     /// Length of the body in bytes.
     pub fn body_len(&self) -> usize {
         self.inner.map.len() - HEADER_LEN
+    }
+
+    /// Whether the file was cut short under the mapping (by another
+    /// process): the pages past its end now read as zeros in this process
+    /// (see [`super::sigbus`]), so the segment is garbage and its owner
+    /// should make it again.
+    pub fn is_lost(&self) -> bool {
+        self.inner.guard.is_lost()
     }
 
     /// The file behind the segment.

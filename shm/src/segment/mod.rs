@@ -39,6 +39,7 @@ use crate::sync::AtomicU32;
 mod error;
 mod file;
 mod session;
+pub mod sigbus;
 
 pub use error::{CreateError, OpenError, SessionError};
 pub use file::Segment;

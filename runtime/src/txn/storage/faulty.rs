@@ -314,7 +314,7 @@ pub struct FaultyFile {
     ino: u64,
 }
 
-/// The syncer of a [`FaultyFile`]: the same in-memory file.
+/// The syncer of a file of [`FaultyStorage`]: the same in-memory file.
 #[derive(Debug)]
 pub struct FaultySyncer(FaultyFile);
 
