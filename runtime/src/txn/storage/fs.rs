@@ -69,7 +69,7 @@ impl FsFile {
     }
 }
 
-/// The syncer of an [`FsFile`]: the same open file.
+/// The syncer of a file of [`FsStorage`]: the same open file.
 #[derive(Debug)]
 pub struct FsSyncer(Arc<File>);
 
