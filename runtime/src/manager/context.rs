@@ -3,6 +3,7 @@
 //! master key (with the key derivations made from it), and the flags the
 //! signal and pidfd threads set.
 
+use super::assignment::Assignment;
 use crate::plan::{LpPlan, Plan};
 use crate::wire;
 use shmcollab_shm::auth::{link_key, Endpoint, LinkKey, MasterKey};
@@ -32,6 +33,8 @@ pub(super) struct Ctx {
     pub session: Session,
     pub registry: Registry,
     pub plan: Plan,
+    /// Who hosts what, as the plan says (never the registry's table).
+    pub assign: Assignment,
     pub slot: u32,
     pub generation: u32,
     master: Option<MasterKey>,
@@ -50,6 +53,7 @@ impl Ctx {
         Ctx {
             session,
             registry,
+            assign: Assignment::of(&plan),
             plan,
             slot,
             generation,
@@ -128,18 +132,16 @@ impl Ctx {
         }
     }
 
-    /// The names of the sub-functions our LP hosts, from the registry's
-    /// assignment table (the one source of truth).
+    /// The names of the sub-functions our LP hosts.
     pub fn hosted(&self) -> Vec<String> {
-        hosted(&self.registry, self.slot)
+        self.hosted_by(self.slot)
     }
-}
 
-/// Names of the sub-functions slot `slot` hosts, as the registry says.
-pub(super) fn hosted(registry: &Registry, slot: u32) -> Vec<String> {
-    registry
-        .subfns_of(slot)
-        .into_iter()
-        .filter_map(|i| registry.subfn_name(i).ok())
-        .collect()
+    /// The names of the sub-functions slot `slot` hosts, as the plan says.
+    pub fn hosted_by(&self, slot: u32) -> Vec<String> {
+        let names = self.assign.subfns_of(slot).iter();
+        names
+            .filter_map(|&i| self.plan.subfns.get(i as usize).cloned())
+            .collect()
+    }
 }

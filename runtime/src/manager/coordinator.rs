@@ -6,7 +6,7 @@
 //! `shmcollab status` and every LP read it. Reports of a stale epoch are
 //! ignored.
 
-use super::context::{hosted, Ctx};
+use super::context::Ctx;
 use crate::plan::CoordinatorChoice;
 use crate::report::{CollaborationState, CoordinatorView, LpReport};
 use shmcollab_shm::registry::{monotonic_ms, LpState, SlotState, SlotView};
@@ -152,7 +152,7 @@ impl Coordinator {
         let mut r = self.aggregate.get(&s).cloned().unwrap_or_else(|| LpReport {
             name: ctx.plan.lps[s as usize].name.clone(),
             slot: s,
-            subfunctions: hosted(&ctx.registry, s),
+            subfunctions: ctx.hosted_by(s),
             state: "unknown".into(),
             manager_state: None,
             restarts: 0,

@@ -42,7 +42,7 @@ impl FromLp<'_> {
         let here = Here {
             slot: ctx.slot,
             slots: ctx.slots(),
-            owners: &ctx.registry,
+            owners: &ctx.assign,
         };
         match route(&here, Origin::Lp, &h) {
             Route::Local => self.queue.push(&h, p),
@@ -157,7 +157,7 @@ impl Sink for FromPeers<'_> {
         let here = Here {
             slot: ctx.slot,
             slots: ctx.slots(),
-            owners: &ctx.registry,
+            owners: &ctx.assign,
         };
         match route(&here, Origin::Peer(from), &h) {
             Route::Local => self.queue.push(&h, p),

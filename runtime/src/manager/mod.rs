@@ -40,6 +40,7 @@
 //!    unpacked into the inbox; `Lp::recv` hands it out (the frame is
 //!    released at the next receive: at-least-once across an LP crash).
 
+mod assignment;
 mod context;
 mod coordinator;
 mod deliver;

@@ -74,7 +74,7 @@ impl Manager {
         let here = Here {
             slot: self.ctx.slot,
             slots: self.ctx.slots(),
-            owners: &self.ctx.registry,
+            owners: &self.ctx.assign,
         };
         route(&here, Origin::Server, h)
     }

@@ -454,7 +454,7 @@ impl TwoPhase {
 
 /// The part of `set` hosted by slot `host`.
 fn part_for(ctx: &Ctx, set: &TxnSet, host: u32) -> TxnSet {
-    let here = |s: u32| ctx.registry.subfn_owner(s) == Some(host);
+    let here = |s: u32| ctx.assign.owner(s) == Some(host);
     TxnSet {
         reads: set
             .reads

@@ -125,7 +125,7 @@ impl<S: Storage> TxnServer<S> {
             stats: TxnReport::default(),
         };
         // Hosted before the log is replayed: replay skips what is not.
-        for i in ctx.registry.subfns_of(ctx.slot) {
+        for &i in ctx.assign.subfns_of(ctx.slot) {
             s.store.host(i);
         }
         let dir = state_dir(ctx);
@@ -174,7 +174,7 @@ impl<S: Storage> TxnServer<S> {
             let (store, decided) = super::txn_2pc::decode_checkpoint(&snap)?;
             self.store = store;
             self.two_phase.decided = decided;
-            for i in ctx.registry.subfns_of(ctx.slot) {
+            for &i in ctx.assign.subfns_of(ctx.slot) {
                 self.store.host(i);
             }
         }
@@ -456,8 +456,8 @@ fn hosts_of(ctx: &Ctx, set: &TxnSet) -> Result<Vec<u32>, String> {
     let mut hosts = Vec::new();
     for s in subfns {
         let h = ctx
-            .registry
-            .subfn_owner(s)
+            .assign
+            .owner(s)
             .ok_or_else(|| format!("sub-function {s} is not hosted by any LP"))?;
         if !hosts.contains(&h) {
             hosts.push(h);
