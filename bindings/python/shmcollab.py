@@ -75,6 +75,10 @@ class ShmcError(Exception):
         if status is not None:
             self.status = status
 
+    def __str__(self):
+        # The message alone (KeyError, a base of UnknownSubfunction, would quote it).
+        return str(self.args[0]) if self.args else ""
+
 
 class InvalidArgument(ShmcError, ValueError):
     status = 1
