@@ -6,11 +6,15 @@ use std::path::PathBuf;
 use std::process::Command;
 
 /// `libshmcollab.so` of this build: the test binary is in
-/// `<target>/<profile>/deps/`, the library in `<target>/<profile>/`.
+/// `<target>/<profile>/deps/`, beside the library `cargo test` built (`cargo
+/// build` also copies it up to `<target>/<profile>/`).
 fn library() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
-    let lib = exe.parent()?.parent()?.join("libshmcollab.so");
-    lib.exists().then_some(lib)
+    let deps = exe.parent()?;
+    [deps.to_path_buf(), deps.parent()?.to_path_buf()]
+        .into_iter()
+        .map(|d| d.join("libshmcollab.so"))
+        .find(|l| l.exists())
 }
 
 #[test]
