@@ -543,3 +543,83 @@ pub unsafe extern "C" fn shmc_collaboration_state(
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::txn::*;
+    use ShmcStatus::*;
+
+    /// Without a manager: a null handle is refused by every call, and
+    /// connect says why it cannot (the C test `badargs.c` covers a live,
+    /// a foreign-thread and a closed handle, as an LP).
+    #[test]
+    fn null_handles_and_no_manager_are_error_codes() {
+        let null = std::ptr::null_mut();
+        let mut m = ShmcMessage::empty();
+        let mut n = 0usize;
+        let mut t = 0u64;
+        // SAFETY: every pointer is null or points at a live local.
+        unsafe {
+            assert_eq!(
+                shmc_connect(std::ptr::null_mut()),
+                SHMC_ERR_INVALID_ARGUMENT
+            );
+            assert_eq!(
+                shmc_send(null, c"x".as_ptr(), b"y".as_ptr(), 1),
+                SHMC_ERR_INVALID_ARGUMENT
+            );
+            assert_eq!(
+                shmc_recv_timeout(null, 0, &mut m),
+                SHMC_ERR_INVALID_ARGUMENT
+            );
+            assert_eq!(
+                shmc_subfunction_count(null, &mut n),
+                SHMC_ERR_INVALID_ARGUMENT
+            );
+            assert_eq!(shmc_txn_begin(null, &mut t), SHMC_ERR_INVALID_ARGUMENT);
+            assert_eq!(
+                shmc_commit_wait(null, 1, 0, std::ptr::null_mut()),
+                SHMC_ERR_INVALID_ARGUMENT
+            );
+            assert_eq!(shmc_close(null), SHMC_ERR_INVALID_ARGUMENT);
+            assert_eq!(shmc_message_free(&mut m), SHMC_OK);
+            assert_eq!(
+                shmc_message_free(std::ptr::null_mut()),
+                SHMC_ERR_INVALID_ARGUMENT
+            );
+            if shmc_under_manager() == 0 {
+                let mut lp = std::ptr::dangling_mut::<ShmcLp>();
+                assert_eq!(shmc_connect(&mut lp), SHMC_ERR_ENVIRONMENT);
+                assert!(lp.is_null());
+            }
+        }
+    }
+
+    #[test]
+    fn messages_hand_out_and_take_back_their_bytes() {
+        let mut m = ShmcMessage::from_message(Message {
+            from: 3,
+            to: Some("count/7".into()),
+            kind: MessageKind::Request,
+            corr: 9,
+            payload: b"hello".to_vec(),
+        });
+        assert_eq!(
+            (m.from, m.kind, m.corr, m.len),
+            (3, SHMC_KIND_REQUEST, 9, 5)
+        );
+        // SAFETY: `to` is NUL-terminated (zeroed, name shorter than it).
+        let to = unsafe { std::ffi::CStr::from_ptr(m.to.as_ptr()) };
+        assert_eq!(to.to_str().unwrap(), "count/7");
+        // SAFETY: (data, len) was handed out by from_message just now.
+        let bytes = unsafe { std::slice::from_raw_parts(m.data, m.len) };
+        assert_eq!(bytes, b"hello");
+        // SAFETY: a message filled by the library.
+        unsafe {
+            assert_eq!(shmc_message_free(&mut m), SHMC_OK);
+            assert!(m.data.is_null() && m.len == 0);
+            assert_eq!(shmc_message_free(&mut m), SHMC_OK);
+        }
+    }
+}
