@@ -28,6 +28,6 @@ pub mod txn;
 pub mod wire;
 
 pub use lp::{
-    AttachError, CommitHandle, CorruptError, Lp, LpError, Message, MessageKind, StateError, Txn,
-    TxnError,
+    AttachError, CommitHandle, CorruptError, Lp, LpError, Message, MessageKind, OwnedTxn,
+    StateError, Txn, TxnError,
 };

@@ -249,3 +249,83 @@ pub fn all_ready(v: &serde_json::Value, n: usize) -> bool {
         a.len() == n && a.iter().all(|l| l["state"] == "ready" && l["pid"].is_u64())
     })
 }
+
+// ---- the C ABI and the languages over it -------------------------------------
+
+/// The repository (the root package's directory).
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Whether `cmd --version` runs (a tool the test needs is there).
+pub fn have(cmd: &str) -> bool {
+    Command::new(cmd)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// `cargo build --release -q -p shmcollab-c` (what the README tells a C
+/// user to run): `target/release/libshmcollab.{a,so}` are current after it.
+pub fn build_capi_release() {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let st = Command::new(cargo)
+        .args(["build", "--release", "-q", "-p", "shmcollab-c"])
+        .current_dir(repo())
+        .status()
+        .expect("running cargo build -p shmcollab-c");
+    assert!(st.success(), "cargo build --release -p shmcollab-c failed");
+}
+
+/// Compiles the C program `src` to `out` against the C ABI the way the
+/// README says: `cc src $(PKG_CONFIG_PATH=<repo>/include pkg-config
+/// --cflags --libs shmcollab)`; without pkg-config, with the flags of
+/// `include/shmcollab.pc` spelled out. Warnings are errors.
+pub fn cc_against_capi(src: &Path, out: &Path, extra: &[&str]) {
+    let flags: Vec<String> = if have("pkg-config") {
+        let o = Command::new("pkg-config")
+            .args(["--cflags", "--libs", "shmcollab"])
+            .env("PKG_CONFIG_PATH", repo().join("include"))
+            .output()
+            .expect("running pkg-config");
+        assert!(
+            o.status.success(),
+            "pkg-config shmcollab: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout)
+            .unwrap()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect()
+    } else {
+        eprintln!("pkg-config is missing: using the flags of include/shmcollab.pc");
+        let r = repo();
+        vec![
+            format!("-I{}", r.join("include").display()),
+            r.join("target/release/libshmcollab.a")
+                .display()
+                .to_string(),
+            "-lgcc_s -lutil -lrt -lpthread -lm -ldl".into(),
+        ]
+        .into_iter()
+        .flat_map(|s| s.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+        .collect()
+    };
+    let o = Command::new("cc")
+        .args(["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-o"])
+        .arg(out)
+        .arg(src)
+        .args(extra)
+        .args(&flags)
+        .output()
+        .expect("running cc");
+    assert!(
+        o.status.success(),
+        "cc {} failed:\n{}",
+        src.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

@@ -18,7 +18,7 @@
 mod inbound;
 mod txn;
 
-pub use txn::{CommitHandle, Txn, TxnError, MAX_ATTEMPTS};
+pub use txn::{CommitHandle, KeyValue, OwnedTxn, Txn, TxnError, MAX_ATTEMPTS};
 
 use crate::ctl::LpCtl;
 use crate::link::{Outbox, Resync, RxLink, TxLink, Wait};

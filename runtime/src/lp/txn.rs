@@ -73,6 +73,17 @@ pub struct CommitHandle {
 /// them (read your own writes).
 pub struct Txn<'a> {
     lp: &'a mut Lp,
+    state: OwnedTxn,
+}
+
+/// A transaction that does not borrow its [`Lp`]: what [`Txn`] holds, with
+/// the `Lp` handed to each call instead. For bindings that keep the LP and
+/// its open transactions side by side (the C ABI); Rust code uses [`Txn`].
+///
+/// Use it with the `Lp` it was begun for: it names sub-functions by that
+/// LP's registry. Dropping it is an abort.
+#[derive(Debug, Default)]
+pub struct OwnedTxn {
     set: TxnSet,
     writes: BTreeMap<(u32, Vec<u8>), Option<Vec<u8>>>,
 }
@@ -82,8 +93,7 @@ impl Lp {
     pub fn begin(&mut self) -> Txn<'_> {
         Txn {
             lp: self,
-            set: TxnSet::default(),
-            writes: BTreeMap::new(),
+            state: OwnedTxn::default(),
         }
     }
 
@@ -189,28 +199,37 @@ fn commit_outcome(
     }
 }
 
-impl<'a> Txn<'a> {
-    /// The LP and the whole set: reads and scans seen, writes buffered.
-    fn into_parts(self) -> (&'a mut Lp, TxnSet) {
+impl OwnedTxn {
+    /// A transaction with nothing read or written yet.
+    pub fn new() -> OwnedTxn {
+        OwnedTxn::default()
+    }
+
+    /// The whole set: reads and scans seen, writes buffered.
+    fn into_set(self) -> TxnSet {
         let mut set = self.set;
         set.writes = self
             .writes
             .into_iter()
             .map(|((subfn, key), value)| WriteItem { subfn, key, value })
             .collect();
-        (self.lp, set)
+        set
     }
 
-    fn subfn(&self, name: &str) -> Result<u32, TxnError> {
-        self.lp
-            .registry
+    fn subfn(lp: &Lp, name: &str) -> Result<u32, TxnError> {
+        lp.registry
             .subfn_index(name)
             .ok_or_else(|| TxnError::UnknownSubfn(name.to_owned()))
     }
 
-    /// The value of `key` in sub-function `subfn`.
-    pub fn get(&mut self, subfn: &str, key: &[u8]) -> Result<Option<Vec<u8>>, TxnError> {
-        let s = self.subfn(subfn)?;
+    /// The value of `key` in sub-function `subfn` ([`Txn::get`]).
+    pub fn get(
+        &mut self,
+        lp: &mut Lp,
+        subfn: &str,
+        key: &[u8],
+    ) -> Result<Option<Vec<u8>>, TxnError> {
+        let s = Self::subfn(lp, subfn)?;
         if let Some(w) = self.writes.get(&(s, key.to_vec())) {
             return Ok(w.clone());
         }
@@ -218,7 +237,7 @@ impl<'a> Txn<'a> {
             subfn: s,
             key: key.to_vec(),
         };
-        match self.lp.txn_call(s, &req)? {
+        match lp.txn_call(s, &req)? {
             TxnReply::Value { value, version } => {
                 self.set.reads.push(ReadItem {
                     subfn: s,
@@ -232,36 +251,35 @@ impl<'a> Txn<'a> {
         }
     }
 
-    /// Set `key` in `subfn` to `value` (at commit).
-    pub fn put(&mut self, subfn: &str, key: &[u8], value: &[u8]) -> Result<(), TxnError> {
-        let s = self.subfn(subfn)?;
+    /// Set `key` in `subfn` to `value` at commit ([`Txn::put`]).
+    pub fn put(&mut self, lp: &Lp, subfn: &str, key: &[u8], value: &[u8]) -> Result<(), TxnError> {
+        let s = Self::subfn(lp, subfn)?;
         self.writes.insert((s, key.to_vec()), Some(value.to_vec()));
         Ok(())
     }
 
-    /// Remove `key` from `subfn` (at commit).
-    pub fn delete(&mut self, subfn: &str, key: &[u8]) -> Result<(), TxnError> {
-        let s = self.subfn(subfn)?;
+    /// Remove `key` from `subfn` at commit ([`Txn::delete`]).
+    pub fn delete(&mut self, lp: &Lp, subfn: &str, key: &[u8]) -> Result<(), TxnError> {
+        let s = Self::subfn(lp, subfn)?;
         self.writes.insert((s, key.to_vec()), None);
         Ok(())
     }
 
-    /// The keys of `subfn` that start with `prefix`, with their values, in
-    /// key order (at most `limit` from the host), this transaction's own
-    /// writes included.
+    /// The keys of `subfn` that start with `prefix` ([`Txn::scan_prefix`]).
     pub fn scan_prefix(
         &mut self,
+        lp: &mut Lp,
         subfn: &str,
         prefix: &[u8],
         limit: u32,
     ) -> Result<Vec<KeyValue>, TxnError> {
-        let s = self.subfn(subfn)?;
+        let s = Self::subfn(lp, subfn)?;
         let req = TxnRequest::Scan {
             subfn: s,
             prefix: prefix.to_vec(),
             limit,
         };
-        let entries = match self.lp.txn_call(s, &req)? {
+        let entries = match lp.txn_call(s, &req)? {
             TxnReply::Entries(e) => e,
             TxnReply::Failed(why) => return Err(TxnError::Failed(why)),
             other => return Err(TxnError::BadReply(format!("{other:?}"))),
@@ -284,18 +302,59 @@ impl<'a> Txn<'a> {
         Ok(merged.into_iter().collect())
     }
 
+    /// Commit and wait until it is durable ([`Txn::commit`]).
+    pub fn commit(self, lp: &mut Lp) -> Result<Version, TxnError> {
+        let h = lp.commit_set(self.into_set())?;
+        lp.wait_commit(h, STEP_TIMEOUT)
+    }
+
+    /// Hand the transaction to the manager and return at once
+    /// ([`Txn::commit_async`]).
+    pub fn commit_async(self, lp: &mut Lp) -> Result<CommitHandle, TxnError> {
+        lp.commit_set(self.into_set())
+    }
+
+    /// Drop the transaction: nothing of it is applied.
+    pub fn abort(self) {}
+}
+
+impl Txn<'_> {
+    /// The value of `key` in sub-function `subfn`.
+    pub fn get(&mut self, subfn: &str, key: &[u8]) -> Result<Option<Vec<u8>>, TxnError> {
+        self.state.get(self.lp, subfn, key)
+    }
+
+    /// Set `key` in `subfn` to `value` (at commit).
+    pub fn put(&mut self, subfn: &str, key: &[u8], value: &[u8]) -> Result<(), TxnError> {
+        self.state.put(self.lp, subfn, key, value)
+    }
+
+    /// Remove `key` from `subfn` (at commit).
+    pub fn delete(&mut self, subfn: &str, key: &[u8]) -> Result<(), TxnError> {
+        self.state.delete(self.lp, subfn, key)
+    }
+
+    /// The keys of `subfn` that start with `prefix`, with their values, in
+    /// key order (at most `limit` from the host), this transaction's own
+    /// writes included.
+    pub fn scan_prefix(
+        &mut self,
+        subfn: &str,
+        prefix: &[u8],
+        limit: u32,
+    ) -> Result<Vec<KeyValue>, TxnError> {
+        self.state.scan_prefix(self.lp, subfn, prefix, limit)
+    }
+
     /// Commit and wait until it is durable; returns the commit's version.
     pub fn commit(self) -> Result<Version, TxnError> {
-        let (lp, set) = self.into_parts();
-        let h = lp.commit_set(set)?;
-        lp.wait_commit(h, STEP_TIMEOUT)
+        self.state.commit(self.lp)
     }
 
     /// Hand the transaction to the manager and return at once; the handle
     /// tells when it is durable (pipelined commits: many may be in flight).
     pub fn commit_async(self) -> Result<CommitHandle, TxnError> {
-        let (lp, set) = self.into_parts();
-        lp.commit_set(set)
+        self.state.commit_async(self.lp)
     }
 
     /// Drop the transaction: nothing of it is applied.
