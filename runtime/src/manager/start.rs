@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 /// Everything up to the claimed slot: the manager's context.
 pub(super) fn context(dir: &Path, slot: u32) -> anyhow::Result<Ctx> {
+    not_dumpable().context("making the manager not dumpable")?;
     let session = Session::open(dir).context("opening the session")?;
     let plan = std::fs::read(dir.join(Plan::FILE)).context("reading the plan")?;
     let plan: Plan = serde_json::from_slice(&plan).context("parsing the plan")?;
@@ -48,6 +49,14 @@ pub(super) fn context(dir: &Path, slot: u32) -> anyhow::Result<Ctx> {
         master,
         flags,
     ))
+}
+
+/// The manager holds the master key: no core dump of it, and no other
+/// process of the user may ptrace it or read its memory through /proc
+/// (its LP, started by exec, is dumpable again as usual).
+fn not_dumpable() -> std::io::Result<()> {
+    use rustix::process::{set_dumpable_behavior, DumpableBehavior};
+    set_dumpable_behavior(DumpableBehavior::NotDumpable).map_err(Into::into)
 }
 
 fn read_master_key() -> anyhow::Result<MasterKey> {
@@ -96,5 +105,27 @@ fn remove_stale_rings(session: &Session, slot: u32, generation: u32) {
         if ring.owner() == slot && ring.owner_gen() != generation {
             let _ = std::fs::remove_file(e.path());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_manager_is_not_dumpable() {
+        // In a child: the flag is per process, and the test runner's own
+        // must stay as it is.
+        // SAFETY: the child only makes system calls and exits.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let ok = super::not_dumpable().is_ok()
+                && rustix::process::dumpable_behavior()
+                    .is_ok_and(|b| b == rustix::process::DumpableBehavior::NotDumpable);
+            // SAFETY: leaving the child without running the parent's atexit.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
     }
 }
