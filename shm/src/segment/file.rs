@@ -73,7 +73,11 @@ impl Segment {
             .open(&path)
             .map_err(io)?;
         let total = (HEADER_LEN + body_len) as u64;
-        file.set_len(total).map_err(io)?;
+        if let Err(source) = preallocate(&file, total) {
+            // Leave no half-made segment behind to refuse the next try.
+            let _ = std::fs::remove_file(&path);
+            return Err(no_space_or(session, &path, total, source));
+        }
         let map = memmap2::MmapOptions::new().map_raw(&file).map_err(io)?;
         let hdr = map.as_mut_ptr().cast::<SegmentHeader>();
         // SAFETY: the mapping is `total` >= 128 bytes, page aligned, freshly
@@ -145,6 +149,38 @@ impl Segment {
     /// The file behind the segment.
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+}
+
+/// Give the new, empty `file` its `len` bytes as allocated blocks, not a
+/// hole: on a full tmpfs a hole maps fine and then kills with SIGBUS the
+/// first process to touch a page, so the space is claimed now, where
+/// ENOSPC is an error. Falls back to a hole on filesystems without
+/// `fallocate`.
+fn preallocate(file: &File, len: u64) -> io::Result<()> {
+    use rustix::fs::{fallocate, FallocateFlags};
+    match fallocate(file, FallocateFlags::empty(), 0, len) {
+        Ok(()) => Ok(()),
+        Err(rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::NOSYS) => file.set_len(len),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A failed preallocation as [`CreateError::NoSpace`] when the shm root is
+/// full, else as [`CreateError::Io`].
+fn no_space_or(session: &Session, path: &Path, wanted: u64, source: io::Error) -> CreateError {
+    if source.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error()) {
+        let dir = session.dir();
+        CreateError::NoSpace {
+            root: dir.parent().unwrap_or(dir).to_owned(),
+            path: path.to_owned(),
+            wanted,
+        }
+    } else {
+        CreateError::Io {
+            path: path.to_owned(),
+            source,
+        }
     }
 }
 
