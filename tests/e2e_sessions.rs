@@ -215,3 +215,43 @@ fn launch_on_a_full_shm_root_is_a_clear_error() {
     let left: Vec<_> = std::fs::read_dir(&mnt.0).unwrap().flatten().collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+/// A stale session that cannot be removed (here: a filesystem is mounted
+/// inside it, so its removal fails with EBUSY) is reported with the error
+/// and makes `clean` exit 1; the stale session beside it is still removed.
+#[test]
+fn clean_reports_what_it_cannot_remove_and_goes_on() {
+    if euid() != 0 {
+        eprintln!(
+            "SKIPPED clean_reports_what_it_cannot_remove_and_goes_on: mounting a tmpfs needs root"
+        );
+        return;
+    }
+    let root = ShmRoot::new("cleanbusy");
+    let name = unique("cleanbusy");
+    let busy = own_dir(&root.0, &name, 1, None);
+    let other = own_dir(&root.0, &name, 2, None);
+    let mnt = busy.join("m");
+    std::fs::create_dir(&mnt).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4k", "shmc-busy"])
+        .arg(&mnt)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("SKIPPED clean_reports_what_it_cannot_remove_and_goes_on: cannot mount a tmpfs");
+        return;
+    }
+    let _unmount = Tmpfs(mnt);
+    age(&busy);
+    age(&other);
+    let cl = shmc(&root.0, &["clean"]);
+    assert_eq!(cl.code, Some(1), "{cl:?}");
+    let line = format!("cannot remove {}", busy.display());
+    assert!(cl.err.contains(&line), "no {line:?} in {cl:?}");
+    assert!(
+        cl.out.contains(&format!("removed {}", other.display())),
+        "{cl:?}"
+    );
+    assert!(!other.exists());
+}

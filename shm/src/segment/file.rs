@@ -200,17 +200,26 @@ fn truncated(path: &Path, len: u64, needed: u64) -> OpenError {
 }
 
 /// Opening, step 1: opens `path` for reading and writing and returns the
-/// file with its length, refused if it cannot even hold a header.
+/// file with its length, refused if it cannot even hold a header. No
+/// symlink is followed and a FIFO put in a segment's place does not block
+/// the open (`O_NOFOLLOW | O_NONBLOCK`); anything but a regular file is
+/// refused.
 fn open_file(path: &Path) -> Result<(File, u64), OpenError> {
+    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
     let file = OpenOptions::new()
         .read(true)
         .write(true)
+        .custom_flags(flags.bits() as i32)
         .open(path)
         .map_err(|source| io_error(path, source))?;
-    let len = file
-        .metadata()
-        .map_err(|source| io_error(path, source))?
-        .len();
+    let meta = file.metadata().map_err(|source| io_error(path, source))?;
+    if !meta.is_file() {
+        return Err(OpenError::Corrupt {
+            path: path.to_owned(),
+            reason: "not a regular file".into(),
+        });
+    }
+    let len = meta.len();
     if len < HEADER_LEN as u64 {
         return Err(truncated(path, len, HEADER_LEN as u64));
     }

@@ -106,7 +106,9 @@ fn check_meta(file: &File, dir: bool, mode: u32) -> Result<u64, Refusal> {
 /// Read and check the owner record in the session directory `dir` (opened
 /// with [`open_session_dir`]) whose name carries session id `id`.
 pub fn read_owner(dir: &File, id: u64) -> Result<Owner, EntryError> {
-    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    // NOCTTY: a terminal device in its place must not become ours.
+    let flags =
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
     let fd: OwnedFd = match openat(dir.as_fd(), OWNER_FILE, flags, Mode::empty()) {
         Ok(fd) => fd,
         Err(rustix::io::Errno::NOENT) => return Err(EntryError::NoOwner),
@@ -225,6 +227,22 @@ mod tests {
             b"",
         ] {
             assert!(parse_owner(bad, 255).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_decode_or_fail_without_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..160), id: u64) {
+            if let Ok(o) = parse_owner(&bytes, id) {
+                proptest::prop_assert!(o.pid != 0 && o.start != 0 && o.id == id);
+            }
+        }
+
+        #[test]
+        fn written_records_read_back(pid in 1..=i32::MAX as u32, start in 1..u64::MAX, id: u64) {
+            let text = format!("{pid} {start} {id:016x}\n");
+            proptest::prop_assert!(text.len() as u64 <= OWNER_MAX_LEN);
+            proptest::prop_assert_eq!(parse_owner(text.as_bytes(), id).unwrap(), Owner { pid, start, id });
         }
     }
 
