@@ -24,7 +24,7 @@ mod guarded;
 use common::*;
 use guarded::*;
 use shmcollab::shm::segment::euid;
-use std::os::unix::fs::chown;
+use std::os::unix::fs::{chown, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -123,6 +123,8 @@ fn hostile_entries_hang_nothing_and_block_nothing() {
         .env("SHMCOLAB_SHM_ROOT", &root.0);
     let run = Launched::spawn(cmd, &name);
     wait_ready(&root.0, &name, 2);
+    nobody_cannot_touch_ours(&root.0, &name);
+    wait_ready(&root.0, &name, 2); // still running, still ours
     let sp = shmc(&root.0, &["stop", &name]);
     assert_eq!(sp.code, Some(0), "{sp:?}");
     let (code, _, err) = run.wait(Duration::from_secs(60));
@@ -134,6 +136,58 @@ fn hostile_entries_hang_nothing_and_block_nothing() {
     for p in &entries {
         assert!(p.symlink_metadata().is_ok(), "{} was removed", p.display());
     }
+}
+
+/// The other direction: while our collaboration `name` runs, nobody can
+/// neither list, read nor write its session, and its `status`, `stop` and
+/// `clean` neither show, stop nor remove it.
+fn nobody_cannot_touch_ours(root: &Path, name: &str) {
+    let ours: Vec<PathBuf> = std::fs::read_dir(root)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let ours = p
+                .symlink_metadata()
+                .is_ok_and(|m| m.is_dir() && m.uid() == 0);
+            ours && p
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(&format!("shmc.{name}."))
+        })
+        .collect();
+    let [dir] = ours.as_slice() else {
+        panic!("expected one session of ours, found {ours:?}")
+    };
+    let d = dir.display();
+    for attempt in [
+        format!("ls {d}"),
+        format!("cat {d}/owner"),
+        format!("cat {d}/registry"),
+        format!("echo x >> {d}/registry"),
+        format!("touch {d}/intruder"),
+        format!("rm -rf {d}"),
+    ] {
+        let out = nobody_cmd("sh").args(["-c", &attempt]).output().unwrap();
+        assert!(!out.status.success(), "as nobody, `{attempt}` succeeded");
+    }
+    let as_nobody_run = |args: &[&str]| {
+        let mut c = nobody_cmd(&bin().display().to_string());
+        c.args(args).env("SHMCOLAB_SHM_ROOT", root);
+        finish(c, &format!("{args:?} as nobody"))
+    };
+    let st = as_nobody_run(&["status", name, "--json"]);
+    assert_eq!(st.code, Some(1), "nobody sees our collaboration: {st:?}");
+    let sp = as_nobody_run(&["stop", name]);
+    assert_eq!(sp.code, Some(1), "{sp:?}");
+    let cl = as_nobody_run(&["clean"]);
+    assert_eq!(cl.code, Some(0), "{cl:?}");
+    assert!(
+        cl.out.contains(&format!("skipped {d}: owned by uid 0")),
+        "{cl:?}"
+    );
+    assert!(dir.join("owner").exists());
 }
 
 /// Another user runs a collaboration under our collaboration's name, and

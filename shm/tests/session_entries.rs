@@ -89,111 +89,137 @@ fn me() -> String {
     format!("{pid} {}", process_start_time(pid).unwrap())
 }
 
+/// One entry of each kind, in its own root.
+struct Entries {
+    root: Root,
+    live: PathBuf,
+    /// Directories of ours without a valid owner record, with their ids.
+    no_owner: Vec<(PathBuf, u64)>,
+    fifo_entry: PathBuf,
+    link_entry: PathBuf,
+    wide: PathBuf,
+}
+
+fn entries(tag: &str) -> Entries {
+    let root = Root::new(tag);
+    let rec = |id: u64| format!("{} {id:016x}\n", me());
+    let live = root.dir(1, Some(rec(1).as_bytes()));
+    let fifo_owner = root.dir(2, None);
+    mkfifo(&fifo_owner.join("owner"));
+    let zero_owner = root.dir(3, None);
+    symlink("/dev/zero", zero_owner.join("owner")).unwrap();
+    let big = root.dir(4, Some(&[b'1'; 4096]));
+    let open_mode = root.dir(5, None);
+    write_mode(&open_mode.join("owner"), rec(5).as_bytes(), 0o644);
+    let start0 = format!("{} 0 {:016x}\n", std::process::id(), 6);
+    let start0 = root.dir(6, Some(start0.as_bytes()));
+    let wrong_id = root.dir(7, Some(rec(99).as_bytes()));
+    let fifo_entry = root.0.join("shmc.x.0000000000000008");
+    mkfifo(&fifo_entry);
+    let link_entry = root.0.join("shmc.x.0000000000000009");
+    symlink(&live, &link_entry).unwrap();
+    let wide = root.dir(10, Some(rec(10).as_bytes()));
+    std::fs::set_permissions(&wide, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let no_owner = vec![
+        (fifo_owner, 2),
+        (zero_owner, 3),
+        (big, 4),
+        (open_mode, 5),
+        (start0, 6),
+        (wrong_id, 7),
+    ];
+    Entries {
+        root,
+        live,
+        no_owner,
+        fifo_entry,
+        link_entry,
+        wide,
+    }
+}
+
 #[test]
 fn every_kind_of_entry_is_classified_without_blocking() {
     watchdog("classify", || {
-        let root = Root::new("classify");
-        let live = root.dir(1, Some(format!("{} {:016x}\n", me(), 1).as_bytes()));
-        let fifo_owner = root.dir(2, None);
-        mkfifo(&fifo_owner.join("owner"));
-        let zero_owner = root.dir(3, None);
-        symlink("/dev/zero", zero_owner.join("owner")).unwrap();
-        let big = root.dir(4, Some(&[b'1'; 4096]));
-        let open_mode = root.dir(5, None);
-        write_mode(
-            &open_mode.join("owner"),
-            format!("{} {:016x}\n", me(), 5).as_bytes(),
-            0o644,
-        );
-        let start0 = root.dir(
-            6,
-            Some(format!("{} 0 {:016x}\n", std::process::id(), 6).as_bytes()),
-        );
-        let wrong_id = root.dir(7, Some(format!("{} {:016x}\n", me(), 99).as_bytes()));
-        let fifo_entry = root.0.join("shmc.x.0000000000000008");
-        mkfifo(&fifo_entry);
-        let link_entry = root.0.join("shmc.x.0000000000000009");
-        symlink(&live, &link_entry).unwrap();
-        let wide = root.dir(10, Some(format!("{} {:016x}\n", me(), 10).as_bytes()));
-        std::fs::set_permissions(&wide, std::fs::Permissions::from_mode(0o755)).unwrap();
-
-        assert!(matches!(classify(&live, 1), EntryState::Live(o) if o.pid == std::process::id()));
+        let e = entries("classify");
+        let live = classify(&e.live, 1);
+        assert!(matches!(live, EntryState::Live(o) if o.pid == std::process::id()));
         // Without a valid owner record, a young directory is one being
-        // created; an old one is stale.
-        for (d, id) in [
-            (&fifo_owner, 2),
-            (&zero_owner, 3),
-            (&big, 4),
-            (&open_mode, 5),
-            (&start0, 6),
-            (&wrong_id, 7),
-        ] {
+        // created; an old one is stale, for the reason given.
+        for (d, id) in &e.no_owner {
             assert!(
-                matches!(classify(d, id), EntryState::Starting),
+                matches!(classify(d, *id), EntryState::Starting),
                 "{}",
                 d.display()
             );
             age(d);
         }
-        let stale = |d: &Path, id| match classify(d, id) {
-            EntryState::Stale(StaleReason::NoValidOwner(e)) => e,
-            other => panic!("{}: {other:?}", d.display()),
-        };
+        let why: Vec<EntryError> = e
+            .no_owner
+            .iter()
+            .map(|(d, id)| match classify(d, *id) {
+                EntryState::Stale(StaleReason::NoValidOwner(e)) => e,
+                other => panic!("{}: {other:?}", d.display()),
+            })
+            .collect();
+        assert!(matches!(why[0], EntryError::OwnerFile(Refusal::WrongType)));
+        assert!(matches!(why[1], EntryError::OwnerFile(Refusal::WrongType)));
+        assert!(matches!(why[2], EntryError::OwnerTooLong(4096)));
         assert!(matches!(
-            stale(&fifo_owner, 2),
-            EntryError::OwnerFile(Refusal::WrongType)
-        ));
-        assert!(matches!(
-            stale(&zero_owner, 3),
-            EntryError::OwnerFile(Refusal::WrongType)
-        ));
-        assert!(matches!(stale(&big, 4), EntryError::OwnerTooLong(4096)));
-        assert!(matches!(
-            stale(&open_mode, 5),
+            why[3],
             EntryError::OwnerFile(Refusal::BadMode { found: 0o644, .. })
         ));
-        assert!(matches!(stale(&start0, 6), EntryError::BadRecord(_)));
-        assert!(matches!(stale(&wrong_id, 7), EntryError::BadRecord(_)));
+        assert!(matches!(why[4], EntryError::BadRecord(_)));
+        assert!(matches!(why[5], EntryError::BadRecord(_)));
+        let refused = |p: &Path, id| match classify(p, id) {
+            EntryState::Refused(e) => e,
+            other => panic!("{}: {other:?}", p.display()),
+        };
         assert!(matches!(
-            classify(&fifo_entry, 8),
-            EntryState::Refused(EntryError::NotADirectory)
+            refused(&e.fifo_entry, 8),
+            EntryError::NotADirectory
         ));
         assert!(matches!(
-            classify(&link_entry, 9),
-            EntryState::Refused(EntryError::NotADirectory)
+            refused(&e.link_entry, 9),
+            EntryError::NotADirectory
         ));
         assert!(matches!(
-            classify(&wide, 10),
-            EntryState::Refused(EntryError::BadMode { found: 0o755, .. })
+            refused(&e.wide, 10),
+            EntryError::BadMode { found: 0o755, .. }
         ));
         // Session::open takes the same view.
-        assert!(Session::open(&live).is_ok());
-        for (d, _) in [(&zero_owner, 3), (&wide, 10)] {
-            assert!(matches!(
-                Session::open(d),
-                Err(SessionError::Refused { .. })
-            ));
+        assert!(Session::open(&e.live).is_ok());
+        for d in [&e.no_owner[1].0, &e.wide, &e.link_entry] {
+            let r = Session::open(d);
+            assert!(matches!(r, Err(SessionError::Refused { .. })), "{r:?}");
         }
-        assert!(matches!(
-            Session::open(&link_entry),
-            Err(SessionError::Refused { .. })
-        ));
+    });
+}
 
-        let report = clean_stale_sessions(Some(&root.0)).unwrap();
+/// `clean` removes the stale ones, reports the refused ones, and leaves
+/// the live one and everything not ours.
+#[test]
+fn clean_removes_stale_and_reports_refused_entries() {
+    watchdog("clean", || {
+        let e = entries("clean");
+        for (d, _) in &e.no_owner {
+            age(d);
+        }
+        let report = clean_stale_sessions(Some(&e.root.0)).unwrap();
         let mut removed: Vec<_> = report.removed.iter().map(|(p, _)| p.clone()).collect();
         removed.sort();
-        let mut expect = vec![fifo_owner, zero_owner, big, open_mode, start0, wrong_id];
-        expect.sort();
+        let expect: Vec<_> = e.no_owner.iter().map(|(p, _)| p.clone()).collect();
         assert_eq!(removed, expect);
         let mut refused: Vec<_> = report.refused.iter().map(|(p, _)| p.clone()).collect();
         refused.sort();
         assert_eq!(
             refused,
-            vec![fifo_entry.clone(), link_entry.clone(), wide.clone()]
+            vec![e.fifo_entry.clone(), e.link_entry.clone(), e.wide.clone()]
         );
         assert!(report.failed.is_empty());
-        assert!(live.exists() && wide.exists());
-        assert!(fifo_entry.symlink_metadata().is_ok() && link_entry.symlink_metadata().is_ok());
+        assert!(e.live.exists() && e.wide.exists());
+        assert!(e.fifo_entry.symlink_metadata().is_ok());
+        assert!(e.link_entry.symlink_metadata().is_ok());
     });
 }
 

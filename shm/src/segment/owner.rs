@@ -69,6 +69,14 @@ pub fn open_session_dir(path: &Path) -> Result<File, EntryError> {
         Err(rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR) => {
             return Err(EntryError::NotADirectory)
         }
+        // Another user's 0700 directory: say whose rather than EACCES.
+        Err(e @ rustix::io::Errno::ACCESS) => {
+            let ours = euid();
+            return Err(match std::fs::symlink_metadata(path) {
+                Ok(m) if m.uid() != ours => EntryError::NotOurs { uid: m.uid(), ours },
+                _ => EntryError::Io(e.into()),
+            });
+        }
         Err(e) => return Err(EntryError::Io(e.into())),
     };
     let file = File::from(fd);
