@@ -58,7 +58,7 @@ fn main() -> ExitCode {
         Cmd::Status { name, json } => {
             code(shmcollab_supervisor::status::status(name.as_deref(), json))
         }
-        Cmd::Stop { name } => code(shmcollab_supervisor::status::stop(&name)),
+        Cmd::Stop { name } => code(shmcollab_supervisor::stop::stop(&name)),
         Cmd::Manager { session, slot } => match shmcollab_runtime::manager::run(&session, slot) {
             Ok(c) => code(c),
             Err(e) => {
@@ -66,18 +66,6 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Cmd::Clean => match shmcollab_shm::segment::clean_stale_sessions(None) {
-            Ok(removed) => {
-                for d in &removed {
-                    println!("removed {}", d.display());
-                }
-                println!("{} stale session(s) removed", removed.len());
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("shmcollab clean: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        Cmd::Clean => code(shmcollab_supervisor::clean::clean()),
     }
 }

@@ -261,8 +261,10 @@ fn cleanup_after_sigkill() {
     assert!(segment::stale_sessions(&root).unwrap().is_empty());
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    let removed = segment::clean_stale_sessions(Some(&root)).unwrap();
+    let report = segment::clean_stale_sessions(Some(&root)).unwrap();
+    let removed: Vec<PathBuf> = report.removed.into_iter().map(|(p, _)| p).collect();
     assert_eq!(removed, vec![dir.clone()]);
+    assert!(report.refused.is_empty() && report.failed.is_empty());
     assert!(!dir.exists());
     assert!(live.dir().exists());
 }

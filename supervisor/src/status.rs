@@ -1,10 +1,12 @@
-//! `shmcollab status` and `shmcollab stop`.
+//! `shmcollab status`: the coordinator's view of one of our running
+//! collaborations. Only sessions of ours are read (see
+//! `launch::session`): another user's entry under the name is passed
+//! over and named, never shown as ours.
 
-use crate::launch::{find_live_session, session_owner};
+use crate::launch::lookup;
 use shmcollab_runtime::report::CollaborationState;
 use shmcollab_shm::registry::Registry;
 use shmcollab_shm::segment::Session;
-use std::time::{Duration, Instant};
 
 fn live_names() -> Vec<String> {
     crate::launch::session::live_names()
@@ -12,9 +14,14 @@ fn live_names() -> Vec<String> {
 
 /// The coordinator's published view of collaboration `name`.
 pub fn read_state(name: &str) -> Result<CollaborationState, String> {
-    let dir = find_live_session(name)
-        .ok_or_else(|| format!("no running collaboration named {name:?}"))?;
-    let session = Session::open(&dir).map_err(|e| e.to_string())?;
+    let found = lookup(name);
+    let Some(live) = found.live.first() else {
+        return Err(format!(
+            "no running collaboration named {name:?}{}",
+            found.ignored_note()
+        ));
+    };
+    let session = Session::open(&live.dir).map_err(|e| e.to_string())?;
     let reg = Registry::open(&session).map_err(|e| e.to_string())?;
     let bytes = reg.read_status().map_err(|e| e.to_string())?;
     if bytes.is_empty() {
@@ -123,45 +130,4 @@ fn print_txn_table(v: &CollaborationState) {
             t.last_fsync_us
         );
     }
-}
-
-/// `shmcollab stop NAME`: SIGTERM to the supervisor, then wait for it to go.
-pub fn stop(name: &str) -> i32 {
-    let Some(dir) = find_live_session(name) else {
-        eprintln!("shmcollab: no running collaboration named {name:?}");
-        return 1;
-    };
-    let Some(pid) = session_owner(&dir) else {
-        eprintln!("shmcollab: {}: no owner recorded", dir.display());
-        return 1;
-    };
-    let Some(pid) = rustix::process::Pid::from_raw(pid as i32) else {
-        return 1;
-    };
-    if let Err(e) = rustix::process::kill_process(pid, rustix::process::Signal::TERM) {
-        eprintln!("shmcollab: cannot signal the supervisor (pid {pid:?}): {e}");
-        return 1;
-    }
-    // The stop goes LP by LP, each with its grace period: wait for as long
-    // as that can take, plus a margin.
-    let plan: Option<shmcollab_runtime::plan::Plan> =
-        std::fs::read(dir.join(shmcollab_runtime::plan::Plan::FILE))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok());
-    let budget = plan.map_or(Duration::from_secs(60), |p| {
-        Duration::from_millis((p.grace_ms + 1500) * p.lps.len() as u64) + Duration::from_secs(10)
-    });
-    let deadline = Instant::now() + budget;
-    while dir.exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    if dir.exists() {
-        eprintln!(
-            "shmcollab: {name} did not stop within {} s",
-            budget.as_secs()
-        );
-        return 1;
-    }
-    println!("stopped {name}");
-    0
 }

@@ -16,6 +16,31 @@ pub enum SessionError {
     /// The directory is not a session directory.
     #[error("{0} is not a shmcollab session directory")]
     NotASession(PathBuf),
+    /// The directory is refused: not ours, not a directory, wrong mode,
+    /// or without a valid owner record.
+    #[error("{path} is refused as a session directory: {reason}")]
+    Refused {
+        /// The path involved.
+        path: PathBuf,
+        /// Why.
+        reason: EntryError,
+    },
+    /// The directory name is taken (by another user if `uid` says so).
+    #[error("{path} exists already{}", uid.map(|u| format!(" (owned by uid {u})")).unwrap_or_default())]
+    Exists {
+        /// The path involved.
+        path: PathBuf,
+        /// Its owner, if it could be seen.
+        uid: Option<u32>,
+    },
+    /// The shm root is full.
+    #[error("no space left in {root} to create a session (see `df {root}`; `shmcollab clean` removes what crashed sessions left)", root = root.display())]
+    NoSpace {
+        /// The shm root.
+        root: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
     /// A filesystem call failed.
     #[error("session directory {path}: {source}")]
     Io {
@@ -36,6 +61,21 @@ pub enum CreateError {
     /// A segment of this name already exists in the session.
     #[error("segment {0} already exists")]
     Exists(PathBuf),
+    /// The shm root has not the room for the segment.
+    #[error(
+        "no space left in {root} for segment {path}: {wanted} bytes wanted (see `df {root}`; \
+         `shmcollab clean` removes what crashed sessions left)",
+        root = root.display(),
+        path = path.display()
+    )]
+    NoSpace {
+        /// The shm root (`/dev/shm` unless `SHMCOLAB_SHM_ROOT` says otherwise).
+        root: PathBuf,
+        /// The segment.
+        path: PathBuf,
+        /// Its size in bytes.
+        wanted: u64,
+    },
     /// A filesystem or mapping call failed.
     #[error("segment {path}: {source}")]
     Io {
@@ -125,4 +165,74 @@ pub enum OpenError {
         /// What is wrong.
         reason: String,
     },
+}
+
+/// Why an entry of the shm root was not taken for a session of ours, or
+/// its owner record was refused (see `owner.rs`): the shm root is shared
+/// with every user, so each of these is expected input, not a fault.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EntryError {
+    /// The entry is not a directory (a FIFO, a symlink, a file, ...).
+    #[error("not a directory")]
+    NotADirectory,
+    /// Owned by another user: never read, never removed.
+    #[error("owned by uid {uid}, not by us (uid {ours})")]
+    NotOurs {
+        /// Its owner.
+        uid: u32,
+        /// Our effective uid.
+        ours: u32,
+    },
+    /// Ours, but with other mode bits than the ones we create it with.
+    #[error("mode {found:04o}, expected {expected:04o}")]
+    BadMode {
+        /// The mode bits found.
+        found: u32,
+        /// The mode bits required.
+        expected: u32,
+    },
+    /// The owner file is missing.
+    #[error("no owner file")]
+    NoOwner,
+    /// The owner file is not a regular file of ours with mode 0600.
+    #[error("owner file refused: {0}")]
+    OwnerFile(Refusal),
+    /// The owner file is larger than any record.
+    #[error("owner file of {0} bytes (a record has at most {max})", max = super::owner::OWNER_MAX_LEN)]
+    OwnerTooLong(u64),
+    /// The owner record does not parse or does not match the directory.
+    #[error("invalid owner record {0:?}")]
+    BadRecord(String),
+    /// A system call failed.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+/// Why a file's metadata was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// Another file type than the one expected.
+    #[error("wrong file type (a FIFO, a link, a device, ...)")]
+    WrongType,
+    /// Owned by another user.
+    #[error("owned by uid {uid}, not by us (uid {ours})")]
+    NotOurs {
+        /// Its owner.
+        uid: u32,
+        /// Our effective uid.
+        ours: u32,
+    },
+    /// Other mode bits than required.
+    #[error("mode {found:04o}, expected {expected:04o}")]
+    BadMode {
+        /// The mode bits found.
+        found: u32,
+        /// The mode bits required.
+        expected: u32,
+    },
+    /// fstat failed.
+    #[error("{0}")]
+    Io(io::Error),
 }

@@ -75,11 +75,11 @@ impl Segment {
             .open(&path)
             .map_err(io)?;
         let total = (HEADER_LEN + body_len) as u64;
-        file.set_len(total).map_err(io)?;
-        // Every page now, not at first touch: a full /dev/shm fails here,
-        // with an error, rather than with a SIGBUS in whoever writes first.
-        rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, total)
-            .map_err(|e| io(e.into()))?;
+        if let Err(source) = preallocate(&file, total) {
+            // Leave no half-made segment behind to refuse the next try.
+            let _ = std::fs::remove_file(&path);
+            return Err(no_space_or(session, &path, total, source));
+        }
         let map = memmap2::MmapOptions::new().map_raw(&file).map_err(io)?;
         let hdr = map.as_mut_ptr().cast::<SegmentHeader>();
         // SAFETY: the mapping is `total` >= 128 bytes, page aligned, freshly
@@ -163,6 +163,38 @@ impl Segment {
     }
 }
 
+/// Give the new, empty `file` its `len` bytes as allocated blocks, not a
+/// hole: on a full tmpfs a hole maps fine and then kills with SIGBUS the
+/// first process to touch a page, so the space is claimed now, where
+/// ENOSPC is an error. Falls back to a hole on filesystems without
+/// `fallocate`.
+fn preallocate(file: &File, len: u64) -> io::Result<()> {
+    use rustix::fs::{fallocate, FallocateFlags};
+    match fallocate(file, FallocateFlags::empty(), 0, len) {
+        Ok(()) => Ok(()),
+        Err(rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::NOSYS) => file.set_len(len),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A failed preallocation as [`CreateError::NoSpace`] when the shm root is
+/// full, else as [`CreateError::Io`].
+fn no_space_or(session: &Session, path: &Path, wanted: u64, source: io::Error) -> CreateError {
+    if source.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error()) {
+        let dir = session.dir();
+        CreateError::NoSpace {
+            root: dir.parent().unwrap_or(dir).to_owned(),
+            path: path.to_owned(),
+            wanted,
+        }
+    } else {
+        CreateError::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
 fn io_error(path: &Path, source: io::Error) -> OpenError {
     OpenError::Io {
         path: path.to_owned(),
@@ -179,17 +211,26 @@ fn truncated(path: &Path, len: u64, needed: u64) -> OpenError {
 }
 
 /// Opening, step 1: opens `path` for reading and writing and returns the
-/// file with its length, refused if it cannot even hold a header.
+/// file with its length, refused if it cannot even hold a header. No
+/// symlink is followed and a FIFO put in a segment's place does not block
+/// the open (`O_NOFOLLOW | O_NONBLOCK`); anything but a regular file is
+/// refused.
 fn open_file(path: &Path) -> Result<(File, u64), OpenError> {
+    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
     let file = OpenOptions::new()
         .read(true)
         .write(true)
+        .custom_flags(flags.bits() as i32)
         .open(path)
         .map_err(|source| io_error(path, source))?;
-    let len = file
-        .metadata()
-        .map_err(|source| io_error(path, source))?
-        .len();
+    let meta = file.metadata().map_err(|source| io_error(path, source))?;
+    if !meta.is_file() {
+        return Err(OpenError::Corrupt {
+            path: path.to_owned(),
+            reason: "not a regular file".into(),
+        });
+    }
+    let len = meta.len();
     if len < HEADER_LEN as u64 {
         return Err(truncated(path, len, HEADER_LEN as u64));
     }

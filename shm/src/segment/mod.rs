@@ -3,9 +3,10 @@
 //! A *session* is a directory `<root>/shmc.<name>.<id>` (root is `/dev/shm`
 //! unless `SHMCOLAB_SHM_ROOT` says otherwise), mode 0700, holding:
 //!
-//! * `owner`: `"<pid> <start time in clock ticks> <session id hex>\n"`, written
-//!   by the creator, used by [`clean_stale_sessions`] to tell a live owner from
-//!   a dead one (the start time defeats pid reuse);
+//! * `owner`: `"<pid> <start time in clock ticks> <session id hex>\n"`, mode
+//!   0600, written by the creator (to a temporary file renamed into place),
+//!   used to tell a live owner from a dead one (the start time defeats pid
+//!   reuse) and by `stop` to find the supervisor;
 //! * one file per segment, mode 0600, created with `O_EXCL`.
 //!
 //! Every segment starts with this 128-byte header (little-endian):
@@ -28,8 +29,11 @@
 //!
 //! # Parts
 //!
-//! `session` holds the directory (naming, creation, the owner file, finding
-//! and removing what dead owners left) and `file` the segment files in it
+//! `session` holds the directory (naming, creation, attaching), `owner` the
+//! owner record and the checks that make an entry of the shared shm root a
+//! session of ours (owner uid, mode, file type, bounded reads, no link
+//! followed, nothing that blocks), `scan` finding sessions and removing
+//! what dead owners left, and `file` the segment files in it
 //! (creating, and opening with the header checks above); `error` has one
 //! error type per operation. This module keeps the one description of the
 //! header that both of them follow.
@@ -38,15 +42,22 @@ use crate::sync::AtomicU32;
 
 mod error;
 mod file;
+mod owner;
+mod scan;
 mod session;
 pub mod sigbus;
 
-pub use error::{CreateError, OpenError, SessionError};
+pub use error::{CreateError, EntryError, OpenError, Refusal, SessionError};
 pub use file::Segment;
-pub use session::{
-    clean_stale_sessions, parse_session_dir_name, process_alive, process_start_time,
-    session_dir_name, shm_root, stale_sessions, Session,
+pub use owner::{
+    euid, open_session_dir, parse_owner, process_alive, process_start_time, read_owner, Owner,
+    OWNER_MAX_LEN,
 };
+pub use scan::{
+    classify, clean_stale_sessions, scan_sessions, stale_sessions, CleanReport, EntryState,
+    SessionEntry, StaleReason, CREATION_GRACE,
+};
+pub use session::{parse_session_dir_name, session_dir_name, shm_root, Session};
 
 /// `b"SHMCOLAB"` read as a little-endian u64.
 pub const SEGMENT_MAGIC: u64 = u64::from_le_bytes(*b"SHMCOLAB");

@@ -1,15 +1,14 @@
 //! Session directories: their name (`shmc.<name>.<id>`), creation with
-//! exact modes and the owner file, attaching to one, and the sweep that
-//! removes the sessions of dead owners.
-//!
-//! Liveness is judged by pid *and* start time from `/proc`, so a recycled
-//! pid does not keep a dead session alive.
+//! exact modes and the owner record, and attaching to one (checked the
+//! way `owner.rs` says: ours, mode 0700, a valid owner record). Finding
+//! sessions and removing stale ones is in `scan.rs`.
 
-use std::fs::{self, DirBuilder, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::fs::{self, DirBuilder};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use super::owner::{open_session_dir, process_start_time, read_owner, write_owner, Owner};
 use super::{valid_name, SessionError};
 
 /// Root directory for sessions: `$SHMCOLAB_SHM_ROOT` or `/dev/shm`.
@@ -45,24 +44,23 @@ impl Session {
             path: dir.clone(),
             source,
         };
-        DirBuilder::new().mode(0o700).create(&dir).map_err(io)?;
-        // The umask may have masked bits off; make the mode exact.
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).map_err(io)?;
+        if let Err(e) = DirBuilder::new().mode(0o700).create(&dir) {
+            return Err(create_error(&dir, e));
+        }
         let session = Session {
             dir: dir.clone(),
             id,
             name: name.to_owned(),
             owner: true,
         };
+        // The umask may have masked bits off; make the mode exact.
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).map_err(io)?;
         let pid = std::process::id();
-        let start = process_start_time(pid).unwrap_or(0);
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(dir.join("owner"))
-            .map_err(io)?;
-        writeln!(f, "{pid} {start} {id:016x}").map_err(io)?;
+        // Without our start time the record could not tell us from a
+        // process that reuses our pid: refuse rather than write 0.
+        let start = process_start_time(pid)
+            .ok_or_else(|| io(io::Error::other("cannot read our own start time in /proc")))?;
+        write_owner(&dir, &Owner { pid, start, id }).map_err(|e| create_error(&dir, e))?;
         Ok(session)
     }
 
@@ -74,9 +72,12 @@ impl Session {
             .ok_or_else(|| SessionError::NotASession(dir.to_owned()))?;
         let (name, id) = parse_session_dir_name(fname)
             .ok_or_else(|| SessionError::NotASession(dir.to_owned()))?;
-        if !dir.join("owner").is_file() {
-            return Err(SessionError::NotASession(dir.to_owned()));
-        }
+        let refused = |reason| SessionError::Refused {
+            path: dir.to_owned(),
+            reason,
+        };
+        let fd = open_session_dir(dir).map_err(refused)?;
+        read_owner(&fd, id).map_err(refused)?;
         Ok(Session {
             dir: dir.to_owned(),
             id,
@@ -124,6 +125,25 @@ impl Drop for Session {
     }
 }
 
+/// The error of a failed `mkdir` or owner write at creation: a full shm
+/// root and a name someone else holds are said plainly.
+fn create_error(dir: &Path, source: io::Error) -> SessionError {
+    let root = dir.parent().unwrap_or(dir).to_owned();
+    if source.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error()) {
+        SessionError::NoSpace { root, source }
+    } else if source.kind() == io::ErrorKind::AlreadyExists {
+        SessionError::Exists {
+            path: dir.to_owned(),
+            uid: fs::symlink_metadata(dir).ok().map(|m| m.uid()),
+        }
+    } else {
+        SessionError::Io {
+            path: dir.to_owned(),
+            source,
+        }
+    }
+}
+
 /// The name of the session directory of collaboration `name` with session
 /// id `id`: `shmc.<name>.<id as 16 hex digits>` (the one place that says
 /// so; [`parse_session_dir_name`] reads it back).
@@ -142,77 +162,6 @@ pub fn parse_session_dir_name(fname: &str) -> Option<(&str, u64)> {
     Some((name, u64::from_str_radix(id, 16).ok()?))
 }
 
-/// Start time of a process in clock ticks since boot (field 22 of
-/// `/proc/<pid>/stat`), or `None` if there is no such process.
-pub fn process_start_time(pid: u32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may contain spaces and parentheses: skip past the last ')'.
-    let after = &stat[stat.rfind(')')? + 1..];
-    // after = " S ppid ..." : state is field 3, start time is field 22.
-    after.split_whitespace().nth(19)?.parse().ok()
-}
-
-/// Whether the process `pid` that started at `start` (clock ticks) is alive.
-pub fn process_alive(pid: u32, start: u64) -> bool {
-    match process_start_time(pid) {
-        Some(s) => start == 0 || s == start,
-        None => false,
-    }
-}
-
-/// Sessions under `root` whose owner process is gone.
-pub fn stale_sessions(root: &Path) -> io::Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for entry in fs::read_dir(root)? {
-        let entry = entry?;
-        let path = entry.path();
-        let Some(fname) = path.file_name().and_then(|n| n.to_str()) else {
-            continue;
-        };
-        if parse_session_dir_name(fname).is_none() || !entry.file_type()?.is_dir() {
-            continue;
-        }
-        let alive = match fs::read_to_string(path.join("owner")) {
-            Ok(text) => {
-                let mut it = text.split_whitespace();
-                let pid = it.next().and_then(|p| p.parse::<u32>().ok());
-                let start = it.next().and_then(|s| s.parse::<u64>().ok());
-                match (pid, start) {
-                    (Some(pid), Some(start)) => process_alive(pid, start),
-                    _ => false,
-                }
-            }
-            // No owner file: a creator that died between mkdir and writing
-            // it, unless it is still being created right now. Leave it unless
-            // it is older than a few seconds.
-            Err(_) => entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .is_none_or(|age| age.as_secs() < 5),
-        };
-        if !alive {
-            out.push(path);
-        }
-    }
-    Ok(out)
-}
-
-/// Remove the sessions under `root` (default [`shm_root`]) whose owner is
-/// gone; returns what was removed.
-pub fn clean_stale_sessions(root: Option<&Path>) -> io::Result<Vec<PathBuf>> {
-    let root = root.map(Path::to_owned).unwrap_or_else(shm_root);
-    let stale = stale_sessions(&root)?;
-    let mut removed = Vec::new();
-    for dir in stale {
-        if fs::remove_dir_all(&dir).is_ok() {
-            removed.push(dir);
-        }
-    }
-    Ok(removed)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,13 +175,5 @@ mod tests {
         assert_eq!(parse_session_dir_name("shmc.wc.ff"), None);
         assert_eq!(parse_session_dir_name("other.wc.00000000000000ff"), None);
         assert_eq!(parse_session_dir_name("shmc.a b.00000000000000ff"), None);
-    }
-
-    #[test]
-    fn start_time_of_self_is_known() {
-        let me = std::process::id();
-        let t = process_start_time(me).expect("own start time");
-        assert!(process_alive(me, t));
-        assert!(!process_alive(me, t + 1));
     }
 }

@@ -143,7 +143,7 @@ pub const DEFAULT_STATE_DIR: &str = "state";
 /// Range of `report_interval_ms`.
 const REPORT_INTERVAL: (i64, i64) = (10, 60_000);
 /// Range of `grace_ms`.
-const GRACE: (i64, i64) = (0, 600_000);
+pub(crate) const GRACE: (i64, i64) = (0, 600_000);
 /// Range of `max_restarts`.
 const MAX_RESTARTS: (i64, i64) = (0, 1_000_000);
 /// Range of `within_secs`.

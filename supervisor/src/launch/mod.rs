@@ -19,7 +19,7 @@ mod output;
 pub mod session;
 mod spawn;
 
-pub use session::{find_live_session, session_owner};
+pub use session::{find_live_session, lookup, session_owner, LiveSession, Lookup};
 pub use spawn::SpawnError;
 
 use crate::config::Config;
@@ -67,12 +67,14 @@ pub enum LaunchError {
         status: ExitStatus,
     },
     /// A collaboration of that name runs already.
-    #[error("collaboration {name:?} is already running ({})", dir.display())]
+    #[error("collaboration {name:?} is already running ({}, supervisor pid {pid})", dir.display())]
     AlreadyRunning {
         /// Its name.
         name: String,
         /// Its session directory.
         dir: PathBuf,
+        /// Its supervisor.
+        pid: u32,
     },
     /// The stop signals cannot be blocked or read from a signalfd.
     #[error(transparent)]
@@ -137,11 +139,18 @@ fn run(cfg: &Config) -> Result<i32, LaunchError> {
     if let Some(build) = cfg.build_command() {
         run_build(build, &plan)?;
     }
-    if let Some(dir) = find_live_session(&plan.name) {
+    let found = lookup(&plan.name);
+    if let Some(live) = found.live.first() {
         return Err(LaunchError::AlreadyRunning {
             name: plan.name.clone(),
-            dir,
+            dir: live.dir.clone(),
+            pid: live.owner.pid,
         });
+    }
+    // Another user's entry (or junk) under our name does not block us: our
+    // session gets a fresh random id; say what was passed over.
+    for (path, why) in &found.ignored {
+        eprintln!("shmcollab: ignoring {}: {why}", path.display());
     }
     let sigfd = block_signals()?;
     let started = Instant::now();
