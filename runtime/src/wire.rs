@@ -73,17 +73,18 @@ pub fn direct_label(from: u32, from_gen: u32) -> Vec<u8> {
 pub fn manager_endpoint(slot: u32, generation: u32) -> Endpoint {
     Endpoint {
         id: slot,
-        generation,
+        generation: u64::from(generation),
     }
 }
 
-/// Endpoint id of the LP of slot `slot`; its generation combines the
-/// manager's generation and the LP's restart count, so both a restarted LP
-/// and a restarted manager get fresh keys.
+/// Endpoint id of the LP of slot `slot`; its generation is the manager's
+/// generation and the LP's restart count side by side (64 bits: no two
+/// pairs give the same one), so both a restarted LP and a restarted
+/// manager get fresh keys.
 pub fn lp_endpoint(slot: u32, manager_gen: u32, lp_gen: u32) -> Endpoint {
     Endpoint {
         id: 0x1000_0000 | slot,
-        generation: (manager_gen << 16) ^ lp_gen,
+        generation: (u64::from(manager_gen) << 32) | u64::from(lp_gen),
     }
 }
 
@@ -355,6 +356,15 @@ mod tests {
                 prop_assert_eq!(r.to_string(), s);
             }
         }
+    }
+
+    #[test]
+    fn lp_endpoint_generations_never_collide() {
+        // (1 << 16) ^ 0 == (0 << 16) ^ 65536 under the old formula.
+        let a = lp_endpoint(3, 1, 0);
+        let b = lp_endpoint(3, 0, 1 << 16);
+        assert_ne!(a, b);
+        assert_ne!(lp_endpoint(3, 2, 5), lp_endpoint(3, 5, 2));
     }
 
     #[test]

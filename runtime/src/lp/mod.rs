@@ -201,8 +201,11 @@ fn read_keys() -> Result<Option<(LinkKey, LinkKey)>, LpError> {
     let mut rx = [0u8; 16];
     tx.copy_from_slice(&b[..16]);
     rx.copy_from_slice(&b[16..]);
-    b.fill(0);
-    Ok(Some((LinkKey::from_bytes(tx), LinkKey::from_bytes(rx))))
+    let keys = (LinkKey::from_bytes(tx), LinkKey::from_bytes(rx));
+    for buf in [&mut b[..], &mut tx[..], &mut rx[..]] {
+        shmcollab_shm::auth::wipe(buf);
+    }
+    Ok(Some(keys))
 }
 
 impl Lp {

@@ -80,7 +80,7 @@ impl LpProc {
         // The LP dies with its manager; it stays in the manager's group.
         let key_pipe = wire::prepare_child(&mut cmd, key_bytes.as_ref().map(|b| &b[..]), false);
         if let Some(b) = key_bytes.as_mut() {
-            b.fill(0);
+            shmcollab_shm::auth::wipe(b);
         }
         let key_pipe = key_pipe.map_err(os("passing the link keys"))?;
         let child = cmd.spawn().map_err(|source| SpawnError::Exec {

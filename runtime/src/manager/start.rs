@@ -65,9 +65,7 @@ fn read_master_key() -> anyhow::Result<MasterKey> {
     let mut f = unsafe { std::fs::File::from_raw_fd(wire::KEY_FD) };
     let mut b = [0u8; 32];
     f.read_exact(&mut b)?;
-    let k = MasterKey::from_bytes(b);
-    b.fill(0);
-    Ok(k)
+    Ok(MasterKey::take(&mut b))
 }
 
 /// SIGTERM, SIGINT and SIGHUP go to a thread that sets the stop flag and

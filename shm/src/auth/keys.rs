@@ -46,11 +46,10 @@ pub fn random_bytes(buf: &mut [u8]) {
         .expect("OS random number generator failed");
 }
 
-/// Overwrites `bytes` with zeros, in a way the optimiser does not remove
-/// (best effort, without `unsafe`).
-fn wipe(bytes: &mut [u8]) {
-    bytes.fill(0);
-    std::hint::black_box(bytes);
+/// Overwrites `bytes` with zeros with volatile writes the optimiser keeps
+/// (the zeroize crate), also where nothing reads them afterwards.
+pub fn wipe(bytes: &mut [u8]) {
+    zeroize::Zeroize::zeroize(bytes);
 }
 
 /// The 32-byte session master key. Its `Debug` output never shows the key,
@@ -72,6 +71,13 @@ impl MasterKey {
     /// Wraps key bytes, e.g. read from the pipe the supervisor passed down.
     pub fn from_bytes(bytes: [u8; 32]) -> MasterKey {
         MasterKey(bytes)
+    }
+
+    /// Takes the key out of `buf` and wipes `buf`.
+    pub fn take(buf: &mut [u8; 32]) -> MasterKey {
+        let k = MasterKey(*buf);
+        wipe(buf);
+        k
     }
 
     /// The key bytes, e.g. to write them to a child's pipe. Handle with care.
@@ -98,7 +104,7 @@ pub struct Endpoint {
     /// LP or manager id.
     pub id: u32,
     /// Restart generation; a restarted process gets a new one, and new keys.
-    pub generation: u32,
+    pub generation: u64,
 }
 
 /// The key of one link direction. `Debug` never shows the key;
@@ -170,13 +176,9 @@ impl Drop for LinkKey {
 pub fn link_key(master: &MasterKey, session_id: u64, from: Endpoint, to: Endpoint) -> LinkKey {
     let salt = hkdf::Salt::new(hkdf::HKDF_SHA256, &session_id.to_le_bytes());
     let prk = salt.extract(master.as_bytes());
-    let ids = [
-        from.id.to_le_bytes(),
-        from.generation.to_le_bytes(),
-        to.id.to_le_bytes(),
-        to.generation.to_le_bytes(),
-    ];
-    let info: [&[u8]; 5] = [LINK_INFO, &ids[0], &ids[1], &ids[2], &ids[3]];
+    let (from_id, to_id) = (from.id.to_le_bytes(), to.id.to_le_bytes());
+    let (from_gen, to_gen) = (from.generation.to_le_bytes(), to.generation.to_le_bytes());
+    let info: [&[u8]; 5] = [LINK_INFO, &from_id, &from_gen, &to_id, &to_gen];
     let mut key = [0u8; LINK_KEY_LEN];
     // 16 bytes is far below HKDF-SHA256's limit of 255 * 32, so neither call fails.
     prk.expand(&info, &AES_128_GCM)

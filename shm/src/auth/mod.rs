@@ -10,7 +10,7 @@
 //! salt = session_id (u64 LE)
 //! ikm  = master key (32 bytes)
 //! info = "shmcollab link v1" || from.id || from.generation || to.id || to.generation
-//!        (each u32 LE)
+//!        (ids u32 LE, generations u64 LE)
 //! key  = HKDF-Expand(..., 16 bytes)
 //! ```
 //!
@@ -73,7 +73,7 @@ mod seal;
 #[cfg(test)]
 mod fixtures;
 
-pub use keys::{link_key, random_bytes, random_u64, Endpoint, LinkKey, MasterKey};
+pub use keys::{link_key, random_bytes, random_u64, wipe, Endpoint, LinkKey, MasterKey};
 pub use open::{Opener, Reject, RxStats};
 pub use seal::{SealError, Sealer};
 
