@@ -28,10 +28,13 @@ pub enum Reject {
     /// Well-formed, but not sealed with this link's key.
     #[error("frame forged: authentication tag does not verify with this link's key")]
     Forged,
-    /// The sequence number was already seen (or the sequence space is used up).
-    #[error("frame replayed: sequence number lower than expected")]
+    /// The sequence number is not above the last accepted one (or the
+    /// sequence space is used up).
+    #[error("frame replayed: sequence number not above the last accepted one")]
     Replayed,
-    /// The sequence number is ahead of the expected one: a frame is missing.
+    /// Kept for the counters' layout; [`Opener::open`] no longer returns it:
+    /// a frame ahead of the expected one is accepted and the frames it
+    /// skipped are counted in [`RxStats::lost`].
     #[error("frame reordered: sequence number higher than expected, a frame is missing")]
     Reordered,
 }
@@ -53,6 +56,10 @@ pub struct RxStats {
     pub replayed: u64,
     /// [`Reject::Reordered`] frames.
     pub reordered: u64,
+    /// Frames never seen: sequence numbers skipped by a gap before an
+    /// accepted frame (a frame removed or destroyed on the way). Not part of
+    /// [`RxStats::rejected`].
+    pub lost: u64,
 }
 
 impl RxStats {
@@ -79,6 +86,7 @@ impl RxStats {
             forged: r[3],
             replayed: r[4],
             reordered: r[5],
+            lost: 0,
         }
     }
 
@@ -97,16 +105,20 @@ impl RxStats {
         for (a, b) in mine.into_iter().zip(theirs) {
             *a = a.saturating_add(b);
         }
+        self.lost = self.lost.saturating_add(other.lost);
     }
 
-    /// Total number of rejected frames.
+    /// Total number of rejected frames (saturating).
     pub fn rejected(&self) -> u64 {
-        self.truncated
-            + self.malformed
-            + self.altered
-            + self.forged
-            + self.replayed
-            + self.reordered
+        self.rejects()
+            .into_iter()
+            .fold(0u64, |a, b| a.saturating_add(b))
+    }
+
+    /// Frames lost to tampering: rejected ones and those a gap skipped
+    /// (saturating).
+    pub fn lost_total(&self) -> u64 {
+        self.rejected().saturating_add(self.lost)
     }
 
     fn count(&mut self, r: Reject) {
@@ -126,7 +138,12 @@ impl RxStats {
 #[derive(Debug)]
 pub struct Opener {
     key: Option<LinkKey>,
+    /// The lowest sequence number still accepted: one above the last
+    /// accepted frame's.
     expected: u64,
+    /// The first frame may carry any sequence number without its gap being
+    /// counted as lost (a reader that starts in the middle of a stream).
+    mid_stream: bool,
     stats: RxStats,
 }
 
@@ -137,8 +154,27 @@ impl Opener {
         Opener {
             key,
             expected: 0,
+            mid_stream: false,
             stats: RxStats::default(),
         }
+    }
+
+    /// An opener for a reader that starts in the middle of a stream (another
+    /// reader released its beginning): the first frame that opens sets where
+    /// the stream is, and the frames before it are not counted as lost. The
+    /// sequence number is taken only from a frame that authenticated, never
+    /// from an unchecked header.
+    pub fn mid_stream(key: Option<LinkKey>) -> Opener {
+        Opener {
+            mid_stream: true,
+            ..Opener::new(key)
+        }
+    }
+
+    /// From now on, as [`Opener::mid_stream`]: the next frame that opens sets
+    /// the window without counting a gap before it.
+    pub fn start_mid_stream(&mut self) {
+        self.mid_stream = true;
     }
 
     /// Whether frames are expected to be encrypted and authenticated.
@@ -151,7 +187,7 @@ impl Opener {
         &self.stats
     }
 
-    /// The sequence number of the next frame that will be accepted.
+    /// The lowest sequence number that will be accepted.
     pub fn expected_seq(&self) -> u64 {
         self.expected
     }
@@ -175,6 +211,14 @@ impl Opener {
     pub fn open(&mut self, frame: &[u8], out: &mut Vec<u8>) -> Result<FrameHeader, Reject> {
         out.clear();
         out.extend_from_slice(frame);
+        self.open_copied(out)
+    }
+
+    /// As [`Opener::open`] for a frame already copied into `buf` (a private
+    /// copy out of shared memory): on success `buf` holds exactly the
+    /// payload, on rejection it is empty. Never panics.
+    pub fn open_copied(&mut self, buf: &mut Vec<u8>) -> Result<FrameHeader, Reject> {
+        let out = buf;
         match self.check(out) {
             Ok(hdr) => {
                 self.stats.accepted = self.stats.accepted.saturating_add(1);
@@ -221,11 +265,18 @@ impl Opener {
         if hdr.seq < self.expected {
             return Err(Reject::Replayed);
         }
-        if hdr.seq > self.expected {
-            return Err(Reject::Reordered);
-        }
         // A sealer never uses u64::MAX; accepting it would wrap the counter.
-        self.expected = self.expected.checked_add(1).ok_or(Reject::Replayed)?;
+        let next = hdr.seq.checked_add(1).ok_or(Reject::Replayed)?;
+        // Higher than expected: the frames in between never arrived intact
+        // (a ring loses nothing, so something destroyed them). They are
+        // counted; the nonce stays unique because the sealer never reuses a
+        // sequence number under one key, and nothing below `next` is
+        // accepted again.
+        if !std::mem::take(&mut self.mid_stream) {
+            let gap = hdr.seq - self.expected;
+            self.stats.lost = self.stats.lost.saturating_add(gap);
+        }
+        self.expected = next;
         Ok(hdr)
     }
 }

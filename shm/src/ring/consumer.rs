@@ -117,7 +117,7 @@ impl Consumer {
             match marker {
                 PAD => {
                     let pad = (self.cap - off) as u64;
-                    if len as u64 != pad - REC_HDR as u64 || pad > avail {
+                    if Some(len as u64) != pad.checked_sub(REC_HDR as u64) || pad > avail {
                         return Err(RingError::Corrupt("bad padding record"));
                     }
                     self.advance(pad);
@@ -187,8 +187,14 @@ impl Consumer {
     }
 }
 
-/// A frame in the ring, borrowed in place. `release` frees its space;
+/// The next frame in the ring, left in place until [`ReadFrame::release`];
 /// dropping it without release leaves it for the next `peek`.
+///
+/// Its bytes live in shared memory that the producer (another process,
+/// possibly misbehaving) can still write, so they are never handed out as a
+/// `&[u8]` (that would promise Rust they do not change): they are copied
+/// out ([`ReadFrame::copy_to`], [`ReadFrame::to_vec`]) and checked in the
+/// copy.
 pub struct ReadFrame<'a> {
     consumer: &'a mut Consumer,
     #[cfg(not(loom))]
@@ -218,24 +224,36 @@ impl<'a> ReadFrame<'a> {
         }
     }
 
-    /// The frame's bytes. They live in shared memory that the producer
-    /// could overwrite if it misbehaves: copy before validating anything
-    /// that must not change under you.
+    /// The frame's length in bytes.
     #[inline]
-    pub fn as_slice(&self) -> &[u8] {
-        #[cfg(not(loom))]
-        // SAFETY: peek checked [off, off+len) against the capacity and the
-        // published tail; the producer does not reuse it before release.
-        unsafe {
-            std::slice::from_raw_parts(self.consumer.mem.ptr(self.off), self.len)
-        }
-        #[cfg(loom)]
-        &self.buf
+    pub fn len(&self) -> usize {
+        self.len
     }
 
-    /// Copy the frame out.
+    /// Whether the frame has no bytes.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Replace the contents of `out` with a copy of the frame.
+    #[inline]
+    pub fn copy_to(&self, out: &mut Vec<u8>) {
+        out.clear();
+        out.resize(self.len, 0);
+        #[cfg(not(loom))]
+        // peek checked [off, off+len) against the capacity and the
+        // published tail.
+        self.consumer.mem.read(self.off, out);
+        #[cfg(loom)]
+        out.copy_from_slice(&self.buf);
+    }
+
+    /// A copy of the frame.
     pub fn to_vec(&self) -> Vec<u8> {
-        self.as_slice().to_vec()
+        let mut v = Vec::new();
+        self.copy_to(&mut v);
+        v
     }
 
     /// Free the frame's space for the producer.
@@ -244,12 +262,5 @@ impl<'a> ReadFrame<'a> {
         c.frames += 1;
         c.bytes += self.len as u64;
         c.advance(self.rec as u64);
-    }
-}
-
-impl std::ops::Deref for ReadFrame<'_> {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        self.as_slice()
     }
 }

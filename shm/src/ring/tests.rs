@@ -12,7 +12,7 @@ fn roundtrip_and_wrap() {
         let msg: Vec<u8> = (0..len).map(|j| (i as usize + j) as u8).collect();
         p.try_send(&msg).unwrap();
         let f = c.peek().unwrap().unwrap();
-        assert_eq!(&*f, &msg[..]);
+        assert_eq!(&f.to_vec()[..], &msg[..]);
         f.release();
     }
     assert!(c.peek().unwrap().is_none());
@@ -29,7 +29,7 @@ fn full_ring_would_block_then_drains() {
     assert!(n >= 3);
     for i in 0..n {
         let f = c.peek().unwrap().unwrap();
-        assert_eq!(f[0], i as u8);
+        assert_eq!(f.to_vec()[0], i as u8);
         f.release();
     }
     p.try_send(&[9; 24]).unwrap();
@@ -57,7 +57,7 @@ fn batch_is_invisible_until_flush() {
     p.flush();
     for i in 0..5u8 {
         let f = c.peek().unwrap().unwrap();
-        assert_eq!(&*f, &[i; 3]);
+        assert_eq!(&f.to_vec()[..], &[i; 3]);
         f.release();
     }
 }
@@ -69,9 +69,9 @@ fn unreleased_frame_is_seen_again() {
     p.try_send(b"two").unwrap();
     {
         let f = c.peek().unwrap().unwrap();
-        assert_eq!(&*f, b"one"); // looked at, not released
+        assert_eq!(&f.to_vec()[..], b"one"); // looked at, not released
     }
-    assert_eq!(&*c.peek().unwrap().unwrap(), b"one");
+    assert_eq!(c.peek().unwrap().unwrap().to_vec(), b"one");
 }
 
 #[test]
@@ -112,6 +112,7 @@ fn producer_continues_after_a_foreign_write() {
             _keep: p.mem._keep.clone(),
             hdr: p.mem.hdr,
             data: p.mem.data,
+            cap: p.cap,
         },
         p.cap,
         None,
@@ -120,7 +121,54 @@ fn producer_continues_after_a_foreign_write() {
     p.try_send(b"b").unwrap();
     for want in [&b"a"[..], b"x", b"b"] {
         let f = c.peek().unwrap().unwrap();
-        assert_eq!(&*f, want);
+        assert_eq!(&f.to_vec()[..], want);
         f.release();
     }
+}
+
+/// A second handle on `p`'s memory, attached now (what `Producer::attach`
+/// does after validating the segment).
+fn reattach(p: &Producer) -> Producer {
+    Producer::new(
+        Mem {
+            _keep: p.mem._keep.clone(),
+            hdr: p.mem.hdr,
+            data: p.mem.data,
+            cap: p.cap,
+        },
+        p.cap,
+        None,
+    )
+}
+
+/// Issue 11 item 12: the positions change between the attach's check and
+/// the producer's own load of them (a race with a writer of garbage). The
+/// producer used to compute with them unchecked (with head 0 and tail 5 it
+/// wrote a frame at a misaligned offset, the arithmetic `pad - REC_HDR`
+/// relies on alignment); now the first reserve checks them again, reports
+/// the corruption and writes nothing.
+#[test]
+fn positions_changed_after_attach_are_reported_not_used() {
+    for (head, tail) in [(0, 5), (0, 61), (0, 1 << 40), (200, 100), (3, 259)] {
+        let (p, mut c) = heap_ring(64);
+        p.mem.hdr().head.0.store(head, crate::sync::Ordering::Relaxed);
+        p.mem.hdr().tail.0.store(tail, crate::sync::Ordering::Relaxed);
+        let mut late = reattach(&p);
+        let r = late.try_send(&[7; 8]);
+        assert!(matches!(r, Err(SendError::Corrupt(_))), "{head} {tail}: {r:?}");
+        assert!(c.peek().is_err(), "{head} {tail}");
+    }
+}
+
+/// The frame handed out by `peek` is a copy: bytes the producer changes
+/// after the copy do not change it.
+#[test]
+fn a_frame_is_read_as_a_copy() {
+    let (mut p, mut c) = heap_ring(256);
+    p.try_send(b"hello").unwrap();
+    let f = c.peek().unwrap().unwrap();
+    let mut copy = Vec::new();
+    f.copy_to(&mut copy);
+    assert_eq!((f.len(), &copy[..]), (5, &b"hello"[..]));
+    f.release();
 }
