@@ -124,6 +124,16 @@ impl RxLink {
         Ok(())
     }
 
+    /// Start again on a ring found corrupt ([`RingError`] from
+    /// [`RxLink::next`]): what is in it is skipped (see
+    /// [`Consumer::reset`]); the ring counts as one malformed frame, and
+    /// the frames skipped are counted as lost when the next frame opens.
+    /// Returns the bytes skipped.
+    pub fn reset_ring(&mut self) -> u64 {
+        self.opener.note(shmcollab_shm::auth::Reject::Malformed);
+        self.c.reset()
+    }
+
     /// Whether a frame waits.
     pub fn has_data(&self) -> bool {
         self.c.has_data()

@@ -300,6 +300,29 @@ impl Lp {
         self.rx.rejected()
     }
 
+    /// Frames that were on their way to this LP and were lost to
+    /// tampering or corruption: rejected (forged, altered, replayed, ...),
+    /// skipped (a gap in a link's sequence numbers) or in a ring that had to
+    /// be reset. A program that must not miss input checks it (and
+    /// [`Lp::collaboration_frames_lost`] for what was lost elsewhere).
+    pub fn frames_lost(&self) -> u64 {
+        self.rx.lost()
+    }
+
+    /// Frames lost to tampering or corruption on every link of the
+    /// collaboration, as the coordinator last published it (each manager's
+    /// `lost`), plus [`Lp::frames_lost`]. The published view lags by up to
+    /// a report interval.
+    pub fn collaboration_frames_lost(&self) -> Result<u64, LpError> {
+        let state = self.collaboration_state()?;
+        let managers = state
+            .lps
+            .iter()
+            .filter_map(|l| l.report.as_ref())
+            .fold(0u64, |a, r| a.saturating_add(r.lost));
+        Ok(managers.saturating_add(self.frames_lost()))
+    }
+
     fn subfn_id(&self, subfn: &str) -> Result<u32, LpError> {
         self.registry
             .subfn_index(subfn)

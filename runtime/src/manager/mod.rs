@@ -593,10 +593,14 @@ impl Manager {
         let mut rejects = self.direct.rejects();
         rejects.add(self.lp.rx_stats());
         rejects.add(&self.peers.rejects());
+        let mut links = vec![self.lp.link_stats()];
+        links.extend(self.peers.link_stats());
+        links.extend(self.direct.link_stats());
         let inputs = Inputs {
             lp_pid: self.proc_.as_ref().map(LpProc::pid),
             restarts: self.life.restarts(),
             rejects,
+            links,
             depths: self.lp.depths(),
             pending: self.queue.len() + self.peers.queued(),
             txn: self.txn.report(),

@@ -231,11 +231,13 @@ impl Peers {
     }
 
     /// Read every peer's rings into `sink`, up to [`TURN_BUDGET`] frames a
-    /// ring; a ring with garbage indices is dropped and removed.
+    /// ring. A ring with garbage in it is reset in place (its loss counted
+    /// and reported, see [`RxLink::reset_ring`]); the peer keeps writing to
+    /// it. (It used to be removed and never made again: the peer filled it
+    /// and stalled.)
     pub fn pump_in(&mut self, ctx: &Ctx, scratch: &mut Vec<u8>, sink: &mut impl Sink) -> Read {
         let mut read = Read::default();
         for (&s, peer) in self.map.iter_mut() {
-            let mut corrupt: Vec<String> = Vec::new();
             for ring in peer.draining.iter_mut().chain(peer.rx.iter_mut()) {
                 for _ in 0..TURN_BUDGET {
                     if sink.full() {
@@ -253,24 +255,18 @@ impl Peers {
                             read.malformed += usize::from(malformed)
                         }
                         Err(e) => {
+                            let skipped = ring.link.reset_ring();
                             eprintln!(
-                                "shmcollab: ring {} from slot {s} is corrupt ({e}); dropped",
+                                "shmcollab: ring {} from slot {s} is corrupt ({e}): reset, {skipped} bytes lost",
                                 ring.name
                             );
-                            corrupt.push(ring.name.clone());
+                            read.corrupt += 1;
+                            read.work = true;
                             break;
                         }
                     }
                     read.work = true;
                 }
-            }
-            read.corrupt += corrupt.len();
-            peer.draining.retain(|r| !corrupt.contains(&r.name));
-            if peer.rx.as_ref().is_some_and(|r| corrupt.contains(&r.name)) {
-                peer.rx = None;
-            }
-            for n in &corrupt {
-                ctx.remove_ring(n);
             }
             // Finished draining old generations: remove their rings.
             peer.draining.retain(|r| {
@@ -308,6 +304,19 @@ impl Peers {
             all.add(r.link.stats());
         }
         all
+    }
+
+    /// What each peer's rings (current and draining) accepted and lost,
+    /// as `peer/<slot>`.
+    pub fn link_stats(&self) -> Vec<(String, RxStats)> {
+        let per_peer = self.map.values().map(|p| {
+            let mut all = RxStats::default();
+            for r in p.inbound() {
+                all.add(r.link.stats());
+            }
+            (format!("peer/{}", p.slot), all)
+        });
+        per_peer.collect()
     }
 
     /// Peer `b` offers its LP's direct ring of `lp_gen` (b's generation

@@ -177,6 +177,13 @@ impl Opener {
         self.mid_stream = true;
     }
 
+    /// Count a frame rejected outside [`Opener::open`] (a ring reset skips
+    /// frames that were never opened: it counts as one malformed frame, and
+    /// the frames in it as lost by the gap the next frame shows).
+    pub fn note(&mut self, r: Reject) {
+        self.stats.count(r);
+    }
+
     /// Whether frames are expected to be encrypted and authenticated.
     pub fn secure(&self) -> bool {
         self.key.is_some()

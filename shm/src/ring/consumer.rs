@@ -103,6 +103,7 @@ impl Consumer {
             if self.head == self.cached_tail {
                 self.refresh_tail()?;
                 if self.head == self.cached_tail {
+                    self.repair_head();
                     self.signal_space();
                     return Ok(None);
                 }
@@ -132,6 +133,46 @@ impl Consumer {
                 _ => return Err(RingError::Corrupt("bad record marker")),
             }
         }
+    }
+
+    /// The shared head is ours alone: if someone else changed it, put ours
+    /// back (the producer would otherwise see garbage until our next
+    /// release, which may never come if it cannot send).
+    fn repair_head(&mut self) {
+        let hdr = self.mem.hdr();
+        if hdr.head.0.load(Ordering::Relaxed) != self.head {
+            // SYNC: as in `advance`: nothing before `head` is read any more.
+            hdr.head.0.store(self.head, Ordering::Release);
+            self.unsignalled = self.unsignalled.max(1);
+        }
+    }
+
+    /// Start again on a ring found corrupt: skip everything published (if
+    /// the tail is consistent) or everything not yet released (if it is not:
+    /// then the tail is set back to our head, and the producer, the only
+    /// other party, continues from there). Returns the bytes skipped. The
+    /// frames skipped are lost; a sealed link counts them by the gap in
+    /// sequence numbers at the next frame that opens.
+    pub fn reset(&mut self) -> u64 {
+        let hdr = self.mem.hdr();
+        // SYNC: pairs with the Release store in Producer::flush.
+        let tail = hdr.tail.0.load(Ordering::Acquire);
+        let to = if check_positions(self.head, tail, self.cap).is_ok() {
+            tail
+        } else {
+            // SYNC: the producer adopts a consistent foreign tail in
+            // Producer::reserve (Relaxed load, then Acquire of the head).
+            hdr.tail.0.store(self.head, Ordering::Release);
+            self.head
+        };
+        let skipped = to - self.head;
+        self.head = to;
+        self.cached_tail = to;
+        // SYNC: as in `advance`.
+        hdr.head.0.store(to, Ordering::Release);
+        self.unsignalled = 0;
+        hdr.space_bell.0.ring();
+        skipped
     }
 
     fn advance(&mut self, n: u64) {

@@ -157,16 +157,26 @@ impl Producer {
         Ok(WriteSlot::new(self, off, len))
     }
 
+    /// The shared tail is not the one we published: a restarted producer's
+    /// predecessor, a consumer that reset the ring, or a process that
+    /// should not write here moved it.
     #[cold]
     fn adopt_tail(&mut self, shared: u64) -> Result<(), SendError> {
-        if self.tail != self.published {
-            return Err(SendError::Corrupt("tail moved under unpublished frames"));
-        }
         let head = self.mem.hdr().head.0.load(Ordering::Acquire);
-        check_positions(head, shared, self.cap).map_err(SendError::Corrupt)?;
-        self.suspect = false;
-        self.tail = shared;
-        self.published = shared;
+        if check_positions(head, shared, self.cap).is_ok() {
+            // Consistent: continue after it rather than overwrite what it
+            // published. Frames committed but not yet published are dropped
+            // (their sequence numbers are gone: the reader counts the gap).
+            self.tail = shared;
+            self.published = shared;
+            self.cached_head = head;
+            self.suspect = false;
+            return Ok(());
+        }
+        // Garbage: the tail is ours alone, put back what we published.
+        check_positions(head, self.published, self.cap).map_err(SendError::Corrupt)?;
+        // SYNC: as in `flush`; everything before `published` was written.
+        self.mem.hdr().tail.0.store(self.published, Ordering::Release);
         self.cached_head = head;
         Ok(())
     }
