@@ -16,6 +16,7 @@
 //! it, whatever that LP wrote.
 
 mod inbound;
+mod request;
 mod txn;
 
 pub use txn::{CommitHandle, Txn, TxnError, MAX_ATTEMPTS};
@@ -165,6 +166,8 @@ pub struct Lp {
     /// Replies of transaction servers, by correlation id.
     txn_replies: std::collections::HashMap<u32, Vec<u8>>,
     next_corr: u32,
+    /// See [`Lp::forged_replies`].
+    forged_replies: u64,
     scratch: Vec<u8>,
     names: Vec<Option<String>>,
 }
@@ -249,6 +252,7 @@ impl Lp {
             inbox: VecDeque::new(),
             txn_replies: std::collections::HashMap::new(),
             next_corr: 1,
+            forged_replies: 0,
             scratch: Vec::with_capacity(4096),
             names: Vec::new(),
         })
@@ -440,39 +444,6 @@ impl Lp {
         self.emit(Self::header(kind::BROADCAST, 0, 0), bytes, Wait::Forever)
     }
 
-    /// Send a request to `subfn` and wait up to `timeout` for its reply.
-    /// Messages that arrive meanwhile are kept for `recv`.
-    pub fn request(
-        &mut self,
-        subfn: &str,
-        bytes: &[u8],
-        timeout: Duration,
-    ) -> Result<Message, LpError> {
-        let dst = self.subfn_id(subfn)?;
-        let corr = self.next_corr;
-        self.next_corr = self.next_corr.wrapping_add(1).max(1);
-        self.emit(
-            Self::header(kind::REQUEST, dst, corr),
-            bytes,
-            Wait::For(timeout),
-        )?;
-        let deadline = Instant::now() + timeout;
-        loop {
-            // Other messages stay in the inbox, in order, for `recv`.
-            let hit = self
-                .inbox
-                .iter()
-                .position(|m| m.kind == MessageKind::Reply && m.corr == corr);
-            if let Some(m) = hit.and_then(|i| self.inbox.remove(i)) {
-                return Ok(m);
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if !self.fill_inbox(Some(left))? {
-                return Err(LpError::Timeout);
-            }
-        }
-    }
-
     /// Answer a request.
     pub fn reply(&mut self, req: &Message, bytes: &[u8]) -> Result<(), LpError> {
         let mut h = Self::header(kind::REPLY, req.from, req.corr);
@@ -580,3 +551,4 @@ pub fn under_manager() -> bool {
 
 #[doc(hidden)]
 pub use crate::wire::KEY_FD as _KEY_FD;
+

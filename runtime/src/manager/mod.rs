@@ -277,7 +277,7 @@ impl Manager {
         // Give queued frames to live peers a moment to go out.
         let until = Instant::now() + Duration::from_millis(500);
         while Instant::now() < until && self.peers.unsent() {
-            self.peers.pump_out();
+            self.peers.pump_out(&self.ctx);
             std::thread::sleep(Duration::from_millis(1));
         }
         self.reports.force();
@@ -509,7 +509,7 @@ impl Manager {
 
     /// Write to peers, then read their rings.
     fn pump_peers(&mut self) -> bool {
-        let (mut work, dropped) = self.peers.pump_out();
+        let (mut work, dropped) = self.peers.pump_out(&self.ctx);
         self.counters.dropped += dropped;
         let mut sink = FromPeers {
             ctx: &self.ctx,

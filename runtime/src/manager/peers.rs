@@ -13,7 +13,7 @@ use crate::link::{Outbox, RxLink, Step, TxLink};
 use crate::wire;
 use shmcollab_shm::auth::{RxStats, Sealer};
 use shmcollab_shm::frame::FrameHeader;
-use shmcollab_shm::ring::{data_bell_ref, open_ring, Producer};
+use shmcollab_shm::ring::{data_bell_ref, open_ring, Producer, SendError};
 use std::collections::BTreeMap;
 
 /// Frames read per ring per turn, so that one busy peer cannot starve the
@@ -86,15 +86,18 @@ impl Peer {
         }
     }
 
-    /// Write what waits, without waiting; returns (work, dropped).
-    fn pump_out(&mut self) -> (bool, u64) {
+    /// Write what waits, without waiting; returns (work, dropped). A ring
+    /// found corrupt keeps what waits for it (it is repaired by its reader
+    /// or reset); the direct ring is given up for the 6-hop way, behind an
+    /// UNSWITCH, as if its reader had revoked it.
+    fn pump_out(&mut self, ctx: &Ctx) -> (bool, u64) {
         let mut work = false;
         let mut dropped = 0u64;
         if let Some(tx) = self.tx.as_mut() {
             if let Some((h, r)) = self.report.take() {
                 match tx.write_one(&h, &r) {
                     Ok(true) => work = true,
-                    Ok(false) => self.report = Some((h, r)),
+                    Ok(false) | Err(SendError::Corrupt(_)) => self.report = Some((h, r)),
                     Err(_) => dropped += 1,
                 }
             }
@@ -103,13 +106,30 @@ impl Peer {
             work |= d.any();
             tx.flush();
         }
+        let mut give_up = None;
         if let Some(out) = self.direct.as_mut() {
             if !self.direct_pending.is_empty() {
                 let d = out.link.drain(&mut self.direct_pending);
                 dropped += d.dropped as u64;
                 work |= d.any();
                 out.link.flush();
+                if d.corrupt {
+                    give_up = Some(out.lp_gen);
+                }
             }
+        }
+        if let Some(lp_gen) = give_up {
+            eprintln!(
+                "shmcollab: the direct ring into slot {}'s LP is corrupt: back to the 6-hop way",
+                self.slot
+            );
+            let m = PeerCtl::Unswitch {
+                lp_gen,
+                from_gen: ctx.generation,
+            };
+            self.pending.push(&super::ctl_header(ctx.slot), &m.encode());
+            self.unsplit_direct();
+            work = true;
         }
         (work, dropped)
     }
@@ -219,11 +239,11 @@ impl Peers {
     }
 
     /// Write what waits for every peer; returns (work, dropped).
-    pub fn pump_out(&mut self) -> (bool, u64) {
+    pub fn pump_out(&mut self, ctx: &Ctx) -> (bool, u64) {
         let mut work = false;
         let mut dropped = 0;
         for peer in self.map.values_mut() {
-            let (w, d) = peer.pump_out();
+            let (w, d) = peer.pump_out(ctx);
             work |= w;
             dropped += d;
         }
