@@ -161,9 +161,11 @@ fn garbage_in_an_lp_ring_is_reset_counted_and_nothing_exits() {
 fn forged_replies_do_not_answer_a_request() {
     let dir = TempDir::new("forgerep");
     let name = unique("fr");
+    // Mallory stays until ping may go (its report is seen by then).
     let mallory = format!(
-        "[[subfunction]]\nname = \"mallory\"\n[[process]]\nname = \"mallory\"\ncommand = [\"{}\"]\nhosts = [\"mallory\"]\nrestart = \"transient\"\nenv = {{ PONG_FORGE_TO = \"0\" }}\n",
-        example("pingpong-pong").display()
+        "[[subfunction]]\nname = \"mallory\"\n[[process]]\nname = \"mallory\"\ncommand = [\"{}\"]\nhosts = [\"mallory\"]\nrestart = \"transient\"\nenv = {{ PONG_FORGE_TO = \"0\", PONG_FORGE_UNTIL = \"{}\" }}\n",
+        example("pingpong-pong").display(),
+        dir.0.join("go").display(),
     );
     let (run, go, _sdir, _) = pingpong(&dir, &name, &mallory, &["ping", "pong"]);
     wait_status(&name, "mallory done forging", |v| {

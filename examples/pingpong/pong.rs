@@ -5,8 +5,8 @@
 //!
 //! `PONG_FORGE_TO=SLOT` (for the tampering tests) makes it a forger first:
 //! it sends replies with correlation ids 1..=2000 to the LP in SLOT, as if
-//! answering requests that LP has not sent yet, reports `forged = done`
-//! and exits 0.
+//! answering requests that LP has not sent yet, reports `forged = done`,
+//! waits until the file `PONG_FORGE_UNTIL` exists (if set) and exits 0.
 use shmcollab::runtime::{Lp, LpError, MessageKind};
 use std::io::Write;
 
@@ -35,6 +35,11 @@ fn main() -> Result<(), LpError> {
             lp.reply(&fake, b"forged")?;
         }
         lp.report("forged", "done")?;
+        if let Some(f) = std::env::var_os("PONG_FORGE_UNTIL") {
+            while !std::path::Path::new(&f).exists() {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
         return Ok(());
     }
     let mut count = 0u64;

@@ -134,9 +134,10 @@ impl Peer {
         (work, dropped)
     }
 
-    /// Something is queued and has a ring to go to.
+    /// Something is queued (a state report included) and has a ring to go
+    /// to.
     fn blocked(&self) -> bool {
-        !self.pending.is_empty() && self.tx.is_some()
+        (!self.pending.is_empty() || self.report.is_some()) && self.tx.is_some()
             || !self.direct_pending.is_empty() && self.direct.is_some()
     }
 
