@@ -132,6 +132,12 @@ impl TxLink {
         self.tx.flush()
     }
 
+    /// The sequence number the next frame gets: every frame this link
+    /// sealed so far has a lower one.
+    pub fn next_seq(&self) -> u64 {
+        self.sealer.next_seq()
+    }
+
     /// Bytes in the ring the reader has not released (as last seen).
     pub fn depth(&self) -> u64 {
         self.tx.depth()

@@ -143,7 +143,12 @@ impl LpLink {
             return;
         };
         let mut back = Outbox::new();
-        let mut link = RxLink::new(c, Opener::new(keys.0.clone()), Resync::Always);
+        // The dead LP held this key: only frames we sealed come back (the
+        // window is taken from an authentic frame, never from a header,
+        // and nothing above what we sealed is ours).
+        let mut opener = Opener::mid_stream(keys.0.clone());
+        opener.set_ceiling(self.tx.next_seq());
+        let mut link = RxLink::new(c, opener, Resync::Always);
         loop {
             let step = link.next(scratch, |h, p| {
                 if h.kind != kind::CONTROL {

@@ -141,6 +141,9 @@ pub struct Opener {
     /// The lowest sequence number still accepted: one above the last
     /// accepted frame's.
     expected: u64,
+    /// Sequence numbers from here on were never sealed (see
+    /// [`Opener::set_ceiling`]).
+    ceiling: u64,
     /// The first frame may carry any sequence number without its gap being
     /// counted as lost (a reader that starts in the middle of a stream).
     mid_stream: bool,
@@ -154,6 +157,7 @@ impl Opener {
         Opener {
             key,
             expected: 0,
+            ceiling: u64::MAX,
             mid_stream: false,
             stats: RxStats::default(),
         }
@@ -175,6 +179,15 @@ impl Opener {
     /// the window without counting a gap before it.
     pub fn start_mid_stream(&mut self) {
         self.mid_stream = true;
+    }
+
+    /// Refuse sequence numbers from `ceiling` on as [`Reject::Forged`]: for
+    /// a reader of frames its own side sealed (a manager reclaiming what
+    /// its dead LP did not read), which knows the sealer has not gone past
+    /// it. The LP holds that link's key, so only this bound tells its
+    /// additions from the manager's frames.
+    pub fn set_ceiling(&mut self, ceiling: u64) {
+        self.ceiling = ceiling;
     }
 
     /// Count a frame rejected outside [`Opener::open`] (a ring reset skips
@@ -269,6 +282,9 @@ impl Opener {
                 return Err(Reject::Forged);
             }
         }
+        if hdr.seq >= self.ceiling {
+            return Err(Reject::Forged);
+        }
         if hdr.seq < self.expected {
             return Err(Reject::Replayed);
         }
@@ -319,6 +335,29 @@ mod tests {
             assert_eq!(o.stats().accepted, 10);
             assert_eq!(o.stats().rejected(), 0);
         }
+    }
+
+    /// Issue 11 item 9: a reclaiming reader bounds what it takes by what its
+    /// side sealed; a frame above (sealed by the LP, which holds the key)
+    /// is forged.
+    #[test]
+    fn the_ceiling_refuses_what_was_never_sealed() {
+        let (mut s, _) = pair(true);
+        let mut frames = Vec::new();
+        for _ in 0..4 {
+            let mut buf = vec![0u8; 256];
+            let n = s.seal(hdr(), b"x", &mut buf).unwrap();
+            buf.truncate(n);
+            frames.push(buf);
+        }
+        let (_, mut o) = pair(true);
+        o.start_mid_stream();
+        o.set_ceiling(3);
+        let mut out = Vec::new();
+        assert_eq!(o.open(&frames[1], &mut out).unwrap().seq, 1);
+        assert_eq!(o.open(&frames[2], &mut out).unwrap().seq, 2);
+        assert_eq!(o.open(&frames[3], &mut out), Err(Reject::Forged));
+        assert_eq!((o.stats().lost, o.stats().forged), (0, 1));
     }
 
     #[test]
