@@ -119,10 +119,7 @@ fn garbage_in_an_lp_ring_is_reset_counted_and_nothing_exits() {
     let (run, go, sdir, before) = pingpong(&dir, &name, "", &["ping", "pong"]);
     let ping = lp_entry(&before, "ping").unwrap().clone();
     let ring = ring_file(&sdir, |r| matches!(r, RingName::LpOut { slot: 0, .. }));
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&ring)
-        .unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(&ring).unwrap();
     // A misaligned tail, as anyone who can write the file could put there.
     f.write_all_at(&3u64.to_le_bytes(), TAIL_AT).unwrap();
     drop(f);
@@ -172,7 +169,10 @@ fn forged_replies_do_not_answer_a_request() {
         lp_entry(v, "mallory").is_some_and(|l| l["custom"]["forged"] == "done")
     });
     let (stdout, stderr) = go_and_finish(run, &go);
-    assert!(stdout.contains("100 round trips of 64 B"), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("100 round trips of 64 B"),
+        "{stdout}\n{stderr}"
+    );
 }
 
 /// Build 4: wordcount must never print a wrong answer with exit code 0.

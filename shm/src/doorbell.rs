@@ -333,7 +333,7 @@ mod tests {
         bell.sleepers.store(0, Ordering::SeqCst);
         flag.store(true, Ordering::SeqCst);
         bell.ring(); // sees no sleeper: no wake-up
-        // Hang guard only (a lost waiter never returns).
+                     // Hang guard only (a lost waiter never returns).
         assert!(
             done_rx.recv_timeout(Duration::from_secs(60)).is_ok(),
             "the waiter slept for ever after its wake-up was lost"

@@ -108,11 +108,17 @@ fn child_consumer() {
     // without any cleanup.
     for _ in 0..3 {
         let f = c.peek().unwrap().unwrap();
-        println!("got {}", u32::from_le_bytes(f.to_vec()[..4].try_into().unwrap()));
+        println!(
+            "got {}",
+            u32::from_le_bytes(f.to_vec()[..4].try_into().unwrap())
+        );
         f.release();
     }
     let f = c.peek().unwrap().unwrap();
-    println!("peeked {}", u32::from_le_bytes(f.to_vec()[..4].try_into().unwrap()));
+    println!(
+        "peeked {}",
+        u32::from_le_bytes(f.to_vec()[..4].try_into().unwrap())
+    );
     std::process::abort();
 }
 

@@ -551,4 +551,3 @@ pub fn under_manager() -> bool {
 
 #[doc(hidden)]
 pub use crate::wire::KEY_FD as _KEY_FD;
-

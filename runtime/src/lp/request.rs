@@ -63,7 +63,6 @@ impl Lp {
     pub fn forged_replies(&self) -> u64 {
         self.forged_replies
     }
-
 }
 
 /// A fresh correlation id for a request: random, never 0.
@@ -97,7 +96,6 @@ fn reply_match(m: &Message, corr: u32, owner: Option<u32>) -> ReplyMatch {
         ReplyMatch::Forged
     }
 }
-
 
 #[cfg(test)]
 mod tests {

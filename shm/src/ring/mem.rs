@@ -70,7 +70,10 @@ impl Mem {
     /// is a bug of the ring and panics rather than write out of bounds.
     #[inline]
     pub(super) fn write(&self, off: usize, src: &[u8]) {
-        assert!(in_bounds(off, src.len(), self.cap()), "ring write out of bounds");
+        assert!(
+            in_bounds(off, src.len(), self.cap()),
+            "ring write out of bounds"
+        );
         #[cfg(not(loom))]
         // SAFETY: the caller checked the range against the capacity, which
         // was checked against the mapping at attach; the range is owned by
@@ -88,7 +91,10 @@ impl Mem {
     /// Copy from the data area at `off` into `dst`; same contract as `write`.
     #[inline]
     pub(super) fn read(&self, off: usize, dst: &mut [u8]) {
-        assert!(in_bounds(off, dst.len(), self.cap()), "ring read out of bounds");
+        assert!(
+            in_bounds(off, dst.len(), self.cap()),
+            "ring read out of bounds"
+        );
         #[cfg(not(loom))]
         // SAFETY: as in `write`; the range was published to the consumer.
         unsafe {

@@ -176,7 +176,11 @@ impl Producer {
         // Garbage: the tail is ours alone, put back what we published.
         check_positions(head, self.published, self.cap).map_err(SendError::Corrupt)?;
         // SYNC: as in `flush`; everything before `published` was written.
-        self.mem.hdr().tail.0.store(self.published, Ordering::Release);
+        self.mem
+            .hdr()
+            .tail
+            .0
+            .store(self.published, Ordering::Release);
         self.cached_head = head;
         Ok(())
     }

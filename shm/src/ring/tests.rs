@@ -152,8 +152,16 @@ fn reattach(p: &Producer) -> Producer {
 fn positions_changed_after_attach_are_reported_not_used() {
     for (head, tail) in [(0, 5), (0, 61), (0, 1 << 40), (200, 100), (3, 259)] {
         let (p, mut c) = heap_ring(64);
-        p.mem.hdr().head.0.store(head, crate::sync::Ordering::Relaxed);
-        p.mem.hdr().tail.0.store(tail, crate::sync::Ordering::Relaxed);
+        p.mem
+            .hdr()
+            .head
+            .0
+            .store(head, crate::sync::Ordering::Relaxed);
+        p.mem
+            .hdr()
+            .tail
+            .0
+            .store(tail, crate::sync::Ordering::Relaxed);
         let mut late = reattach(&p);
         match late.try_send(&[7; 8]) {
             // Refused: nothing written.
