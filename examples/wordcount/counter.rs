@@ -14,6 +14,9 @@ fn main() -> Result<(), LpError> {
             MessageKind::Broadcast if m.payload == b"done" => {
                 let n: u64 = counts.values().flat_map(|c| c.values()).sum();
                 lp.report("words_counted", &n.to_string())?;
+                // The splitter decides whether the run is good; what this
+                // LP lost on its way in is in its state report too.
+                lp.report("frames_lost", &lp.frames_lost().to_string())?;
                 return Ok(());
             }
             MessageKind::Data => {

@@ -5,6 +5,13 @@
 //!
 //! If `WC_OUT` names a file, every word and its count are written there too
 //! (one `word count` per line, sorted by word): the end-to-end test reads it.
+//! If `WC_WAIT` names a file, it waits for that file before sending (for
+//! the tampering tests).
+//!
+//! It never prints a wrong answer with exit code 0: if fewer or more words
+//! were counted than sent, or any frame of the collaboration was lost to
+//! tampering or corruption (`Lp::collaboration_frames_lost`), it says so on
+//! stderr and exits 3.
 use shmcollab::runtime::{Lp, LpError};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -30,6 +37,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("no count/N sub-functions in this collaboration".into());
     }
     lp.ready()?;
+    if let Some(f) = std::env::var_os("WC_WAIT") {
+        while !std::path::Path::new(&f).exists() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
     let mut words = 0u64;
     for w in text
         .split(|c: char| !c.is_alphanumeric())
@@ -67,6 +79,29 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     lp.broadcast(b"done")?;
     // Give the broadcast time to leave before this LP (and its manager) go.
     std::thread::sleep(Duration::from_millis(100));
-    let _: Result<(), LpError> = Ok(());
+    let lost = frames_lost(&lp);
+    if counted != words || lost > 0 {
+        eprintln!(
+            "wordcount: WRONG RESULT: {words} words sent, {counted} counted, \
+             {lost} frames lost to tampering or corruption; the counts above cannot be trusted"
+        );
+        std::process::exit(3);
+    }
     Ok(())
+}
+
+/// Frames lost anywhere in the collaboration, once the coordinator's view
+/// has caught up (it publishes at least every report interval; a loss is
+/// reported within one).
+fn frames_lost(lp: &Lp) -> u64 {
+    let mut lost = lp.frames_lost();
+    for _ in 0..10 {
+        match lp.collaboration_frames_lost() {
+            Ok(n) => lost = lost.max(n),
+            Err(LpError::State(_)) => {}
+            Err(e) => eprintln!("wordcount: cannot read the collaboration state: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    lost
 }

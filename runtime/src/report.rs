@@ -80,6 +80,14 @@ pub struct ManagerReport {
     pub bad_rings: u64,
     /// Frames rejected on every inbound link of the LP: the sum of `rejected`.
     pub auth_failures: u64,
+    /// Frames lost to tampering or corruption on the links this manager
+    /// (and its LP, for the direct rings) reads: rejected, skipped by a gap
+    /// in sequence numbers, or in a ring reset after garbage.
+    #[serde(default)]
+    pub lost: u64,
+    /// The same per link, for the links that lost anything.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<LinkLoss>,
     /// The rejected frames by reason.
     pub rejected: Rejected,
     /// Frames waiting in the LP's two rings.
@@ -144,6 +152,31 @@ impl Rejected {
 }
 
 /// Bytes waiting in the LP's two rings.
+/// What one link lost (see [`ManagerReport::lost`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkLoss {
+    /// Which link: `lp` (from our LP), `peer/<slot>` (from that peer's
+    /// manager), `direct/<slot>` (a direct ring from that peer's manager
+    /// read by us), `lp-direct` (direct rings our LP read).
+    pub link: String,
+    /// Frames rejected (a reset ring counts as one malformed frame).
+    pub rejected: u64,
+    /// Frames skipped by a gap in sequence numbers.
+    pub skipped: u64,
+}
+
+impl LinkLoss {
+    /// The loss of `link` from its counters; `None` if it lost nothing.
+    pub fn of(link: String, s: &shmcollab_shm::auth::RxStats) -> Option<LinkLoss> {
+        let l = LinkLoss {
+            link,
+            rejected: s.rejected(),
+            skipped: s.lost,
+        };
+        (l.rejected > 0 || l.skipped > 0).then_some(l)
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RingDepth {
     /// Manager -> LP.

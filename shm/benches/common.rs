@@ -151,6 +151,7 @@ pub fn child_ring_echo(dir: &std::path::Path) {
     let s = shmcollab_shm::segment::Session::open(dir).unwrap();
     let mut rx = Consumer::attach(&open_ring(&s, "ping").unwrap()).unwrap();
     let mut tx = Producer::attach(&open_ring(&s, "pong").unwrap(), None).unwrap();
+    let mut buf = Vec::new();
     loop {
         rx.wait(None);
         let Some(f) = rx.peek().unwrap() else {
@@ -159,8 +160,9 @@ pub fn child_ring_echo(dir: &std::path::Path) {
         if f.is_empty() {
             return;
         }
+        f.copy_to(&mut buf);
         let mut slot = tx.reserve_wait(f.len(), None).unwrap();
-        slot.copy_from(&f);
+        slot.copy_from(&buf);
         slot.commit();
         f.release();
         tx.flush();

@@ -20,10 +20,21 @@
 //!   sees the published data.
 //!
 //! Every field is untrusted: garbage here costs at most a spurious wakeup or
-//! a sleep that ends at its timeout, never memory unsafety.
+//! a sleep that ends at its timeout, never memory unsafety. A waker that
+//! sees `sleepers` zeroed by someone else skips its FUTEX_WAKE, so no sleep
+//! trusts the handshake alone: each futex wait lasts at most
+//! [`MAX_SLEEP`], after which the sleeper re-checks its condition (a wait
+//! "forever" is a loop of such sleeps). A lost wake-up costs latency, never
+//! a hang.
 
 use crate::sync::{fence, futex_wait, futex_wake, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+
+/// The longest single futex sleep: a sleeper whose wake-up was lost (the
+/// `sleepers` word overwritten) re-checks its condition this often. Short
+/// enough that such a loss is a hiccup, long enough that an idle process
+/// costs nothing measurable (ten wake-ups a second).
+pub const MAX_SLEEP: Duration = Duration::from_millis(100);
 
 /// The shared doorbell word pair. Lives in shared memory; all-zero is a valid
 /// initial state.
@@ -182,9 +193,9 @@ impl Doorbell {
                     if now >= d {
                         return ready();
                     }
-                    Some(d - now)
+                    (d - now).min(MAX_SLEEP)
                 }
-                None => None,
+                None => MAX_SLEEP,
             };
             // SYNC: SeqCst increment, then the re-check below; pairs with the
             // fence in `ring`.
@@ -194,7 +205,7 @@ impl Doorbell {
                 self.sleepers.fetch_sub(1, Ordering::SeqCst);
                 return Some(v);
             }
-            futex_wait(&self.seq, seen, remaining);
+            futex_wait(&self.seq, seen, Some(remaining));
             self.sleepers.fetch_sub(1, Ordering::SeqCst);
             if let Some(v) = ready() {
                 return Some(v);
@@ -298,6 +309,34 @@ mod tests {
         assert!(
             start.elapsed() < Duration::from_secs(20),
             "woken by the ring, not the timeout"
+        );
+    }
+
+    /// Issue 11 item 10: a waiter whose `sleepers` count is zeroed (by a
+    /// process that should not write there) gets no FUTEX_WAKE; it used to
+    /// sleep for ever in a wait without a timeout. Now it re-checks.
+    #[test]
+    fn a_wait_for_ever_survives_a_zeroed_sleepers_word() {
+        let bell = Arc::new(Doorbell::new());
+        let flag = Arc::new(AtomicBool::new(false));
+        let (b, f) = (bell.clone(), flag.clone());
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            b.wait_until(WaitStrategy::SLEEP, None, || {
+                f.load(Ordering::SeqCst).then_some(())
+            });
+            let _ = done_tx.send(());
+        });
+        while bell.sleepers.load(Ordering::SeqCst) == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        bell.sleepers.store(0, Ordering::SeqCst);
+        flag.store(true, Ordering::SeqCst);
+        bell.ring(); // sees no sleeper: no wake-up
+                     // Hang guard only (a lost waiter never returns).
+        assert!(
+            done_rx.recv_timeout(Duration::from_secs(60)).is_ok(),
+            "the waiter slept for ever after its wake-up was lost"
         );
     }
 

@@ -52,6 +52,7 @@ fn frames(sealer: &mut Sealer, n: u64) -> Vec<Vec<u8>> {
 struct Link {
     frames: Vec<Vec<u8>>,
     opener: Opener,
+    key: Option<LinkKey>,
     out: Vec<u8>,
 }
 
@@ -62,7 +63,8 @@ impl Link {
         let mut sealer = Sealer::new(k.clone());
         Link {
             frames: frames(&mut sealer, 8),
-            opener: Opener::new(k),
+            opener: Opener::new(k.clone()),
+            key: k,
             out: Vec::new(),
         }
     }
@@ -279,49 +281,77 @@ fn replayed() {
     }
 }
 
-/// Behaviour on reordering: a frame ahead of the expected one is rejected as
-/// `Reordered` and not delivered; it is not buffered. When the missing frame
-/// arrives it is accepted, and the frame that was rejected earlier is then the
-/// expected one, so delivering it again is accepted (it was never delivered
-/// before, so this is not a replay). The receiver thus only ever delivers the
-/// stream in order, without gaps.
+/// One altered frame costs that frame, not the link: a frame ahead of the
+/// expected one is accepted and the sequence numbers it skipped are counted
+/// as lost; anything at or below the last accepted one is a replay. (Before
+/// issue 11 every frame after a gap was rejected as reordered, for good.)
 #[test]
-fn reordered() {
+fn a_gap_is_counted_lost_and_the_link_goes_on() {
     for secure in [true, false] {
         let mut link = Link::new(secure);
-        let f1 = link.frames[1].clone();
-        link.reject(&f1, Reject::Reordered);
-        assert_eq!(link.opener.expected_seq(), 0);
         link.deliver(0);
-        assert_eq!(link.opener.expected_seq(), 1);
-        link.deliver(1);
-        // A gap: 2 is skipped, so 3, 4, ... are all rejected until 2 arrives.
-        let f3 = link.frames[3].clone();
-        let f4 = link.frames[4].clone();
-        link.reject(&f3, Reject::Reordered);
-        link.reject(&f4, Reject::Reordered);
+        // Frame 1 is destroyed on the way: 2 arrives next.
+        link.deliver(2);
+        assert_eq!(link.opener.expected_seq(), 3);
+        // The lost frame, arriving late, is a replay now (never delivered).
+        let f1 = link.frames[1].clone();
+        link.reject(&f1, Reject::Replayed);
+        for i in 3..8 {
+            link.deliver(i);
+        }
+        let f5 = link.frames[5].clone();
+        link.reject(&f5, Reject::Replayed);
         assert_eq!(
             link.stats(),
             RxStats {
-                accepted: 2,
-                reordered: 3,
+                accepted: 7,
+                replayed: 2,
+                lost: 1,
                 ..RxStats::default()
             }
         );
-        for i in 2..8 {
-            link.deliver(i);
-        }
-        assert_eq!(link.stats().accepted, 8);
-        assert_eq!(link.stats().rejected(), 3);
+        assert_eq!(link.stats().rejected(), 2);
+        assert_eq!(link.stats().lost_total(), 3);
     }
+}
+
+/// An altered frame in the middle of a stream: rejected and counted once,
+/// the frames after it are delivered.
+#[test]
+fn an_altered_frame_loses_only_itself() {
+    let mut link = Link::new(true);
+    link.deliver(0);
+    let mut g = link.frames[1].clone();
+    g[40] ^= 1;
+    link.reject(&g, Reject::Altered);
+    for i in 2..8 {
+        link.deliver(i);
+    }
+    let s = link.stats();
+    assert_eq!((s.accepted, s.altered, s.lost), (7, 1, 1));
+}
+
+/// A reader that starts mid-stream takes the window from the first frame
+/// that authenticates, not from a header: a forged head frame with a huge
+/// sequence number cannot push the window past the real frames.
+#[test]
+fn mid_stream_takes_the_window_from_an_authentic_frame_only() {
+    let mut link = Link::new(true);
+    link.opener = Opener::mid_stream(link.key.clone());
+    let mut forged = link.frames[3].clone();
+    forged[16..24].copy_from_slice(&1000u64.to_le_bytes());
+    fix_crc(&mut forged);
+    link.reject(&forged, Reject::Forged);
+    link.deliver(3);
+    link.deliver(4);
+    let s = link.stats();
+    assert_eq!((s.accepted, s.forged, s.lost), (2, 1, 0));
 }
 
 #[test]
 fn resync_skips_a_gap() {
     let mut link = Link::new(true);
     link.deliver(0);
-    let f3 = link.frames[3].clone();
-    link.reject(&f3, Reject::Reordered);
     link.opener.resync(3);
     assert_eq!(link.opener.expected_seq(), 3);
     link.deliver(3);
@@ -369,20 +399,22 @@ fn every_outcome_is_counted() {
     g[40] ^= 1;
     fix_crc(&mut g);
     link.reject(&g, Reject::Forged);
-    link.reject(&f1, Reject::Reordered);
     link.deliver(0);
     link.reject(&f0, Reject::Replayed);
+    link.deliver(2);
+    link.reject(&f1, Reject::Replayed);
     let s = link.stats();
     assert_eq!(
         s,
         RxStats {
-            accepted: 1,
+            accepted: 2,
             truncated: 1,
             malformed: 1,
             altered: 1,
             forged: 1,
-            replayed: 1,
-            reordered: 1,
+            replayed: 2,
+            reordered: 0,
+            lost: 1,
         }
     );
     assert_eq!(s.rejected(), 6);

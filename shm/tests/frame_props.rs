@@ -66,7 +66,8 @@ proptest! {
         let mut o = Opener::new(None);
         let mut out = Vec::new();
         let insecure_ok = o.open(&bytes, &mut out).is_ok();
-        prop_assert_eq!(insecure_ok, h.seq == 0 && bytes.len() == frame_len(h.payload_len as usize, false));
+        // Any sequence number at or above the window (0) opens.
+        prop_assert_eq!(insecure_ok, bytes.len() == frame_len(h.payload_len as usize, false));
         let mut o = Opener::new(Some(key()));
         prop_assert!(o.open(&bytes, &mut out).is_err());
         prop_assert!(out.is_empty());
@@ -130,5 +131,47 @@ proptest! {
         // The genuine frame still opens afterwards.
         o.open(&frame, &mut out).unwrap();
         prop_assert_eq!(out, payload);
+    }
+
+    /// The opener's window over any order of arrival: frames delivered,
+    /// dropped, duplicated or swapped. What is accepted is strictly
+    /// increasing (never a replay), the payload is the sealed one, and the
+    /// sequence numbers skipped by accepted frames are exactly `lost`.
+    #[test]
+    fn window_accepts_increasing_and_counts_gaps(
+        order in proptest::collection::vec(0u64..24, 0..64),
+        secure in any::<bool>(),
+    ) {
+        let k = secure.then(key);
+        let mut s = Sealer::new(k.clone());
+        let mut frames = Vec::new();
+        for i in 0..24u64 {
+            let mut buf = vec![0u8; frame_len(8, true)];
+            let n = s.seal(FrameHeader::default(), &i.to_le_bytes(), &mut buf).unwrap();
+            buf.truncate(n);
+            frames.push(buf);
+        }
+        let mut o = Opener::new(k);
+        let mut out = Vec::new();
+        let mut last: Option<u64> = None;
+        let mut gaps = 0u64;
+        for &i in &order {
+            let want_ok = last.is_none_or(|l| i > l);
+            match o.open(&frames[i as usize], &mut out) {
+                Ok(h) => {
+                    prop_assert!(want_ok);
+                    prop_assert_eq!(h.seq, i);
+                    prop_assert_eq!(&out[..], &i.to_le_bytes()[..]);
+                    gaps += i - last.map_or(0, |l| l + 1);
+                    last = Some(i);
+                }
+                Err(r) => {
+                    prop_assert!(!want_ok);
+                    prop_assert_eq!(r, shmcollab_shm::auth::Reject::Replayed);
+                }
+            }
+        }
+        prop_assert_eq!(o.stats().lost, gaps);
+        prop_assert_eq!(o.stats().accepted + o.stats().replayed, order.len() as u64);
     }
 }

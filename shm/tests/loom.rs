@@ -14,7 +14,7 @@ fn consume(c: &mut shmcollab_shm::ring::Consumer, expect: &[&[u8]]) {
         loop {
             match c.peek().expect("ring is consistent") {
                 Some(f) => {
-                    assert_eq!(&*f, *want);
+                    assert_eq!(&f.to_vec()[..], *want);
                     f.release();
                     break;
                 }

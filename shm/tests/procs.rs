@@ -108,11 +108,17 @@ fn child_consumer() {
     // without any cleanup.
     for _ in 0..3 {
         let f = c.peek().unwrap().unwrap();
-        println!("got {}", u32::from_le_bytes(f[..4].try_into().unwrap()));
+        println!(
+            "got {}",
+            u32::from_le_bytes(f.to_vec()[..4].try_into().unwrap())
+        );
         f.release();
     }
     let f = c.peek().unwrap().unwrap();
-    println!("peeked {}", u32::from_le_bytes(f[..4].try_into().unwrap()));
+    println!(
+        "peeked {}",
+        u32::from_le_bytes(f.to_vec()[..4].try_into().unwrap())
+    );
     std::process::abort();
 }
 
@@ -197,7 +203,7 @@ fn one_doorbell_many_producers() {
         assert!(Instant::now() < deadline, "watchdog: got {next:?}");
         for (k, c) in cons.iter_mut().enumerate() {
             while let Some(f) = c.peek().unwrap() {
-                assert_eq!(&*f, &next[k].to_le_bytes());
+                assert_eq!(&f.to_vec()[..], &next[k].to_le_bytes());
                 next[k] += 1;
                 f.release();
             }

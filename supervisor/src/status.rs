@@ -78,14 +78,14 @@ fn print_table(v: &CollaborationState) {
         v.name, c.name, c.slot, c.epoch
     );
     println!(
-        "{:<16} {:>4} {:>8} {:>8} {:<10} {:>8} {:>10} {:>10} {:>6}  sub-functions",
-        "LP", "slot", "pid", "manager", "state", "restarts", "msgs in", "msgs out", "auth!"
+        "{:<16} {:>4} {:>8} {:>8} {:<10} {:>8} {:>10} {:>10} {:>6} {:>6}  sub-functions",
+        "LP", "slot", "pid", "manager", "state", "restarts", "msgs in", "msgs out", "auth!", "lost"
     );
     let dash = |n: Option<u64>| n.map_or_else(|| "-".into(), |n| n.to_string());
     for lp in &v.lps {
         let r = lp.report.as_ref();
         println!(
-            "{:<16} {:>4} {:>8} {:>8} {:<10} {:>8} {:>10} {:>10} {:>6}  {}",
+            "{:<16} {:>4} {:>8} {:>8} {:<10} {:>8} {:>10} {:>10} {:>6} {:>6}  {}",
             lp.name,
             lp.slot,
             dash(lp.pid.map(u64::from)),
@@ -95,10 +95,36 @@ fn print_table(v: &CollaborationState) {
             dash(r.map(|r| r.msgs_in)),
             dash(r.map(|r| r.msgs_out)),
             dash(r.map(|r| r.auth_failures)),
+            dash(r.map(|r| r.lost)),
             lp.subfunctions.join(",")
         );
     }
+    print_loss_table(v);
     print_txn_table(v);
+}
+
+/// The links that lost frames to tampering or corruption, a line each.
+fn print_loss_table(v: &CollaborationState) {
+    let rows: Vec<_> = v
+        .lps
+        .iter()
+        .filter_map(|lp| lp.report.as_ref().map(|r| (lp, r)))
+        .flat_map(|(lp, r)| r.links.iter().map(move |l| (lp, l)))
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    println!();
+    println!(
+        "{:<16} {:<14} {:>10} {:>10}",
+        "frames lost at", "link", "rejected", "skipped"
+    );
+    for (lp, l) in rows {
+        println!(
+            "{:<16} {:<14} {:>10} {:>10}",
+            lp.name, l.link, l.rejected, l.skipped
+        );
+    }
 }
 
 /// The transaction servers, a line per manager that has served any.

@@ -19,6 +19,9 @@ use shmcollab_shm::frame::{kind, FrameHeader, FRAME_HEADER_LEN};
 use shmcollab_shm::ring::{Producer, SendError};
 
 /// Seal one message into `tx`. `Ok(false)`: the ring is full.
+/// `Err(SendError::Corrupt)`: the ring's positions are garbage now (nothing
+/// written; the message can be tried again once the ring is repaired);
+/// `Err(SendError::TooLarge)`: the message can never be written.
 pub fn write_one(
     tx: &mut Producer,
     sealer: &mut Sealer,
@@ -42,7 +45,11 @@ pub fn write_one(
             slot.commit_len(n);
             Ok(true)
         }
-        Err(_) => Err(SendError::Corrupt("message cannot be sealed")),
+        // Cannot seal (too long, sequence numbers used up): never will.
+        Err(_) => Err(SendError::TooLarge {
+            len: payload.len(),
+            max: shmcollab_shm::frame::MAX_PAYLOAD,
+        }),
     }
 }
 

@@ -5,7 +5,7 @@ use super::{entry, header, write_one};
 use shmcollab_shm::auth::Sealer;
 use shmcollab_shm::batch;
 use shmcollab_shm::frame::{kind, FrameHeader, FRAME_HEADER_LEN};
-use shmcollab_shm::ring::Producer;
+use shmcollab_shm::ring::{Producer, SendError};
 use std::collections::VecDeque;
 
 /// Messages waiting for room in a ring, kept as batch entries in one
@@ -116,9 +116,12 @@ impl Outbox {
 
     /// Write as much as fits into `tx` now, without waiting: a lone message
     /// as one frame, several as batches under one tag. Returns messages
-    /// written (control entries not counted), their payload bytes, and
-    /// messages dropped because they can never fit.
-    pub fn drain(&mut self, tx: &mut Producer, sealer: &mut Sealer) -> (usize, u64, usize) {
+    /// written (control entries not counted), their payload bytes, messages
+    /// dropped because they can never fit, and whether the ring was found
+    /// corrupt (then the rest stays queued, in order: nothing is dropped
+    /// for it).
+    pub fn drain(&mut self, tx: &mut Producer, sealer: &mut Sealer) -> (usize, u64, usize, bool) {
+        let mut corrupt = false;
         let mut msgs = 0;
         let mut bytes = 0u64;
         let mut dropped = 0;
@@ -152,6 +155,10 @@ impl Outbox {
                         msgs += 1 - ctl;
                     }
                     Ok(false) => break,
+                    Err(SendError::Corrupt(_)) => {
+                        corrupt = true;
+                        break;
+                    }
                     Err(_) => {
                         dropped += 1;
                         self.pop(1);
@@ -159,10 +166,17 @@ impl Outbox {
                 }
                 continue;
             }
-            let Ok(mut slot) = tx.reserve(sealer.frame_len(total)) else {
-                // Not room for all of them: try fewer, down to one.
-                limit = k / 2;
-                continue;
+            let mut slot = match tx.reserve(sealer.frame_len(total)) {
+                Ok(slot) => slot,
+                Err(SendError::Corrupt(_)) => {
+                    corrupt = true;
+                    break;
+                }
+                Err(_) => {
+                    // Not room for all of them: try fewer, down to one.
+                    limit = k / 2;
+                    continue;
+                }
             };
             let buf = slot.as_mut_slice();
             buf[FRAME_HEADER_LEN..FRAME_HEADER_LEN + total]
@@ -185,7 +199,7 @@ impl Outbox {
                 }
             }
         }
-        (msgs, bytes, dropped)
+        (msgs, bytes, dropped, corrupt)
     }
 }
 
@@ -304,6 +318,51 @@ mod tests {
             seen.extend(got.into_iter().map(|m| m.1));
         }
         assert_eq!(seen, (0..40).collect::<Vec<_>>());
+    }
+
+    /// Issue 11 item 5: a ring whose positions are garbage used to make the
+    /// outbox drop every queued message (and every later one) as
+    /// unwritable. Now they stay queued, in order, and go out once the
+    /// reader has put its position back.
+    #[test]
+    fn a_corrupt_ring_keeps_the_queue() {
+        use shmcollab_shm::ring::{create_ring, Consumer};
+        use shmcollab_shm::segment::Session;
+        use std::os::unix::fs::FileExt;
+        let session = Session::create(&format!("obx-{}", std::process::id())).unwrap();
+        let seg = create_ring(&session, "r", 1 << 12).unwrap();
+        let key = LinkKey::from_bytes([3; 16]);
+        let p = Producer::attach(&seg, None).unwrap();
+        let mut tx = TxLink::new(p, Sealer::new(Some(key.clone())));
+        let c = Consumer::attach(&seg).unwrap();
+        let mut rx = RxLink::new(c, Opener::new(Some(key)), Resync::Never);
+        let mut q = Outbox::new();
+        // Fill the ring: the writer must look at the reader's head next.
+        while tx.write_one(&h(kind::DATA, 99), &[0; 100]).unwrap() {}
+        tx.flush();
+        // Something else writes garbage over the reader's head (segment
+        // header 128 bytes, ring meta line 128 bytes, then the head).
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(seg.path())
+            .unwrap();
+        f.write_all_at(&12_345u64.to_le_bytes(), 256).unwrap();
+        for i in 0..5u32 {
+            q.push(&h(kind::DATA, i), &[i as u8; 100]);
+        }
+        for single in [true, false] {
+            let d = tx.drain(&mut q);
+            assert_eq!((d.msgs, d.dropped, d.corrupt), (0, 0, true), "{single}");
+            assert_eq!(q.len(), 5);
+        }
+        // The reader reads on, its releases put its head back.
+        let (first, _) = read_all(&mut rx);
+        assert!(first.iter().all(|m| m.1 == 99));
+        let d = tx.drain(&mut q);
+        tx.flush();
+        assert_eq!((d.msgs, d.dropped, d.corrupt), (5, 0, false));
+        let (got, _) = read_all(&mut rx);
+        assert_eq!(got.iter().map(|m| m.1).collect::<Vec<_>>(), [0, 1, 2, 3, 4]);
     }
 
     #[test]

@@ -9,17 +9,18 @@ use shmcollab_shm::doorbell::Doorbell;
 use shmcollab_shm::frame::FrameHeader;
 use shmcollab_shm::ring::{Consumer, RingError};
 
-/// When the opener takes the sequence number from the frame instead of
-/// insisting on the next one.
+/// Where the reader starts in the link's stream of sequence numbers. The
+/// window is only ever set from a frame that authenticated, never from an
+/// unchecked header (a forged head frame cannot push it past the real ones).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Resync {
-    /// Never: every frame must carry exactly the next sequence number.
+    /// At the start: the frames before the first one that opens are counted
+    /// as lost.
     Never,
-    /// At each frame until one authenticates (reading a ring another reader
-    /// released part of: a forged head frame cannot push the sequence past
-    /// the real ones), then never.
+    /// In the middle (reading a ring another reader released part of): the
+    /// first frame that opens sets the window, nothing before it is lost.
     UntilAuthentic,
-    /// At every frame (reclaiming frames this side sealed itself).
+    /// As `UntilAuthentic` (reclaiming frames this side sealed itself).
     Always,
 }
 
@@ -47,13 +48,15 @@ pub enum Step {
 pub struct RxLink {
     c: Consumer,
     opener: Opener,
-    resync: Resync,
 }
 
 impl RxLink {
     /// A link read from its first frame.
-    pub fn new(c: Consumer, opener: Opener, resync: Resync) -> RxLink {
-        RxLink { c, opener, resync }
+    pub fn new(c: Consumer, mut opener: Opener, resync: Resync) -> RxLink {
+        if resync != Resync::Never {
+            opener.start_mid_stream();
+        }
+        RxLink { c, opener }
     }
 
     /// Open frames with `opener` from now on (a new key).
@@ -93,19 +96,13 @@ impl RxLink {
         let Some(frame) = self.c.peek()? else {
             return Ok(Step::Empty);
         };
-        if self.resync != Resync::Never {
-            if let Ok(h) = FrameHeader::decode(&frame) {
-                self.opener.resync(h.seq);
-            }
-        }
-        let opened = self.opener.open(&frame, scratch);
+        // Copied out of shared memory first: only the copy is checked.
+        frame.copy_to(scratch);
+        let opened = self.opener.open_copied(scratch);
         let Ok(h) = opened else {
             frame.release();
             return Ok(Step::Rejected);
         };
-        if self.resync == Resync::UntilAuthentic {
-            self.resync = Resync::Never;
-        }
         let mut taken = 0;
         let ok = super::unpack(&h, scratch, |h, p| taken += usize::from(f(h, p)));
         let held = hold && taken > 0;
@@ -125,6 +122,16 @@ impl RxLink {
             f.release();
         }
         Ok(())
+    }
+
+    /// Start again on a ring found corrupt ([`RingError`] from
+    /// [`RxLink::next`]): what is in it is skipped (see
+    /// [`Consumer::reset`]); the ring counts as one malformed frame, and
+    /// the frames skipped are counted as lost when the next frame opens.
+    /// Returns the bytes skipped.
+    pub fn reset_ring(&mut self) -> u64 {
+        self.opener.note(shmcollab_shm::auth::Reject::Malformed);
+        self.c.reset()
     }
 
     /// Whether a frame waits.
@@ -259,7 +266,10 @@ mod tests {
 
     #[test]
     fn resync_picks_up_mid_stream_only_when_asked() {
-        for (resync, expect) in [(Resync::Never, 0), (Resync::UntilAuthentic, 1)] {
+        // Either way the frame is delivered (the window accepts what is
+        // above it); only a reader that starts at the beginning counts the
+        // frame another reader took as lost.
+        for (resync, lost) in [(Resync::Never, 1), (Resync::UntilAuthentic, 0)] {
             let mut f = fixture(resync);
             let mut scratch = Vec::new();
             f.tx.write_one(&data(1), b"a").unwrap();
@@ -276,7 +286,8 @@ mod tests {
             );
             let mut n = 0;
             let _ = late.next(&mut scratch, |_, _| n += 1).unwrap();
-            assert_eq!(n, expect, "{resync:?}");
+            assert_eq!(n, 1, "{resync:?}");
+            assert_eq!(late.stats().lost, lost, "{resync:?}");
         }
     }
 }

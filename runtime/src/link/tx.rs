@@ -39,6 +39,9 @@ pub struct Drained {
     pub bytes: u64,
     /// Messages dropped because they can never fit or be sealed.
     pub dropped: usize,
+    /// The ring's positions were garbage: what was not written stays
+    /// queued (see [`Outbox::drain`]).
+    pub corrupt: bool,
 }
 
 impl Drained {
@@ -67,11 +70,12 @@ impl TxLink {
 
     /// Write as much of `q` as fits now, without waiting.
     pub fn drain(&mut self, q: &mut Outbox) -> Drained {
-        let (msgs, bytes, dropped) = q.drain(&mut self.tx, &mut self.sealer);
+        let (msgs, bytes, dropped, corrupt) = q.drain(&mut self.tx, &mut self.sealer);
         Drained {
             msgs,
             bytes,
             dropped,
+            corrupt,
         }
     }
 
@@ -97,7 +101,10 @@ impl TxLink {
         let n = self
             .sealer
             .seal_in_place(hdr, buf)
-            .map_err(|_| SendError::Corrupt("message cannot be sealed"))?;
+            .map_err(|_| SendError::TooLarge {
+                len: payload.len(),
+                max: shmcollab_shm::frame::MAX_PAYLOAD,
+            })?;
         slot.commit_len(n);
         self.tx.flush();
         Ok(())
@@ -123,6 +130,12 @@ impl TxLink {
     /// Publish what was written.
     pub fn flush(&mut self) {
         self.tx.flush()
+    }
+
+    /// The sequence number the next frame gets: every frame this link
+    /// sealed so far has a lower one.
+    pub fn next_seq(&self) -> u64 {
+        self.sealer.next_seq()
     }
 
     /// Bytes in the ring the reader has not released (as last seen).

@@ -85,7 +85,15 @@ impl Inbound {
 
     /// Frames rejected on every inbound ring.
     pub fn rejected(&self) -> u64 {
-        self.main.stats().rejected() + self.direct_rejects().rejected()
+        let d = self.direct_rejects().rejected();
+        self.main.stats().rejected().saturating_add(d)
+    }
+
+    /// Frames lost on the way to this LP on every inbound ring: rejected,
+    /// skipped by a gap, or in a ring reset after garbage.
+    pub fn lost(&self) -> u64 {
+        let d = self.direct_rejects().lost_total();
+        self.main.stats().lost_total().saturating_add(d)
     }
 
     /// What the direct rings rejected, removed ones included.
@@ -115,7 +123,11 @@ impl Lp {
         let deadline = timeout.map(|t| Instant::now() + t);
         if let Some(r) = self.rx.unreleased.take() {
             if let Some(l) = self.rx.link(r) {
-                l.release_held().map_err(|e| LpError::Corrupt(e.into()))?;
+                if l.release_held().is_err() {
+                    // Garbage since the frame was read: start again (lost
+                    // frames are counted, see `take_from`).
+                    l.reset_ring();
+                }
             }
         }
         loop {
@@ -231,7 +243,14 @@ impl Lp {
         });
         let step = match (step, r) {
             (Ok(s), _) => s,
-            (Err(e), RingRef::Main) => return Err(LpError::Corrupt(e.into())),
+            (Err(e), RingRef::Main) => {
+                // Garbage in the ring from our manager: reset it in place,
+                // count the loss (the ring as one malformed frame, the frames
+                // in it by the gap at the next frame), and go on.
+                let skipped = self.rx.main.reset_ring();
+                eprintln!("shmcollab: the ring from the manager is corrupt ({e}): reset, {skipped} bytes lost");
+                return Ok(Took::Nothing);
+            }
             (Err(_), RingRef::Direct(i)) => {
                 self.lose_direct(i);
                 return Ok(Took::Nothing);

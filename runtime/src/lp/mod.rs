@@ -16,6 +16,7 @@
 //! it, whatever that LP wrote.
 
 mod inbound;
+mod request;
 mod txn;
 
 pub use txn::{CommitHandle, KeyValue, OwnedTxn, Txn, TxnError, MAX_ATTEMPTS};
@@ -165,6 +166,8 @@ pub struct Lp {
     /// Replies of transaction servers, by correlation id.
     txn_replies: std::collections::HashMap<u32, Vec<u8>>,
     next_corr: u32,
+    /// See [`Lp::forged_replies`].
+    forged_replies: u64,
     scratch: Vec<u8>,
     names: Vec<Option<String>>,
 }
@@ -252,6 +255,7 @@ impl Lp {
             inbox: VecDeque::new(),
             txn_replies: std::collections::HashMap::new(),
             next_corr: 1,
+            forged_replies: 0,
             scratch: Vec::with_capacity(4096),
             names: Vec::new(),
         })
@@ -301,6 +305,29 @@ impl Lp {
     /// authentication (dropped).
     pub fn auth_failures(&self) -> u64 {
         self.rx.rejected()
+    }
+
+    /// Frames that were on their way to this LP and were lost to
+    /// tampering or corruption: rejected (forged, altered, replayed, ...),
+    /// skipped (a gap in a link's sequence numbers) or in a ring that had to
+    /// be reset. A program that must not miss input checks it (and
+    /// [`Lp::collaboration_frames_lost`] for what was lost elsewhere).
+    pub fn frames_lost(&self) -> u64 {
+        self.rx.lost()
+    }
+
+    /// Frames lost to tampering or corruption on every link of the
+    /// collaboration, as the coordinator last published it (each manager's
+    /// `lost`), plus [`Lp::frames_lost`]. The published view lags by up to
+    /// a report interval.
+    pub fn collaboration_frames_lost(&self) -> Result<u64, LpError> {
+        let state = self.collaboration_state()?;
+        let managers = state
+            .lps
+            .iter()
+            .filter_map(|l| l.report.as_ref())
+            .fold(0u64, |a, r| a.saturating_add(r.lost));
+        Ok(managers.saturating_add(self.frames_lost()))
     }
 
     fn subfn_id(&self, subfn: &str) -> Result<u32, LpError> {
@@ -418,39 +445,6 @@ impl Lp {
     /// Send `bytes` to every other LP.
     pub fn broadcast(&mut self, bytes: &[u8]) -> Result<(), LpError> {
         self.emit(Self::header(kind::BROADCAST, 0, 0), bytes, Wait::Forever)
-    }
-
-    /// Send a request to `subfn` and wait up to `timeout` for its reply.
-    /// Messages that arrive meanwhile are kept for `recv`.
-    pub fn request(
-        &mut self,
-        subfn: &str,
-        bytes: &[u8],
-        timeout: Duration,
-    ) -> Result<Message, LpError> {
-        let dst = self.subfn_id(subfn)?;
-        let corr = self.next_corr;
-        self.next_corr = self.next_corr.wrapping_add(1).max(1);
-        self.emit(
-            Self::header(kind::REQUEST, dst, corr),
-            bytes,
-            Wait::For(timeout),
-        )?;
-        let deadline = Instant::now() + timeout;
-        loop {
-            // Other messages stay in the inbox, in order, for `recv`.
-            let hit = self
-                .inbox
-                .iter()
-                .position(|m| m.kind == MessageKind::Reply && m.corr == corr);
-            if let Some(m) = hit.and_then(|i| self.inbox.remove(i)) {
-                return Ok(m);
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if !self.fill_inbox(Some(left))? {
-                return Err(LpError::Timeout);
-            }
-        }
     }
 
     /// Answer a request.

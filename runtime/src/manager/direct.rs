@@ -297,9 +297,14 @@ impl DirectIn {
             let Reader::Manager(link) = &mut r.reader else {
                 continue;
             };
+            let writer = r.peer;
             while all || q.lp.payload_bytes() <= BACKLOG {
-                let step = link.next(q.scratch, |h, p| {
+                let step = link.next(q.scratch, |mut h, p| {
                     if h.kind != kind::CONTROL {
+                        // Stamped again: the key of this ring derives from
+                        // our LP's, so what the ring says about its source
+                        // proves nothing; its writer is manager `writer`.
+                        h.src = writer;
                         q.lp.push(&h, p);
                     }
                 });
@@ -370,6 +375,21 @@ impl DirectIn {
             .iter()
             .filter(live)
             .any(|r| r.drained_by_us().is_some())
+    }
+
+    /// What the direct rings we read lost, per writer (`direct/<slot>`);
+    /// removed rings under `direct/gone`.
+    pub fn link_stats(&self) -> Vec<(String, RxStats)> {
+        let mut per: std::collections::BTreeMap<String, RxStats> = Default::default();
+        per.insert("direct/gone".into(), self.gone);
+        for r in &self.rings {
+            if let Some(l) = r.drained_by_us() {
+                per.entry(format!("direct/{}", r.peer))
+                    .or_default()
+                    .add(l.stats());
+            }
+        }
+        per.into_iter().collect()
     }
 
     /// What the rings we read, and removed ones, rejected.

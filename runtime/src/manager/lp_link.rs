@@ -67,6 +67,12 @@ impl LpLink {
 
     /// Take up to `budget` frames out of the LP's ring; `f` gets each
     /// message, its source already stamped with our slot.
+    ///
+    /// Garbage in the ring (whatever the LP, or anyone who can write it,
+    /// put there) never ends the manager: the ring is reset in place, the
+    /// loss counted (one malformed frame for the ring, and the frames it
+    /// held as lost by the gap in sequence numbers) and reported; the LP
+    /// goes on sending. Never returns an error.
     pub fn pump(
         &mut self,
         slot: u32,
@@ -80,7 +86,22 @@ impl LpLink {
             let step = self.rx.next(scratch, |mut h, p| {
                 h.src = slot;
                 route(h, p);
-            })?;
+            });
+            let step = match step {
+                Ok(s) => s,
+                Err(e) => {
+                    let skipped = self.rx.reset_ring();
+                    eprintln!(
+                        "shmcollab: ring {} from the LP is corrupt ({e}): reset, {skipped} bytes lost",
+                        self.out_name
+                    );
+                    done.rejected += 1;
+                    done.frames += 1;
+                    // Once per pump: a ring written with garbage without
+                    // end costs a turn each time, not the loop.
+                    break;
+                }
+            };
             match step {
                 Step::Empty => break,
                 Step::Rejected => done.rejected += 1,
@@ -122,7 +143,12 @@ impl LpLink {
             return;
         };
         let mut back = Outbox::new();
-        let mut link = RxLink::new(c, Opener::new(keys.0.clone()), Resync::Always);
+        // The dead LP held this key: only frames we sealed come back (the
+        // window is taken from an authentic frame, never from a header,
+        // and nothing above what we sealed is ours).
+        let mut opener = Opener::mid_stream(keys.0.clone());
+        opener.set_ceiling(self.tx.next_seq());
+        let mut link = RxLink::new(c, opener, Resync::Always);
         loop {
             let step = link.next(scratch, |h, p| {
                 if h.kind != kind::CONTROL {
@@ -134,6 +160,11 @@ impl LpLink {
             }
         }
         queue.prepend(back);
+    }
+
+    /// What the LP's ring accepted and lost, as `lp`.
+    pub fn link_stats(&self) -> (String, shmcollab_shm::auth::RxStats) {
+        ("lp".to_owned(), *self.rx.stats())
     }
 
     /// Counts of what the LP's ring rejected.

@@ -278,7 +278,7 @@ impl Manager {
         // Give queued frames to live peers a moment to go out.
         let until = Instant::now() + Duration::from_millis(500);
         while Instant::now() < until && self.peers.unsent() {
-            self.peers.pump_out();
+            self.peers.pump_out(&self.ctx);
             std::thread::sleep(Duration::from_millis(1));
         }
         self.reports.force();
@@ -510,7 +510,7 @@ impl Manager {
 
     /// Write to peers, then read their rings.
     fn pump_peers(&mut self) -> bool {
-        let (mut work, dropped) = self.peers.pump_out();
+        let (mut work, dropped) = self.peers.pump_out(&self.ctx);
         self.counters.dropped += dropped;
         let mut sink = FromPeers {
             ctx: &self.ctx,
@@ -594,10 +594,14 @@ impl Manager {
         let mut rejects = self.direct.rejects();
         rejects.add(self.lp.rx_stats());
         rejects.add(&self.peers.rejects());
+        let mut links = vec![self.lp.link_stats()];
+        links.extend(self.peers.link_stats());
+        links.extend(self.direct.link_stats());
         let inputs = Inputs {
             lp_pid: self.proc_.as_ref().map(LpProc::pid),
             restarts: self.life.restarts(),
             rejects,
+            links,
             depths: self.lp.depths(),
             pending: self.queue.len() + self.peers.queued(),
             txn: self.txn.report(),

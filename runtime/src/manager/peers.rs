@@ -13,7 +13,7 @@ use crate::link::{Outbox, RxLink, Step, TxLink};
 use crate::wire;
 use shmcollab_shm::auth::{RxStats, Sealer};
 use shmcollab_shm::frame::FrameHeader;
-use shmcollab_shm::ring::{data_bell_ref, open_ring, Producer};
+use shmcollab_shm::ring::{data_bell_ref, open_ring, Producer, SendError};
 use std::collections::BTreeMap;
 
 /// Frames read per ring per turn, so that one busy peer cannot starve the
@@ -86,15 +86,18 @@ impl Peer {
         }
     }
 
-    /// Write what waits, without waiting; returns (work, dropped).
-    fn pump_out(&mut self) -> (bool, u64) {
+    /// Write what waits, without waiting; returns (work, dropped). A ring
+    /// found corrupt keeps what waits for it (it is repaired by its reader
+    /// or reset); the direct ring is given up for the 6-hop way, behind an
+    /// UNSWITCH, as if its reader had revoked it.
+    fn pump_out(&mut self, ctx: &Ctx) -> (bool, u64) {
         let mut work = false;
         let mut dropped = 0u64;
         if let Some(tx) = self.tx.as_mut() {
             if let Some((h, r)) = self.report.take() {
                 match tx.write_one(&h, &r) {
                     Ok(true) => work = true,
-                    Ok(false) => self.report = Some((h, r)),
+                    Ok(false) | Err(SendError::Corrupt(_)) => self.report = Some((h, r)),
                     Err(_) => dropped += 1,
                 }
             }
@@ -103,20 +106,38 @@ impl Peer {
             work |= d.any();
             tx.flush();
         }
+        let mut give_up = None;
         if let Some(out) = self.direct.as_mut() {
             if !self.direct_pending.is_empty() {
                 let d = out.link.drain(&mut self.direct_pending);
                 dropped += d.dropped as u64;
                 work |= d.any();
                 out.link.flush();
+                if d.corrupt {
+                    give_up = Some(out.lp_gen);
+                }
             }
+        }
+        if let Some(lp_gen) = give_up {
+            eprintln!(
+                "shmcollab: the direct ring into slot {}'s LP is corrupt: back to the 6-hop way",
+                self.slot
+            );
+            let m = PeerCtl::Unswitch {
+                lp_gen,
+                from_gen: ctx.generation,
+            };
+            self.pending.push(&super::ctl_header(ctx.slot), &m.encode());
+            self.unsplit_direct();
+            work = true;
         }
         (work, dropped)
     }
 
-    /// Something is queued and has a ring to go to.
+    /// Something is queued (a state report included) and has a ring to go
+    /// to.
     fn blocked(&self) -> bool {
-        !self.pending.is_empty() && self.tx.is_some()
+        (!self.pending.is_empty() || self.report.is_some()) && self.tx.is_some()
             || !self.direct_pending.is_empty() && self.direct.is_some()
     }
 
@@ -219,11 +240,11 @@ impl Peers {
     }
 
     /// Write what waits for every peer; returns (work, dropped).
-    pub fn pump_out(&mut self) -> (bool, u64) {
+    pub fn pump_out(&mut self, ctx: &Ctx) -> (bool, u64) {
         let mut work = false;
         let mut dropped = 0;
         for peer in self.map.values_mut() {
-            let (w, d) = peer.pump_out();
+            let (w, d) = peer.pump_out(ctx);
             work |= w;
             dropped += d;
         }
@@ -231,11 +252,13 @@ impl Peers {
     }
 
     /// Read every peer's rings into `sink`, up to [`TURN_BUDGET`] frames a
-    /// ring; a ring with garbage indices is dropped and removed.
+    /// ring. A ring with garbage in it is reset in place (its loss counted
+    /// and reported, see [`RxLink::reset_ring`]); the peer keeps writing to
+    /// it. (It used to be removed and never made again: the peer filled it
+    /// and stalled.)
     pub fn pump_in(&mut self, ctx: &Ctx, scratch: &mut Vec<u8>, sink: &mut impl Sink) -> Read {
         let mut read = Read::default();
         for (&s, peer) in self.map.iter_mut() {
-            let mut corrupt: Vec<String> = Vec::new();
             for ring in peer.draining.iter_mut().chain(peer.rx.iter_mut()) {
                 for _ in 0..TURN_BUDGET {
                     if sink.full() {
@@ -253,24 +276,18 @@ impl Peers {
                             read.malformed += usize::from(malformed)
                         }
                         Err(e) => {
+                            let skipped = ring.link.reset_ring();
                             eprintln!(
-                                "shmcollab: ring {} from slot {s} is corrupt ({e}); dropped",
+                                "shmcollab: ring {} from slot {s} is corrupt ({e}): reset, {skipped} bytes lost",
                                 ring.name
                             );
-                            corrupt.push(ring.name.clone());
+                            read.corrupt += 1;
+                            read.work = true;
                             break;
                         }
                     }
                     read.work = true;
                 }
-            }
-            read.corrupt += corrupt.len();
-            peer.draining.retain(|r| !corrupt.contains(&r.name));
-            if peer.rx.as_ref().is_some_and(|r| corrupt.contains(&r.name)) {
-                peer.rx = None;
-            }
-            for n in &corrupt {
-                ctx.remove_ring(n);
             }
             // Finished draining old generations: remove their rings.
             peer.draining.retain(|r| {
@@ -308,6 +325,19 @@ impl Peers {
             all.add(r.link.stats());
         }
         all
+    }
+
+    /// What each peer's rings (current and draining) accepted and lost,
+    /// as `peer/<slot>`.
+    pub fn link_stats(&self) -> Vec<(String, RxStats)> {
+        let per_peer = self.map.values().map(|p| {
+            let mut all = RxStats::default();
+            for r in p.inbound() {
+                all.add(r.link.stats());
+            }
+            (format!("peer/{}", p.slot), all)
+        });
+        per_peer.collect()
     }
 
     /// Peer `b` offers its LP's direct ring of `lp_gen` (b's generation

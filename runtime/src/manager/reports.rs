@@ -5,7 +5,7 @@
 
 use super::context::Ctx;
 use super::coordinator::state_name;
-use crate::report::{LpReport, ManagerReport, Rejected, RingDepth};
+use crate::report::{LinkLoss, LpReport, ManagerReport, Rejected, RingDepth};
 use crate::wire::DirectStats;
 use shmcollab_shm::auth::RxStats;
 use shmcollab_shm::registry::monotonic_ms;
@@ -38,6 +38,8 @@ pub(super) struct Inputs {
     pub restarts: u32,
     /// Rejected frames on the links the manager reads.
     pub rejects: RxStats,
+    /// The same per link (name as in [`crate::report::LinkLoss::link`]).
+    pub links: Vec<(String, RxStats)>,
     pub depths: (u64, u64),
     pub pending: usize,
     pub txn: crate::report::TxnReport,
@@ -133,6 +135,12 @@ impl Reports {
         from_lp.add(&self.lp_direct);
         let mut rejects = inputs.rejects;
         rejects.add(&from_lp.rejects);
+        let links = inputs
+            .links
+            .iter()
+            .chain(std::iter::once(&("lp-direct".to_owned(), from_lp.rejects)))
+            .filter_map(|(n, s)| LinkLoss::of(n.clone(), s))
+            .collect();
         let state = ctx.registry.slot(ctx.slot).map(|v| state_name(v.lp_state));
         let c = counters;
         LpReport {
@@ -146,14 +154,17 @@ impl Reports {
             report: Some(ManagerReport {
                 generation: ctx.generation,
                 manager_pid: std::process::id(),
-                msgs_in: c.msgs_in + from_lp.msgs,
+                // The LP's numbers are untrusted: saturating.
+                msgs_in: c.msgs_in.saturating_add(from_lp.msgs),
                 msgs_out: c.msgs_out,
-                bytes_in: c.bytes_in + from_lp.bytes,
+                bytes_in: c.bytes_in.saturating_add(from_lp.bytes),
                 bytes_out: c.bytes_out,
                 dropped: c.dropped,
                 bad_batches: c.bad_batches,
                 bad_rings: c.bad_rings,
                 auth_failures: rejects.rejected(),
+                lost: rejects.lost_total(),
+                links,
                 rejected: Rejected::from_stats(&rejects),
                 ring_depth: RingDepth {
                     to_lp: inputs.depths.0,
@@ -185,6 +196,68 @@ mod tests {
         assert!(!r.custom("one more".into(), String::new()));
         // An existing key may still change.
         assert!(r.custom("k1".into(), "new".into()));
+    }
+
+    fn inputs(links: Vec<(String, RxStats)>) -> Inputs {
+        Inputs {
+            lp_pid: None,
+            restarts: 0,
+            rejects: RxStats::default(),
+            links,
+            depths: (0, 0),
+            pending: 0,
+            txn: Default::default(),
+        }
+    }
+
+    /// Issue 11 item 8: the STATS an LP sends are untrusted; totals near
+    /// u64::MAX used to overflow the `+` (a panic in a debug build, a
+    /// wrapped count in release). They saturate now.
+    #[test]
+    fn lp_supplied_counters_saturate() {
+        let ctx = crate::manager::testctx::ctx(0, 1);
+        let mut r = Reports::default();
+        let huge = DirectStats {
+            msgs: u64::MAX,
+            bytes: u64::MAX - 1,
+            rejects: RxStats::from_rejects([u64::MAX; 6]),
+        };
+        r.lp_direct(huge);
+        r.lp_died();
+        r.lp_direct(huge);
+        let c = Counters {
+            msgs_in: 7,
+            bytes_in: 7,
+            ..Default::default()
+        };
+        let rep = r.build(&ctx, &c, inputs(Vec::new())).report.unwrap();
+        assert_eq!((rep.msgs_in, rep.bytes_in), (u64::MAX, u64::MAX));
+        assert_eq!((rep.auth_failures, rep.lost), (u64::MAX, u64::MAX));
+    }
+
+    /// Build 4: what each link lost is in the report, by link.
+    #[test]
+    fn losses_are_reported_per_link() {
+        let ctx = crate::manager::testctx::ctx(0, 1);
+        let r = Reports::default();
+        let mut peer = RxStats::from_rejects([0, 1, 2, 0, 0, 0]);
+        peer.lost = 5;
+        let links = vec![
+            ("lp".to_owned(), RxStats::default()),
+            ("peer/3".to_owned(), peer),
+        ];
+        let mut i = inputs(links);
+        i.rejects = peer;
+        let rep = r.build(&ctx, &Counters::default(), i).report.unwrap();
+        assert_eq!(rep.lost, 8);
+        assert_eq!(
+            rep.links,
+            [LinkLoss {
+                link: "peer/3".into(),
+                rejected: 3,
+                skipped: 5
+            }]
+        );
     }
 
     #[test]

@@ -47,15 +47,18 @@
 //! 1. length and header: [`Reject::Truncated`], [`Reject::Malformed`];
 //! 2. secure links only: CRC ([`Reject::Altered`]), then the AEAD tag
 //!    ([`Reject::Forged`]);
-//! 3. the sequence number must be exactly the next one: lower is
-//!    [`Reject::Replayed`], higher is [`Reject::Reordered`].
+//! 3. the sequence number must be above the last accepted one: equal or
+//!    lower is [`Reject::Replayed`].
 //!
 //! Every outcome is counted in [`RxStats`]. A rejected frame never yields
-//! payload and never advances the expected sequence number. In particular, after
-//! a gap (frame `n` lost, `n + 1` arrives) every later frame is rejected as
-//! reordered until the missing frame arrives or the link is [resynced]
-//! (`Opener::resync`): rings never drop frames, so a gap means tampering or a
-//! restarted peer, which the manager handles.
+//! payload and never moves the window. A frame whose sequence number is
+//! higher than the next one is accepted, and the sequence numbers it skipped
+//! are counted as lost ([`RxStats::lost`]): one altered or destroyed frame
+//! costs that frame, not the link. Nonces stay unique because a sealer never
+//! reuses a sequence number under one key, and the window only moves up.
+//! A reader that starts in the middle of a stream uses
+//! [`Opener::mid_stream`]: the first frame that authenticates sets the
+//! window (never an unchecked header).
 //!
 //! # Parts
 //!
@@ -64,7 +67,6 @@
 //! receiving end, so that each side of the protocol reads on its own; the
 //! CRC both sides compute is `frame_crc`, below.
 //!
-//! [resynced]: Opener::resync
 
 mod keys;
 mod open;

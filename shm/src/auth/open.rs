@@ -28,10 +28,13 @@ pub enum Reject {
     /// Well-formed, but not sealed with this link's key.
     #[error("frame forged: authentication tag does not verify with this link's key")]
     Forged,
-    /// The sequence number was already seen (or the sequence space is used up).
-    #[error("frame replayed: sequence number lower than expected")]
+    /// The sequence number is not above the last accepted one (or the
+    /// sequence space is used up).
+    #[error("frame replayed: sequence number not above the last accepted one")]
     Replayed,
-    /// The sequence number is ahead of the expected one: a frame is missing.
+    /// Kept for the counters' layout; [`Opener::open`] no longer returns it:
+    /// a frame ahead of the expected one is accepted and the frames it
+    /// skipped are counted in [`RxStats::lost`].
     #[error("frame reordered: sequence number higher than expected, a frame is missing")]
     Reordered,
 }
@@ -53,6 +56,10 @@ pub struct RxStats {
     pub replayed: u64,
     /// [`Reject::Reordered`] frames.
     pub reordered: u64,
+    /// Frames never seen: sequence numbers skipped by a gap before an
+    /// accepted frame (a frame removed or destroyed on the way). Not part of
+    /// [`RxStats::rejected`].
+    pub lost: u64,
 }
 
 impl RxStats {
@@ -79,6 +86,7 @@ impl RxStats {
             forged: r[3],
             replayed: r[4],
             reordered: r[5],
+            lost: 0,
         }
     }
 
@@ -97,16 +105,20 @@ impl RxStats {
         for (a, b) in mine.into_iter().zip(theirs) {
             *a = a.saturating_add(b);
         }
+        self.lost = self.lost.saturating_add(other.lost);
     }
 
-    /// Total number of rejected frames.
+    /// Total number of rejected frames (saturating).
     pub fn rejected(&self) -> u64 {
-        self.truncated
-            + self.malformed
-            + self.altered
-            + self.forged
-            + self.replayed
-            + self.reordered
+        self.rejects()
+            .into_iter()
+            .fold(0u64, |a, b| a.saturating_add(b))
+    }
+
+    /// Frames lost to tampering: rejected ones and those a gap skipped
+    /// (saturating).
+    pub fn lost_total(&self) -> u64 {
+        self.rejected().saturating_add(self.lost)
     }
 
     fn count(&mut self, r: Reject) {
@@ -126,7 +138,15 @@ impl RxStats {
 #[derive(Debug)]
 pub struct Opener {
     key: Option<LinkKey>,
+    /// The lowest sequence number still accepted: one above the last
+    /// accepted frame's.
     expected: u64,
+    /// Sequence numbers from here on were never sealed (see
+    /// [`Opener::set_ceiling`]).
+    ceiling: u64,
+    /// The first frame may carry any sequence number without its gap being
+    /// counted as lost (a reader that starts in the middle of a stream).
+    mid_stream: bool,
     stats: RxStats,
 }
 
@@ -137,8 +157,44 @@ impl Opener {
         Opener {
             key,
             expected: 0,
+            ceiling: u64::MAX,
+            mid_stream: false,
             stats: RxStats::default(),
         }
+    }
+
+    /// An opener for a reader that starts in the middle of a stream (another
+    /// reader released its beginning): the first frame that opens sets where
+    /// the stream is, and the frames before it are not counted as lost. The
+    /// sequence number is taken only from a frame that authenticated, never
+    /// from an unchecked header.
+    pub fn mid_stream(key: Option<LinkKey>) -> Opener {
+        Opener {
+            mid_stream: true,
+            ..Opener::new(key)
+        }
+    }
+
+    /// From now on, as [`Opener::mid_stream`]: the next frame that opens sets
+    /// the window without counting a gap before it.
+    pub fn start_mid_stream(&mut self) {
+        self.mid_stream = true;
+    }
+
+    /// Refuse sequence numbers from `ceiling` on as [`Reject::Forged`]: for
+    /// a reader of frames its own side sealed (a manager reclaiming what
+    /// its dead LP did not read), which knows the sealer has not gone past
+    /// it. The LP holds that link's key, so only this bound tells its
+    /// additions from the manager's frames.
+    pub fn set_ceiling(&mut self, ceiling: u64) {
+        self.ceiling = ceiling;
+    }
+
+    /// Count a frame rejected outside [`Opener::open`] (a ring reset skips
+    /// frames that were never opened: it counts as one malformed frame, and
+    /// the frames in it as lost by the gap the next frame shows).
+    pub fn note(&mut self, r: Reject) {
+        self.stats.count(r);
     }
 
     /// Whether frames are expected to be encrypted and authenticated.
@@ -151,7 +207,7 @@ impl Opener {
         &self.stats
     }
 
-    /// The sequence number of the next frame that will be accepted.
+    /// The lowest sequence number that will be accepted.
     pub fn expected_seq(&self) -> u64 {
         self.expected
     }
@@ -175,6 +231,14 @@ impl Opener {
     pub fn open(&mut self, frame: &[u8], out: &mut Vec<u8>) -> Result<FrameHeader, Reject> {
         out.clear();
         out.extend_from_slice(frame);
+        self.open_copied(out)
+    }
+
+    /// As [`Opener::open`] for a frame already copied into `buf` (a private
+    /// copy out of shared memory): on success `buf` holds exactly the
+    /// payload, on rejection it is empty. Never panics.
+    pub fn open_copied(&mut self, buf: &mut Vec<u8>) -> Result<FrameHeader, Reject> {
+        let out = buf;
         match self.check(out) {
             Ok(hdr) => {
                 self.stats.accepted = self.stats.accepted.saturating_add(1);
@@ -218,14 +282,24 @@ impl Opener {
                 return Err(Reject::Forged);
             }
         }
+        if hdr.seq >= self.ceiling {
+            return Err(Reject::Forged);
+        }
         if hdr.seq < self.expected {
             return Err(Reject::Replayed);
         }
-        if hdr.seq > self.expected {
-            return Err(Reject::Reordered);
-        }
         // A sealer never uses u64::MAX; accepting it would wrap the counter.
-        self.expected = self.expected.checked_add(1).ok_or(Reject::Replayed)?;
+        let next = hdr.seq.checked_add(1).ok_or(Reject::Replayed)?;
+        // Higher than expected: the frames in between never arrived intact
+        // (a ring loses nothing, so something destroyed them). They are
+        // counted; the nonce stays unique because the sealer never reuses a
+        // sequence number under one key, and nothing below `next` is
+        // accepted again.
+        if !std::mem::take(&mut self.mid_stream) {
+            let gap = hdr.seq - self.expected;
+            self.stats.lost = self.stats.lost.saturating_add(gap);
+        }
+        self.expected = next;
         Ok(hdr)
     }
 }
@@ -261,6 +335,29 @@ mod tests {
             assert_eq!(o.stats().accepted, 10);
             assert_eq!(o.stats().rejected(), 0);
         }
+    }
+
+    /// Issue 11 item 9: a reclaiming reader bounds what it takes by what its
+    /// side sealed; a frame above (sealed by the LP, which holds the key)
+    /// is forged.
+    #[test]
+    fn the_ceiling_refuses_what_was_never_sealed() {
+        let (mut s, _) = pair(true);
+        let mut frames = Vec::new();
+        for _ in 0..4 {
+            let mut buf = vec![0u8; 256];
+            let n = s.seal(hdr(), b"x", &mut buf).unwrap();
+            buf.truncate(n);
+            frames.push(buf);
+        }
+        let (_, mut o) = pair(true);
+        o.start_mid_stream();
+        o.set_ceiling(3);
+        let mut out = Vec::new();
+        assert_eq!(o.open(&frames[1], &mut out).unwrap().seq, 1);
+        assert_eq!(o.open(&frames[2], &mut out).unwrap().seq, 2);
+        assert_eq!(o.open(&frames[3], &mut out), Err(Reject::Forged));
+        assert_eq!((o.stats().lost, o.stats().forged), (0, 1));
     }
 
     #[test]

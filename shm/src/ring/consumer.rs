@@ -103,6 +103,7 @@ impl Consumer {
             if self.head == self.cached_tail {
                 self.refresh_tail()?;
                 if self.head == self.cached_tail {
+                    self.repair_head();
                     self.signal_space();
                     return Ok(None);
                 }
@@ -117,7 +118,7 @@ impl Consumer {
             match marker {
                 PAD => {
                     let pad = (self.cap - off) as u64;
-                    if len as u64 != pad - REC_HDR as u64 || pad > avail {
+                    if Some(len as u64) != pad.checked_sub(REC_HDR as u64) || pad > avail {
                         return Err(RingError::Corrupt("bad padding record"));
                     }
                     self.advance(pad);
@@ -132,6 +133,46 @@ impl Consumer {
                 _ => return Err(RingError::Corrupt("bad record marker")),
             }
         }
+    }
+
+    /// The shared head is ours alone: if someone else changed it, put ours
+    /// back (the producer would otherwise see garbage until our next
+    /// release, which may never come if it cannot send).
+    fn repair_head(&mut self) {
+        let hdr = self.mem.hdr();
+        if hdr.head.0.load(Ordering::Relaxed) != self.head {
+            // SYNC: as in `advance`: nothing before `head` is read any more.
+            hdr.head.0.store(self.head, Ordering::Release);
+            self.unsignalled = self.unsignalled.max(1);
+        }
+    }
+
+    /// Start again on a ring found corrupt: skip everything published (if
+    /// the tail is consistent) or everything not yet released (if it is not:
+    /// then the tail is set back to our head, and the producer, the only
+    /// other party, continues from there). Returns the bytes skipped. The
+    /// frames skipped are lost; a sealed link counts them by the gap in
+    /// sequence numbers at the next frame that opens.
+    pub fn reset(&mut self) -> u64 {
+        let hdr = self.mem.hdr();
+        // SYNC: pairs with the Release store in Producer::flush.
+        let tail = hdr.tail.0.load(Ordering::Acquire);
+        let to = if check_positions(self.head, tail, self.cap).is_ok() {
+            tail
+        } else {
+            // SYNC: the producer adopts a consistent foreign tail in
+            // Producer::reserve (Relaxed load, then Acquire of the head).
+            hdr.tail.0.store(self.head, Ordering::Release);
+            self.head
+        };
+        let skipped = to - self.head;
+        self.head = to;
+        self.cached_tail = to;
+        // SYNC: as in `advance`.
+        hdr.head.0.store(to, Ordering::Release);
+        self.unsignalled = 0;
+        hdr.space_bell.0.ring();
+        skipped
     }
 
     fn advance(&mut self, n: u64) {
@@ -187,8 +228,14 @@ impl Consumer {
     }
 }
 
-/// A frame in the ring, borrowed in place. `release` frees its space;
+/// The next frame in the ring, left in place until [`ReadFrame::release`];
 /// dropping it without release leaves it for the next `peek`.
+///
+/// Its bytes live in shared memory that the producer (another process,
+/// possibly misbehaving) can still write, so they are never handed out as a
+/// `&[u8]` (that would promise Rust they do not change): they are copied
+/// out ([`ReadFrame::copy_to`], [`ReadFrame::to_vec`]) and checked in the
+/// copy.
 pub struct ReadFrame<'a> {
     consumer: &'a mut Consumer,
     #[cfg(not(loom))]
@@ -218,24 +265,36 @@ impl<'a> ReadFrame<'a> {
         }
     }
 
-    /// The frame's bytes. They live in shared memory that the producer
-    /// could overwrite if it misbehaves: copy before validating anything
-    /// that must not change under you.
+    /// The frame's length in bytes.
     #[inline]
-    pub fn as_slice(&self) -> &[u8] {
-        #[cfg(not(loom))]
-        // SAFETY: peek checked [off, off+len) against the capacity and the
-        // published tail; the producer does not reuse it before release.
-        unsafe {
-            std::slice::from_raw_parts(self.consumer.mem.ptr(self.off), self.len)
-        }
-        #[cfg(loom)]
-        &self.buf
+    pub fn len(&self) -> usize {
+        self.len
     }
 
-    /// Copy the frame out.
+    /// Whether the frame has no bytes.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Replace the contents of `out` with a copy of the frame.
+    #[inline]
+    pub fn copy_to(&self, out: &mut Vec<u8>) {
+        out.clear();
+        out.resize(self.len, 0);
+        #[cfg(not(loom))]
+        // peek checked [off, off+len) against the capacity and the
+        // published tail.
+        self.consumer.mem.read(self.off, out);
+        #[cfg(loom)]
+        out.copy_from_slice(&self.buf);
+    }
+
+    /// A copy of the frame.
     pub fn to_vec(&self) -> Vec<u8> {
-        self.as_slice().to_vec()
+        let mut v = Vec::new();
+        self.copy_to(&mut v);
+        v
     }
 
     /// Free the frame's space for the producer.
@@ -244,12 +303,5 @@ impl<'a> ReadFrame<'a> {
         c.frames += 1;
         c.bytes += self.len as u64;
         c.advance(self.rec as u64);
-    }
-}
-
-impl std::ops::Deref for ReadFrame<'_> {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        self.as_slice()
     }
 }

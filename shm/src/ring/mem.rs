@@ -21,6 +21,8 @@ pub(super) struct Mem {
     pub(super) _keep: Arc<dyn Send + Sync>,
     pub(super) hdr: *const RingHeader,
     pub(super) data: *mut u8,
+    /// Bytes of the data area (checked against the mapping at attach).
+    pub(super) cap: usize,
 }
 
 #[cfg(loom)]
@@ -34,7 +36,22 @@ struct LoomRing {
     data: Vec<loom::cell::UnsafeCell<u8>>,
 }
 
+/// Whether `len` bytes at `off` lie inside a data area of `cap` bytes.
+#[inline]
+fn in_bounds(off: usize, len: usize, cap: usize) -> bool {
+    off.checked_add(len).is_some_and(|end| end <= cap)
+}
+
 impl Mem {
+    /// Bytes of the data area.
+    #[inline]
+    fn cap(&self) -> usize {
+        #[cfg(not(loom))]
+        return self.cap;
+        #[cfg(loom)]
+        return self.inner.data.len();
+    }
+
     #[inline]
     pub(super) fn hdr(&self) -> &RingHeader {
         #[cfg(not(loom))]
@@ -48,10 +65,15 @@ impl Mem {
         &self.inner.hdr
     }
 
-    /// Copy `src` into the data area at `off`. Caller guarantees
-    /// `off + src.len() <= capacity` and that it owns that range.
+    /// Copy `src` into the data area at `off`. The caller owns that range
+    /// (the producer, before publishing it); a range outside the data area
+    /// is a bug of the ring and panics rather than write out of bounds.
     #[inline]
     pub(super) fn write(&self, off: usize, src: &[u8]) {
+        assert!(
+            in_bounds(off, src.len(), self.cap()),
+            "ring write out of bounds"
+        );
         #[cfg(not(loom))]
         // SAFETY: the caller checked the range against the capacity, which
         // was checked against the mapping at attach; the range is owned by
@@ -69,6 +91,10 @@ impl Mem {
     /// Copy from the data area at `off` into `dst`; same contract as `write`.
     #[inline]
     pub(super) fn read(&self, off: usize, dst: &mut [u8]) {
+        assert!(
+            in_bounds(off, dst.len(), self.cap()),
+            "ring read out of bounds"
+        );
         #[cfg(not(loom))]
         // SAFETY: as in `write`; the range was published to the consumer.
         unsafe {
@@ -81,7 +107,8 @@ impl Mem {
         }
     }
 
-    /// Pointer to byte `off` of the data area.
+    /// Pointer to byte `off` of the data area (for the producer's slot,
+    /// which only it writes).
     ///
     /// # Safety
     /// `off` must be at most the capacity checked at attach.
@@ -133,6 +160,7 @@ pub fn heap_ring(capacity: usize) -> (Producer, Consumer) {
             hdr,
             // SAFETY: the data area follows the 640-byte header within the buffer.
             data: unsafe { hdr.cast::<u8>().add(HEADER_LEN) },
+            cap: capacity,
         };
         (
             Producer::new(mk(), capacity, None),

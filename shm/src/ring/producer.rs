@@ -23,6 +23,9 @@ pub struct Producer {
     /// Last tail value stored to shared memory.
     published: u64,
     cached_head: u64,
+    /// The positions were inconsistent when this end attached: the next
+    /// reserve checks them again before writing anything.
+    suspect: bool,
     #[cfg(not(loom))]
     bell: Option<BellRef>,
     strategy: WaitStrategy,
@@ -32,13 +35,17 @@ pub struct Producer {
 
 impl Producer {
     pub(super) fn new(mem: Mem, cap: usize, #[cfg(not(loom))] bell: Option<BellRef>) -> Producer {
-        let tail = mem.hdr().tail.0.load(Ordering::Acquire);
+        let mut tail = mem.hdr().tail.0.load(Ordering::Acquire);
         let mut head = mem.hdr().head.0.load(Ordering::Acquire);
-        if check_positions(head, tail, cap).is_err() {
-            // Changed since attach validated it: look full, so that the
-            // first reserve reloads the head and reports the corruption
-            // (instead of an arithmetic underflow on `tail - head`).
-            head = tail.saturating_sub(cap as u64);
+        // Attach validated the positions, but another process may have
+        // changed them since: never compute with unchecked ones. An aligned
+        // tail keeps every record offset a multiple of 8 (so the padding
+        // before a record is 0 or at least a record header), and the first
+        // reserve checks the positions again and reports the corruption.
+        let suspect = check_positions(head, tail, cap).is_err();
+        if suspect {
+            tail &= !7;
+            head = tail;
         }
         Producer {
             mem,
@@ -46,6 +53,7 @@ impl Producer {
             tail,
             published: tail,
             cached_head: head,
+            suspect,
             #[cfg(not(loom))]
             bell,
             strategy: WaitStrategy::default(),
@@ -117,8 +125,20 @@ impl Producer {
         if shared != self.published {
             self.adopt_tail(shared)?;
         }
+        if self.suspect {
+            self.refresh_head()?;
+            self.suspect = false;
+        }
         let mut off = data_off(self.tail, self.cap);
         let pad = pad_before(off, rec, self.cap);
+        // Positions are multiples of 8 (checked), so a filler is 0 bytes or
+        // holds at least its header; checked anyway rather than underflow.
+        let pad_len = match pad {
+            0 => 0,
+            p => p
+                .checked_sub(REC_HDR)
+                .ok_or(SendError::Corrupt("misaligned position"))?,
+        };
         let need = (pad + rec) as u64;
         if self.cap as u64 - (self.tail - self.cached_head) < need {
             self.refresh_head()?;
@@ -128,7 +148,7 @@ impl Producer {
         }
         if pad > 0 {
             let mut h = [0u8; REC_HDR];
-            h[..4].copy_from_slice(&((pad - REC_HDR) as u32).to_le_bytes());
+            h[..4].copy_from_slice(&(pad_len as u32).to_le_bytes());
             h[4..].copy_from_slice(&PAD.to_le_bytes());
             self.mem.write(off, &h);
             self.tail += pad as u64;
@@ -137,15 +157,30 @@ impl Producer {
         Ok(WriteSlot::new(self, off, len))
     }
 
+    /// The shared tail is not the one we published: a restarted producer's
+    /// predecessor, a consumer that reset the ring, or a process that
+    /// should not write here moved it.
     #[cold]
     fn adopt_tail(&mut self, shared: u64) -> Result<(), SendError> {
-        if self.tail != self.published {
-            return Err(SendError::Corrupt("tail moved under unpublished frames"));
-        }
         let head = self.mem.hdr().head.0.load(Ordering::Acquire);
-        check_positions(head, shared, self.cap).map_err(SendError::Corrupt)?;
-        self.tail = shared;
-        self.published = shared;
+        if check_positions(head, shared, self.cap).is_ok() {
+            // Consistent: continue after it rather than overwrite what it
+            // published. Frames committed but not yet published are dropped
+            // (their sequence numbers are gone: the reader counts the gap).
+            self.tail = shared;
+            self.published = shared;
+            self.cached_head = head;
+            self.suspect = false;
+            return Ok(());
+        }
+        // Garbage: the tail is ours alone, put back what we published.
+        check_positions(head, self.published, self.cap).map_err(SendError::Corrupt)?;
+        // SYNC: as in `flush`; everything before `published` was written.
+        self.mem
+            .hdr()
+            .tail
+            .0
+            .store(self.published, Ordering::Release);
         self.cached_head = head;
         Ok(())
     }

@@ -140,6 +140,7 @@ pub(super) fn mem(seg: &Segment) -> Result<(Mem, usize), OpenError> {
             _keep: Arc::new(seg.clone()),
             hdr,
             data,
+            cap,
         },
         cap,
     ))

@@ -1,0 +1,136 @@
+//! Request and reply: [`Lp::request`] sends a request with a random
+//! correlation id and takes as its reply only a message with that id from
+//! the owner of the sub-function asked (its source stamped by the sender's
+//! manager). Anything else with the id is a forgery: dropped and counted.
+
+use super::{Lp, LpError, Message, MessageKind};
+use crate::link::Wait;
+use shmcollab_shm::frame::kind;
+use std::time::{Duration, Instant};
+
+impl Lp {
+    /// Send a request to `subfn` and wait up to `timeout` for its reply.
+    /// Messages that arrive meanwhile are kept for `recv`.
+    pub fn request(
+        &mut self,
+        subfn: &str,
+        bytes: &[u8],
+        timeout: Duration,
+    ) -> Result<Message, LpError> {
+        let dst = self.subfn_id(subfn)?;
+        // Unpredictable: another LP cannot aim a reply at a request it
+        // cannot see (sequential ids from 1 could be sprayed in advance).
+        let corr = fresh_corr();
+        self.emit(
+            Self::header(kind::REQUEST, dst, corr),
+            bytes,
+            Wait::For(timeout),
+        )?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            // The owner of the sub-function, now: only its reply counts (the
+            // source is stamped by the sender's manager, not by the sender).
+            let owner = self.registry.subfn_owner(dst);
+            let mut forged = 0u64;
+            let mut hit = None;
+            // Other messages stay in the inbox, in order, for `recv`.
+            self.inbox.retain(|m| match reply_match(m, corr, owner) {
+                ReplyMatch::Other => true,
+                ReplyMatch::Forged => {
+                    forged += 1;
+                    false
+                }
+                ReplyMatch::Ours => {
+                    if hit.is_none() {
+                        hit = Some(m.clone());
+                    }
+                    false
+                }
+            });
+            self.forged_replies = self.forged_replies.saturating_add(forged);
+            if let Some(m) = hit {
+                return Ok(m);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if !self.fill_inbox(Some(left))? {
+                return Err(LpError::Timeout);
+            }
+        }
+    }
+
+    /// Replies that carried the id of one of our requests but did not come
+    /// from the owner of the sub-function asked (dropped, never returned).
+    pub fn forged_replies(&self) -> u64 {
+        self.forged_replies
+    }
+}
+
+/// A fresh correlation id for a request: random, never 0.
+fn fresh_corr() -> u32 {
+    loop {
+        let c = shmcollab_shm::auth::random_u64() as u32;
+        if c != 0 {
+            return c;
+        }
+    }
+}
+
+/// What a message in the inbox is to a request waiting for `corr` to a
+/// sub-function owned by `owner`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReplyMatch {
+    /// Not a reply to it: stays for `recv`.
+    Other,
+    /// Its reply, from the owner.
+    Ours,
+    /// Its id, from someone else (or while no one owns the sub-function).
+    Forged,
+}
+
+fn reply_match(m: &Message, corr: u32, owner: Option<u32>) -> ReplyMatch {
+    if m.kind != MessageKind::Reply || m.corr != corr {
+        ReplyMatch::Other
+    } else if Some(m.from) == owner {
+        ReplyMatch::Ours
+    } else {
+        ReplyMatch::Forged
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(from: u32, corr: u32) -> Message {
+        Message {
+            from,
+            to: None,
+            kind: MessageKind::Reply,
+            corr,
+            payload: Vec::new(),
+        }
+    }
+
+    /// Issue 11 item 7: a reply counts only with the request's id and from
+    /// the owner of the sub-function asked.
+    #[test]
+    fn a_reply_must_come_from_the_owner() {
+        assert_eq!(reply_match(&reply(3, 77), 77, Some(3)), ReplyMatch::Ours);
+        assert_eq!(reply_match(&reply(4, 77), 77, Some(3)), ReplyMatch::Forged);
+        assert_eq!(reply_match(&reply(3, 77), 77, None), ReplyMatch::Forged);
+        assert_eq!(reply_match(&reply(3, 78), 77, Some(3)), ReplyMatch::Other);
+        let data = Message {
+            kind: MessageKind::Data,
+            ..reply(3, 77)
+        };
+        assert_eq!(reply_match(&data, 77, Some(3)), ReplyMatch::Other);
+    }
+
+    #[test]
+    fn correlation_ids_are_not_sequential() {
+        let ids: Vec<u32> = (0..64).map(|_| fresh_corr()).collect();
+        assert!(ids.iter().all(|&c| c != 0));
+        let sequential = ids.windows(2).filter(|w| w[1] == w[0].wrapping_add(1));
+        assert!(sequential.count() < 4, "{ids:?}");
+    }
+}
