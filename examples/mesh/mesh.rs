@@ -38,7 +38,9 @@ fn main() -> Result<(), LpError> {
             lp.report("rx", &counts.join(","))?;
             next_report = now + Duration::from_millis(100);
         }
-        let wait = next_send.min(next_report).saturating_duration_since(Instant::now());
+        let wait = next_send
+            .min(next_report)
+            .saturating_duration_since(Instant::now());
         match lp.recv_timeout(wait) {
             Ok(Some(m)) if m.kind == MessageKind::Broadcast && m.payload == b"stop" => {
                 return Ok(())
