@@ -35,7 +35,9 @@ fn main() -> Result<(), LpError> {
         }
         if now >= next_report {
             let counts: Vec<String> = rx.iter().map(|(s, c)| format!("{s}:{c}")).collect();
-            lp.report("rx", &counts.join(","))?;
+            if let Err(e) = lp.report("rx", &counts.join(",")) {
+                eprintln!("mesh: report: {e}");
+            }
             next_report = now + Duration::from_millis(100);
         }
         let wait = next_send

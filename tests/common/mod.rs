@@ -46,6 +46,12 @@ impl Drop for TempDir {
 pub struct Launched {
     child: Option<Child>,
     name: String,
+    /// Readers of stdout and stderr, started at once: a collaboration that
+    /// writes a lot must not block on a full pipe while the test runs.
+    out: Option<(
+        std::thread::JoinHandle<String>,
+        std::thread::JoinHandle<String>,
+    )>,
 }
 impl Launched {
     pub fn start(config: &Path, name: &str) -> Launched {
@@ -62,32 +68,31 @@ impl Launched {
     /// Run `cmd` (which runs `shmcollab launch` for collaboration `name`)
     /// with its output piped.
     pub fn spawn(mut cmd: Command, name: &str) -> Launched {
-        let child = cmd
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
+        let read = |mut r: Box<dyn Read + Send>| {
+            std::thread::spawn(move || {
+                let mut s = String::new();
+                let _ = r.read_to_string(&mut s);
+                s
+            })
+        };
+        let out = read(Box::new(child.stdout.take().unwrap()));
+        let err = read(Box::new(child.stderr.take().unwrap()));
         Launched {
             child: Some(child),
             name: name.to_owned(),
+            out: Some((out, err)),
         }
     }
 
     /// Wait for the end with a watchdog; returns (exit code, stdout, stderr).
     pub fn wait(mut self, limit: Duration) -> (i32, String, String) {
         let mut child = self.child.take().unwrap();
-        let mut out = child.stdout.take().unwrap();
-        let mut err = child.stderr.take().unwrap();
-        let t_out = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = out.read_to_string(&mut s);
-            s
-        });
-        let t_err = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = err.read_to_string(&mut s);
-            s
-        });
+        let (t_out, t_err) = self.out.take().unwrap();
         let deadline = Instant::now() + limit;
         let status = loop {
             if let Some(st) = child.try_wait().unwrap() {

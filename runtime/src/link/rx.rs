@@ -124,6 +124,12 @@ impl RxLink {
         Ok(())
     }
 
+    /// Put our shared field back if another process changed it (see
+    /// [`Consumer::heal`]); true if it had changed.
+    pub fn heal(&mut self) -> bool {
+        self.c.heal()
+    }
+
     /// Start again on a ring found corrupt ([`RingError`] from
     /// [`RxLink::next`]): what is in it is skipped (see
     /// [`Consumer::reset`]); the ring counts as one malformed frame, and

@@ -63,6 +63,12 @@ impl TxLink {
         TxLink { tx, sealer }
     }
 
+    /// Put our shared field back if another process changed it (see
+    /// [`Producer::heal`]); true if it had changed.
+    pub fn heal(&mut self) -> bool {
+        self.tx.heal().unwrap_or(false)
+    }
+
     /// Replace the sealer (a new key: the LP at the other end restarted).
     pub fn set_sealer(&mut self, sealer: Sealer) {
         self.sealer = sealer;

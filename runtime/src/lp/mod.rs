@@ -228,10 +228,29 @@ impl Lp {
         // SAFETY: `bell_ptr` points at the doorbell of our slot inside the
         // registry segment, which BellRef keeps mapped.
         let bell = unsafe { BellRef::new(registry.segment().clone(), bell_ptr) };
-        let out_seg = open_ring(&session, &ring_out)?;
-        let in_seg = open_ring(&session, &ring_in)?;
-        let tx = Producer::attach(&out_seg, Some(bell))?;
-        let rx = Consumer::attach(&in_seg)?;
+        // Another process may have written into a ring's fixed fields;
+        // the manager puts them back within its heal period: try again
+        // for a while before giving up.
+        let attach = || -> Result<_, shmcollab_shm::segment::OpenError> {
+            let out_seg = open_ring(&session, &ring_out)?;
+            let in_seg = open_ring(&session, &ring_in)?;
+            Ok((
+                Producer::attach(&out_seg, Some(bell.clone()))?,
+                Consumer::attach(&in_seg)?,
+            ))
+        };
+        let give_up = Instant::now() + Duration::from_secs(1);
+        let (tx, rx) = loop {
+            match attach() {
+                Ok(r) => break r,
+                Err(shmcollab_shm::segment::OpenError::Corrupt { .. })
+                    if Instant::now() < give_up =>
+                {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         let (tx_key, rx_key) = match keys {
             Some((t, r)) => (Some(t), Some(r)),
             None => (None, None),

@@ -72,7 +72,7 @@ impl Peers {
             if let Some(old) = peer.rx.take() {
                 peer.draining.push(old);
             }
-            peer.tx = None;
+            peer.drop_tx();
             peer.unsplit_direct();
             // OFFER and SWITCH were for its predecessor.
             peer.pending.retain(|h| h.kind != kind::CONTROL);
@@ -86,16 +86,16 @@ impl Peers {
             let cap = ctx.plan.ring_capacity;
             let seg =
                 create_ring(&ctx.session, &name, cap).or_else(|_| open_ring(&ctx.session, &name));
-            if let Ok(c) = seg.and_then(|seg| Consumer::attach(&seg)) {
+            if let Ok((seg, c)) = seg.and_then(|seg| Consumer::attach(&seg).map(|c| (seg, c))) {
                 let opener = Opener::new(ctx.peer_to_us_key(s, view.generation));
                 let link = RxLink::new(c, opener, Resync::Never);
-                peer.rx = Some(Inbound { link, name });
+                peer.rx = Some(Inbound { link, name, seg });
                 created = true;
             }
             Ctx::wake(&ctx.registry, s);
         } else if !active && peer.up {
             peer.up = false;
-            peer.tx = None;
+            peer.drop_tx();
             peer.unsplit_direct();
             found.changes.push(Change::Gone { slot: s });
             if let Some(old) = peer.rx.take() {
@@ -127,7 +127,13 @@ impl Peers {
             // segment, which BellRef keeps mapped.
             let bell = unsafe { BellRef::new(ctx.registry.segment().clone(), bell as *const _) };
             if let Ok(p) = Producer::attach(&seg, Some(bell)) {
-                let sealer = Sealer::new(ctx.us_to_peer_key(peer.slot, peer.generation));
+                let key = ctx.us_to_peer_key(peer.slot, peer.generation);
+                // The same generation again (its slot seemed to leave and
+                // come back): go on from the sequence already used.
+                let sealer = match peer.sealed {
+                    Some((g, next)) if g == peer.generation => Sealer::resume(key, next),
+                    _ => Sealer::new(key),
+                };
                 peer.tx = Some(TxLink::new(p, sealer));
             }
         }

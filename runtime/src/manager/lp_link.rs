@@ -9,7 +9,7 @@ use crate::link::{Drained, Outbox, Resync, RxLink, Step, TxLink};
 use crate::wire;
 use shmcollab_shm::auth::{Opener, Sealer};
 use shmcollab_shm::frame::{kind, FrameHeader};
-use shmcollab_shm::ring::{create_ring, Consumer, Producer, RingError};
+use shmcollab_shm::ring::{create_ring, heal_ring, Consumer, Producer, RingError};
 use shmcollab_shm::segment::Segment;
 
 /// What a pump of the LP's ring did.
@@ -25,6 +25,7 @@ pub(super) struct Pumped {
 
 pub(super) struct LpLink {
     in_seg: Segment,
+    out_seg: Segment,
     in_name: String,
     out_name: String,
     tx: TxLink,
@@ -47,11 +48,22 @@ impl LpLink {
         );
         Ok(LpLink {
             in_seg,
+            out_seg,
             in_name,
             out_name,
             tx,
             rx,
         })
+    }
+
+    /// Put back what another process overwrote in the two rings we made:
+    /// their fixed fields, our own positions. Returns how many fields.
+    pub fn heal(&mut self, ctx: &Ctx) -> usize {
+        let (cap, id) = (ctx.plan.ring_capacity, ctx.session.id());
+        usize::from(heal_ring(&self.in_seg, cap, id))
+            + usize::from(heal_ring(&self.out_seg, cap, id))
+            + usize::from(self.rx.heal())
+            + usize::from(self.tx.heal())
     }
 
     /// Names of the rings (to the LP, from the LP), for its environment.

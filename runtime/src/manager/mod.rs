@@ -46,6 +46,7 @@ mod coordinator;
 mod deliver;
 mod direct;
 mod discovery;
+mod heal;
 mod lifecycle;
 mod lp_link;
 mod lp_proc;
@@ -139,6 +140,7 @@ pub fn run(dir: &Path, slot: u32) -> anyhow::Result<i32> {
         stop_sent: false,
         txn,
         txn_in: Vec::new(),
+        healer: heal::Healer::default(),
     };
     if let Err(e) = m.start_lp() {
         // Not a crash of the manager: restarting it would not help.
@@ -176,6 +178,7 @@ struct Manager {
     /// The transaction server, and the frames waiting for it.
     txn: TxnServer,
     txn_in: Vec<TxnFrame>,
+    healer: heal::Healer,
 }
 
 impl Manager {
@@ -206,6 +209,7 @@ impl Manager {
             work |= self.drain_direct();
         }
         work |= self.serve_txn();
+        work |= self.heal_rings();
         work |= self.flush_lp();
         if self.ctx.flags.stopping() && !self.stop_sent {
             self.stop_sent = true;
@@ -251,6 +255,7 @@ impl Manager {
             self.life.deadline(),
             self.coord.deadline(&self.ctx),
             self.txn.deadline(),
+            Some(self.healer.next),
         ];
         t = parts.into_iter().flatten().fold(t, Instant::min);
         let lp_blocked = !self.queue.is_empty() && self.life.is_up();

@@ -24,6 +24,8 @@ const TURN_BUDGET: usize = 256;
 pub(super) struct Inbound {
     pub link: RxLink,
     pub name: String,
+    /// The ring (we made it: we heal its fixed fields).
+    pub seg: shmcollab_shm::segment::Segment,
 }
 
 /// The direct ring into a peer's LP, written by us.
@@ -56,9 +58,21 @@ pub(super) struct Peer {
     direct: Option<DirectOut>,
     /// Messages for the peer's LP waiting for room in `direct`.
     direct_pending: Outbox,
+    /// The generation of the peer our last sealer served, and its next
+    /// sequence number (see `drop_tx`).
+    pub sealed: Option<(u32, u64)>,
 }
 
 impl Peer {
+    /// Drop the link to the peer, remembering where its sealer was: a link
+    /// made again for the same generation (same key) must not reuse a
+    /// sequence number.
+    pub fn drop_tx(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            self.sealed = Some((self.generation, tx.next_seq()));
+        }
+    }
+
     fn new(slot: u32) -> Peer {
         Peer {
             slot,
@@ -72,6 +86,7 @@ impl Peer {
             report: None,
             direct: None,
             direct_pending: Outbox::new(),
+            sealed: None,
         }
     }
 
@@ -237,6 +252,24 @@ impl Peers {
     pub fn queued(&self) -> usize {
         let n = self.map.values();
         n.map(|p| p.pending.len() + p.direct_pending.len()).sum()
+    }
+
+    /// Put back what another process overwrote in the peer rings: the
+    /// fixed fields of those we made, our own positions in every one.
+    /// Returns how many fields.
+    pub fn heal(&mut self, ctx: &Ctx) -> usize {
+        let (cap, id) = (ctx.plan.ring_capacity, ctx.session.id());
+        let mut n = 0;
+        for p in self.map.values_mut() {
+            if let Some(rx) = p.rx.as_mut() {
+                n += usize::from(shmcollab_shm::ring::heal_ring(&rx.seg, cap, id));
+                n += usize::from(rx.link.heal());
+            }
+            if let Some(tx) = p.tx.as_mut() {
+                n += usize::from(tx.heal());
+            }
+        }
+        n
     }
 
     /// Write what waits for every peer; returns (work, dropped).

@@ -49,6 +49,14 @@ impl Sealer {
         Sealer { key, next_seq: 0 }
     }
 
+    /// A sealer that goes on from `next_seq`: for a link whose sealer was
+    /// dropped and is made again with the same key (its peer seemed to go
+    /// away and came back as the same generation). Starting again at 0
+    /// would reuse nonces under that key.
+    pub fn resume(key: Option<LinkKey>, next_seq: u64) -> Sealer {
+        Sealer { key, next_seq }
+    }
+
     /// Whether frames are encrypted and authenticated.
     pub fn secure(&self) -> bool {
         self.key.is_some()

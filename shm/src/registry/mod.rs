@@ -87,12 +87,14 @@
 
 mod coordinator;
 mod error;
+mod heal;
 mod layout;
 mod slots;
 mod status;
 mod subfns;
 
 pub use error::RegistryError;
+pub use heal::Golden;
 pub use layout::{
     MAX_NAME_LEN, MAX_SLOTS, MAX_STATUS_CAP, MAX_SUBFNS, MAX_SUBFN_NAME_LEN, NO_SLOT,
     REGISTRY_INIT, REGISTRY_MAGIC, REGISTRY_VERSION,

@@ -104,17 +104,17 @@ impl LpState {
 
 const FREE: u32 = 0;
 const CLAIMING: u32 = 1;
-const ACTIVE: u32 = 2;
-const STOPPING: u32 = 3;
+pub(super) const ACTIVE: u32 = 2;
+pub(super) const STOPPING: u32 = 3;
 const DEAD: u32 = 4;
 
-fn state_of(word: u64) -> u32 {
+pub(super) fn state_of(word: u64) -> u32 {
     word as u32
 }
-fn gen_of(word: u64) -> u32 {
+pub(super) fn gen_of(word: u64) -> u32 {
     (word >> 32) as u32
 }
-fn pack(generation: u32, state: u32) -> u64 {
+pub(super) fn pack(generation: u32, state: u32) -> u64 {
     (u64::from(generation) << 32) | u64::from(state)
 }
 

@@ -28,6 +28,17 @@ pub struct Consumer {
 impl Consumer {
     pub(super) fn new(mem: Mem, cap: usize) -> Consumer {
         let head = mem.hdr().head.0.load(Ordering::Acquire);
+        let tail = mem.hdr().tail.0.load(Ordering::Acquire);
+        // Positions are not checked at attach: with garbage in them, start
+        // empty at an aligned tail (or head); the first read resets or
+        // repairs the rest.
+        let head = if check_positions(head, tail, cap).is_ok() {
+            head
+        } else if tail.is_multiple_of(8) {
+            tail
+        } else {
+            head & !7
+        };
         Consumer {
             mem,
             cap,
@@ -135,15 +146,51 @@ impl Consumer {
         }
     }
 
+    /// Put back our own shared field (the head) if another process changed
+    /// it: for an owner that checks its rings now and then, since a
+    /// producer that finds garbage there cannot send, and so never wakes
+    /// us to read. Returns whether it had changed.
+    pub fn heal(&mut self) -> bool {
+        let changed = self.mem.hdr().head.0.load(Ordering::Relaxed) != self.head;
+        self.repair_head();
+        let hdr = self.mem.hdr();
+        let (head, tail) = (
+            hdr.head.0.load(Ordering::Acquire),
+            hdr.tail.0.load(Ordering::Acquire),
+        );
+        let broken = check_positions(head, tail, self.cap).is_err();
+        if broken {
+            // Neither pair is consistent: declare the ring empty at our
+            // head; the producer adopts a consistent foreign tail.
+            hdr.tail.0.store(self.head, Ordering::Release);
+            hdr.head.0.store(self.head, Ordering::Release);
+            self.cached_tail = self.head;
+        }
+        self.unsignalled = self.unsignalled.max(1);
+        self.signal_space();
+        changed || broken
+    }
+
     /// The shared head is ours alone: if someone else changed it, put ours
     /// back (the producer would otherwise see garbage until our next
     /// release, which may never come if it cannot send).
     fn repair_head(&mut self) {
         let hdr = self.mem.hdr();
-        if hdr.head.0.load(Ordering::Relaxed) != self.head {
+        let shared = hdr.head.0.load(Ordering::Relaxed);
+        if shared == self.head {
+            return;
+        }
+        let tail = hdr.tail.0.load(Ordering::Acquire);
+        if check_positions(self.head, tail, self.cap).is_ok() {
             // SYNC: as in `advance`: nothing before `head` is read any more.
             hdr.head.0.store(self.head, Ordering::Release);
             self.unsignalled = self.unsignalled.max(1);
+        } else if check_positions(shared, tail, self.cap).is_ok() {
+            // Ours no longer fits the tail but the shared pair is
+            // consistent (an owner declared the ring empty there): adopt
+            // it; what lay between is lost (the opener counts the gap).
+            self.head = shared;
+            self.cached_tail = shared;
         }
     }
 

@@ -185,6 +185,32 @@ impl Producer {
         Ok(())
     }
 
+    /// Put back our own shared field (the tail) if another process changed
+    /// it to something inconsistent (a consistent foreign tail is adopted,
+    /// as `reserve` does). Returns whether it had changed; an error if the
+    /// consumer's head is garbage too (its owner repairs that).
+    pub fn heal(&mut self) -> Result<bool, SendError> {
+        let shared = self.mem.hdr().tail.0.load(Ordering::Relaxed);
+        let head = self.mem.hdr().head.0.load(Ordering::Acquire);
+        if shared == self.published && check_positions(head, shared, self.cap).is_ok() {
+            return Ok(false);
+        }
+        if shared != self.published && self.adopt_tail(shared).is_ok() {
+            return Ok(true);
+        }
+        let hdr = self.mem.hdr();
+        // The head is garbage too: declare the ring empty at our tail (what
+        // was unread is lost; the reader counts the gap); the consumer
+        // adopts a consistent shared pair.
+        // SYNC: as in `flush`.
+        hdr.tail.0.store(self.published, Ordering::Release);
+        hdr.head.0.store(self.published, Ordering::Release);
+        self.tail = self.published;
+        self.cached_head = self.published;
+        self.suspect = false;
+        Ok(true)
+    }
+
     /// Reserve room for `len` bytes, waiting up to `timeout` (forever if
     /// `None`) for the consumer to make space.
     pub fn reserve_wait(

@@ -4,13 +4,12 @@
 //! of the ring's own.
 
 use super::layout::{
-    check_positions, init_header, ring_body_len, RingHeader, HEADER_LEN, MAX_CAPACITY,
-    MIN_CAPACITY, RING_MAGIC, RING_VERSION,
+    init_header, ring_body_len, RingHeader, HEADER_LEN, MAX_CAPACITY, MIN_CAPACITY, RING_MAGIC,
+    RING_VERSION,
 };
 use super::mem::Mem;
 use crate::doorbell::Doorbell;
 use crate::segment::{CreateError, OpenError, Segment, SegmentKind, Session};
-use crate::sync::Ordering;
 use std::sync::Arc;
 
 /// Reference to a doorbell in some segment, rung by a producer after each
@@ -119,15 +118,46 @@ pub(super) fn validate(seg: &Segment) -> Result<usize, OpenError> {
     if ring_body_len(cap) > seg.body_len() {
         return Err(corrupt("capacity exceeds the segment"));
     }
-    // SAFETY: as above; atomics at aligned offsets.
-    let (head, tail) = unsafe {
-        (
-            (*hdr).head.0.load(Ordering::Acquire),
-            (*hdr).tail.0.load(Ordering::Acquire),
-        )
-    };
-    check_positions(head, tail, cap).map_err(corrupt)?;
+    // Head and tail are not checked here: they are the two ends' running
+    // state, which each end checks at every use and repairs (its own) or
+    // resets; refusing to attach to a ring with garbage in them would leave
+    // a restarted process out for good.
     Ok(cap)
+}
+
+/// For the creator of the ring in `seg` (of `capacity`, in session
+/// `session_id`): write back its segment header and the ring's fixed fields
+/// (magic, version, capacity) if another process changed them, so that a
+/// process attaching later is not refused for good. Returns whether
+/// anything changed.
+pub fn heal_ring(seg: &Segment, capacity: usize, session_id: u64) -> bool {
+    let mut changed = seg.heal_header(SegmentKind::Ring, session_id);
+    if seg.body_len() < ring_body_len(capacity) {
+        return changed;
+    }
+    let hdr = seg.body_ptr().cast::<RingHeader>();
+    // SAFETY: the body holds the 128-aligned control block (checked just
+    // above); the fields are plain integers other processes may write too:
+    // volatile accesses.
+    unsafe {
+        let meta = std::ptr::addr_of_mut!((*hdr).meta.0);
+        let magic = std::ptr::addr_of_mut!((*meta).magic);
+        let version = std::ptr::addr_of_mut!((*meta).version);
+        let cap = std::ptr::addr_of_mut!((*meta).capacity);
+        if magic.read_volatile() != RING_MAGIC {
+            magic.write_volatile(RING_MAGIC);
+            changed = true;
+        }
+        if version.read_volatile() != RING_VERSION {
+            version.write_volatile(RING_VERSION);
+            changed = true;
+        }
+        if cap.read_volatile() != capacity as u64 {
+            cap.write_volatile(capacity as u64);
+            changed = true;
+        }
+    }
+    changed
 }
 
 pub(super) fn mem(seg: &Segment) -> Result<(Mem, usize), OpenError> {

@@ -149,6 +149,39 @@ impl Segment {
         self.inner.map.len() - HEADER_LEN
     }
 
+    /// For the creator of the segment: write back the header fields if
+    /// another process changed them (so that the next process to open the
+    /// segment is not refused for good). Returns whether anything changed.
+    pub fn heal_header(&self, kind: SegmentKind, session_id: u64) -> bool {
+        let want = [
+            SEGMENT_MAGIC.to_le(),
+            u64::from(LAYOUT_VERSION.to_le()) | (u64::from((kind as u32).to_le()) << 32),
+            session_id.to_le(),
+            (self.inner.map.len() as u64).to_le(),
+        ];
+        let p = self.inner.map.as_mut_ptr().cast::<u64>();
+        let mut changed = false;
+        for (i, w) in want.iter().enumerate() {
+            // SAFETY: the first 32 bytes of the mapping (at least 128 long,
+            // page aligned) are the header's first four 8-byte words; other
+            // processes may write them too: volatile, word-sized accesses.
+            unsafe {
+                if p.add(i).read_volatile() != *w {
+                    p.add(i).write_volatile(*w);
+                    changed = true;
+                }
+            }
+        }
+        let hdr = self.inner.map.as_mut_ptr().cast::<SegmentHeader>();
+        // SAFETY: `hdr` points to the aligned header inside the mapping.
+        let ready = unsafe { &(*hdr).ready };
+        if ready.load(Ordering::Acquire) != READY {
+            ready.store(READY, Ordering::Release);
+            changed = true;
+        }
+        changed
+    }
+
     /// Whether the file was cut short under the mapping (by another
     /// process): the pages past its end now read as zeros in this process
     /// (see [`super::sigbus`]), so the segment is garbage and its owner

@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 const TAG_SIGNAL: u64 = u64::MAX;
 /// Longest sleep when no timer is due.
 const IDLE: Duration = Duration::from_secs(3600);
+/// How often the registry's fixed parts are checked and put back.
+const HEAL_EVERY: Duration = Duration::from_millis(100);
 
 /// What woke the loop, by epoll tag.
 enum Source {
@@ -82,6 +84,11 @@ pub(super) struct Supervisor<'a> {
     stop_requested: bool,
     /// Slots still to stop once the stop began, popped from the back.
     stop_order: Option<Vec<usize>>,
+    /// The registry's fixed parts as made, and when to put them back next
+    /// (any process of the user can write there).
+    golden: shmcollab_shm::registry::Golden,
+    next_heal: Instant,
+    healed: usize,
 }
 
 impl<'a> Supervisor<'a> {
@@ -118,6 +125,9 @@ impl<'a> Supervisor<'a> {
             failure: None,
             stop_requested: false,
             stop_order: None,
+            golden: registry.golden(),
+            next_heal: Instant::now() + HEAL_EVERY,
+            healed: 0,
         })
     }
 
@@ -174,7 +184,23 @@ impl<'a> Supervisor<'a> {
             }
             timeout = timeout.min(g.due.saturating_duration_since(now));
         }
-        timeout
+        if now >= self.next_heal {
+            self.heal_registry(now);
+        }
+        timeout.min(self.next_heal.saturating_duration_since(now))
+    }
+
+    /// Put back the registry's fixed parts if another process wrote there.
+    fn heal_registry(&mut self, now: Instant) {
+        self.next_heal = now + HEAL_EVERY;
+        let n = self.registry.heal_fixed(&self.golden);
+        if n > 0 {
+            if self.healed == 0 {
+                eprintln!("shmcollab: another process wrote into the registry: put back (and so on, silently)");
+            }
+            self.healed += n;
+            self.registry.changes().notify();
+        }
     }
 
     fn wait(&mut self, events: &mut Vec<epoll::Event>, timeout: Duration) {

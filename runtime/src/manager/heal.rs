@@ -1,0 +1,68 @@
+//! Healing the rings now and then: any process of the user can write into
+//! a ring's shared fields (DESIGN.md, "Threat model"). Each end checks the
+//! positions it reads at every use, and a reader resets a ring it finds
+//! corrupt; but a field overwritten where nobody looks until it is too late
+//! (the fixed fields that a process attaching later checks, our own
+//! position that the other end needs to make progress) would leave a link
+//! dead. So every [`HEAL_EVERY`] the manager puts back what it owns in the
+//! rings it made and the positions it writes in every ring it uses.
+
+use super::Manager;
+use std::time::{Duration, Instant};
+
+/// How often the rings are checked (each check reads a few words per ring).
+pub(super) const HEAL_EVERY: Duration = Duration::from_millis(50);
+
+/// When to heal next, and what was healed.
+pub(super) struct Healer {
+    pub next: Instant,
+    last_said: Option<Instant>,
+    /// Fields put back since start.
+    pub healed: u64,
+}
+
+impl Default for Healer {
+    fn default() -> Self {
+        Healer {
+            next: Instant::now() + HEAL_EVERY,
+            last_said: None,
+            healed: 0,
+        }
+    }
+}
+
+impl Manager {
+    /// Heal if it is time; true if anything was put back.
+    pub(super) fn heal_rings(&mut self) -> bool {
+        let now = Instant::now();
+        if now < self.healer.next {
+            return false;
+        }
+        self.healer.next = now + HEAL_EVERY;
+        let name = &self.ctx.lp_plan().name;
+        let slot = self.ctx.registry.heal_slot(
+            self.ctx.slot,
+            self.ctx.generation,
+            std::process::id(),
+            name,
+        );
+        let n = self.lp.heal(&self.ctx) + self.peers.heal(&self.ctx) + usize::from(slot);
+        if n == 0 {
+            return false;
+        }
+        self.healer.healed += n as u64;
+        // Said at most once a second: an attack must not flood the log.
+        if self
+            .healer
+            .last_said
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+        {
+            self.healer.last_said = Some(now);
+            eprintln!(
+                "shmcollab: another process wrote into our rings: {} fields put back so far",
+                self.healer.healed
+            );
+        }
+        true
+    }
+}
