@@ -254,11 +254,7 @@ fn targets(sdir: &Path) -> Vec<Target> {
         .filter(|e| {
             let n = e.file_name();
             let n = n.to_string_lossy();
-            n == "registry"
-                || n.ends_with(".in")
-                || n.ends_with(".out")
-                || n.starts_with("peer")
-                || n.starts_with("direct")
+            n == "registry" || shmcollab::runtime::wire::RingName::parse(&n).is_some()
         })
         .filter_map(|e| Target::open(&e.path()))
         .collect()

@@ -130,9 +130,9 @@ impl Peers {
                 let key = ctx.us_to_peer_key(peer.slot, peer.generation);
                 // The same generation again (its slot seemed to leave and
                 // come back): go on from the sequence already used.
-                let sealer = match peer.sealed {
-                    Some((g, next)) if g == peer.generation => Sealer::resume(key, next),
-                    _ => Sealer::new(key),
+                let sealer = match peer.sealed.get(&peer.generation) {
+                    Some(&next) => Sealer::resume(key, next),
+                    None => Sealer::new(key),
                 };
                 peer.tx = Some(TxLink::new(p, sealer));
             }

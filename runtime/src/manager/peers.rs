@@ -58,9 +58,9 @@ pub(super) struct Peer {
     direct: Option<DirectOut>,
     /// Messages for the peer's LP waiting for room in `direct`.
     direct_pending: Outbox,
-    /// The generation of the peer our last sealer served, and its next
-    /// sequence number (see `drop_tx`).
-    pub sealed: Option<(u32, u64)>,
+    /// For each generation of the peer we sealed for, the next sequence
+    /// number (see `drop_tx`; the few newest generations are kept).
+    pub sealed: std::collections::BTreeMap<u32, u64>,
 }
 
 impl Peer {
@@ -69,7 +69,13 @@ impl Peer {
     /// sequence number.
     pub fn drop_tx(&mut self) {
         if let Some(tx) = self.tx.take() {
-            self.sealed = Some((self.generation, tx.next_seq()));
+            let next = self.sealed.entry(self.generation).or_default();
+            *next = (*next).max(tx.next_seq());
+            // Generations only grow; garbage in the registry may show many
+            // for a moment: keep the newest few.
+            while self.sealed.len() > 16 {
+                self.sealed.pop_first();
+            }
         }
     }
 
@@ -86,7 +92,7 @@ impl Peer {
             report: None,
             direct: None,
             direct_pending: Outbox::new(),
-            sealed: None,
+            sealed: std::collections::BTreeMap::new(),
         }
     }
 
