@@ -3,10 +3,26 @@
 //! (the example programs), over real shared memory.
 //!
 //! In one run:
-//! 1. `lp_rtt_64`: 64 B request/reply round trips LP -> manager -> manager
-//!    -> LP and back, tags on (pingpong, `ping rtt 20000`), next to the same
-//!    round trip over a Unix socket between two processes (`rtt_64`,
-//!    `unix_socket`); prints p50(shmcollab) / p50(socket) (target <= 0.5).
+//! 1. Round trips at every load: 64 B request/reply LP -> manager -> LP ->
+//!    manager -> LP (the direct path), tags on (pingpong, `ping paced N
+//!    INTERVAL_US`), back to back (`lp_rtt_64`, 20,000) and paced at one
+//!    request per 100 µs (10,000), 1 ms (2,000) and 10 ms (300):
+//!    `lp_rtt_64_paced_100us`, `_1ms`, `_10ms`. Each row: p50, p99, p99.9,
+//!    max, and `cpu_ns_per_rtt`, the CPU time of ALL the collaboration's
+//!    processes (supervisor, both managers, both LPs) over the measured
+//!    window per round trip, summed by ping itself from their CPU clocks
+//!    (utime + stime to the ns) just before its first measured request and
+//!    after its last reply. Next to each, at the same pace, with the same
+//!    pacing code (`examples/pingpong/pace.rs`), a Unix stream socket
+//!    between two processes of this bench: both on one CPU
+//!    (`unix_socket_1cpu`) and on two (`unix_socket_2cpu`), pinned with
+//!    sched_setaffinity; the better of the two (lower p50) is
+//!    `unix_socket`, the baseline of every ratio. 3 alternating rounds,
+//!    medians; ratios are the medians of the rounds' ratios. Targets: back
+//!    to back p50 <= 0.5 x socket; paced at 1 ms p50 <= 2 x and p99 <= 3 x
+//!    the socket at that pace; 100 µs and 10 ms reported. Also the back to
+//!    back round trip with `SHMCOLAB_DIRECT=0` (6 hops), for comparison.
+//!    iceoryx2 with its blocking wait is in `benches/compare` (`-- lat`).
 //! 2. `lp_oneway_64`: one-way 64 B messages through both managers, tags on
 //!    (`ping flood`); target >= 2 M msgs/s.
 //! 3. `launch_32_ready`: wall time from spawning `shmcollab launch` of 32
@@ -41,16 +57,16 @@ mod harness;
 #[path = "e2e/runs.rs"]
 mod runs;
 
-use common::Row;
-use harness::{
-    build_and_locate, fail, median, median_of, quick, shm_entries, shm_root, Bins, TempDir,
-};
+use common::{LatRow, Placement, Row};
+use harness::{build_and_locate, fail, median, quick, shm_entries, shm_root, Bins, TempDir};
 use std::path::Path;
 
 /// How much one run measures (`SHMC_BENCH_QUICK=1`: a smoke run).
 struct Counts {
-    /// Round trips per pingpong run.
+    /// Round trips back to back per run (LP, 6 hops, sockets).
     rtt_iters: u64,
+    /// (interval in µs, round trips) of the paced runs.
+    paced: Vec<(u64, u64)>,
     /// Alternating rounds of the round-trip figure.
     rounds: usize,
     /// One-way messages.
@@ -65,7 +81,12 @@ impl Counts {
     fn new(q: bool) -> Counts {
         Counts {
             rtt_iters: if q { 2_000 } else { 20_000 },
-            rounds: if q { 1 } else { 5 },
+            paced: if q {
+                vec![(100, 300), (1_000, 50), (10_000, 10)]
+            } else {
+                vec![(100, 10_000), (1_000, 2_000), (10_000, 300)]
+            },
+            rounds: if q { 1 } else { 3 },
             flood: if q { 100_000 } else { 4_000_000 },
             launches: if q { 2 } else { 5 },
             idle_secs: if q { 2 } else { 10 },
@@ -98,58 +119,113 @@ fn main() {
 
 // ---- 1. round trips --------------------------------------------------------
 
-/// Figure 1: medians of the LP round trip (4 and 6 hops) and of the socket
-/// baseline, and of the rounds' ratios.
-struct RoundTrips {
-    rtt: Row,
-    rtt6: Row,
-    sock: Row,
-    ratios: Vec<f64>,
-    ratio: f64,
+/// One pace of figure 1: the medians of the LP pair and of both socket
+/// placements, the better socket as `unix_socket`, and the ratios.
+struct PaceFig {
+    lp: LatRow,
+    one: LatRow,
+    two: LatRow,
+    /// The better of `one` and `two` (lower median p50), as `unix_socket`.
+    sock: LatRow,
+    /// Per round: LP p50 / p50 of that round's better socket, and the same
+    /// for p99 (against the same socket row).
+    p50_ratios: Vec<f64>,
+    p99_ratios: Vec<f64>,
+    p50_ratio: f64,
+    p99_ratio: f64,
 }
 
-/// Round trips and the socket baseline, in alternating rounds (this
-/// machine's noise comes and goes within seconds): the ratio is the
-/// median of the rounds' ratios, the rows the medians of their p50/p99.
+/// Figure 1: one [`PaceFig`] per pace (back to back first), and the 6-hop
+/// round trip back to back.
+struct RoundTrips {
+    paces: Vec<PaceFig>,
+    rtt6: LatRow,
+}
+
+/// Round trips and the socket baselines at every pace, in alternating
+/// rounds (this machine's noise comes and goes within seconds): within a
+/// round, each pace runs the LP pair, then the socket on one CPU, then on
+/// two. Rows are the medians over the rounds, field by field; ratios the
+/// medians of the rounds' ratios.
 fn round_trips(bins: &Bins, dir: &Path, c: &Counts) -> RoundTrips {
-    let mut rtts = Vec::new();
-    let mut socks = Vec::new();
-    let mut ratios = Vec::new();
+    let paces: Vec<(u64, u64)> = std::iter::once((0, c.rtt_iters))
+        .chain(c.paced.iter().copied())
+        .collect();
+    let mut got: Vec<[Vec<LatRow>; 3]> = paces.iter().map(|_| Default::default()).collect();
     let mut six = Vec::new();
+    let us = |v: f64| v / 1e3;
     for round in 0..c.rounds {
-        let r = runs::lp_rtt(bins, dir, c.rtt_iters, false);
-        let so = common::sock_rtt("rtt_64", 64, c.rtt_iters as usize);
-        let r6 = runs::lp_rtt(bins, dir, c.rtt_iters, true);
-        let ratio = r.p50_ns.unwrap_or(f64::NAN) / so.p50_ns.unwrap_or(f64::NAN);
+        for (i, &(interval, n)) in paces.iter().enumerate() {
+            let lp = runs::lp_paced(bins, dir, n, interval, false);
+            let one = common::sock_rtt_lat(64, n as usize, interval, Placement::OneCpu);
+            let two = common::sock_rtt_lat(64, n as usize, interval, Placement::TwoCpus);
+            eprintln!(
+                "e2e bench: round {round}: {}: shmcollab p50 {:.2} µs p99 {:.2} µs cpu {:.2} µs; \
+                 socket 1 CPU p50 {:.2} µs p99 {:.2} µs; 2 CPUs p50 {:.2} µs p99 {:.2} µs",
+                lp.bench,
+                us(lp.p50_ns),
+                us(lp.p99_ns),
+                us(lp.cpu_ns_per_rtt.unwrap_or(f64::NAN)),
+                us(one.p50_ns),
+                us(one.p99_ns),
+                us(two.p50_ns),
+                us(two.p99_ns),
+            );
+            for (k, r) in [lp, one, two].into_iter().enumerate() {
+                got[i][k].push(r);
+            }
+        }
+        let r6 = runs::lp_paced(bins, dir, c.rtt_iters, 0, true);
         eprintln!(
-            "e2e bench: round {round}: lp_rtt_64 p50 {:.2} µs (6 hops: {:.2} µs), unix socket p50 {:.2} µs, ratio {ratio:.3}",
-            r.p50_ns.unwrap_or(f64::NAN) / 1e3,
-            r6.p50_ns.unwrap_or(f64::NAN) / 1e3,
-            so.p50_ns.unwrap_or(f64::NAN) / 1e3,
+            "e2e bench: round {round}: lp_rtt_64, 6 hops: p50 {:.2} µs",
+            us(r6.p50_ns)
         );
-        ratios.push(ratio);
-        rtts.push(r);
-        socks.push(so);
         six.push(r6);
     }
-    let ratio = median(&mut ratios.clone());
     RoundTrips {
-        rtt: median_row(&rtts),
-        rtt6: median_row(&six),
-        sock: median_row(&socks),
-        ratios,
-        ratio,
+        paces: got
+            .iter()
+            .map(|[lp, one, two]| pace_fig(lp, one, two))
+            .collect(),
+        rtt6: LatRow::median(&six, "shmcollab_6_hops"),
     }
 }
 
-/// A row with the medians of the rows' p50 and p99.
-fn median_row(rows: &[Row]) -> Row {
-    Row {
-        bench: rows[0].bench.clone(),
-        system: rows[0].system.clone(),
-        p50_ns: Some(median_of(rows, |r| r.p50_ns)),
-        p99_ns: Some(median_of(rows, |r| r.p99_ns)),
-        msgs_per_s: None,
+/// The medians and ratios of one pace's rounds.
+fn pace_fig(lp: &[LatRow], one: &[LatRow], two: &[LatRow]) -> PaceFig {
+    let better = |a: &LatRow, b: &LatRow| {
+        if a.p50_ns <= b.p50_ns {
+            a.clone()
+        } else {
+            b.clone()
+        }
+    };
+    let round_socks: Vec<LatRow> = one.iter().zip(two).map(|(a, b)| better(a, b)).collect();
+    let p50_ratios: Vec<f64> = lp
+        .iter()
+        .zip(&round_socks)
+        .map(|(l, s)| l.p50_ns / s.p50_ns)
+        .collect();
+    let p99_ratios: Vec<f64> = lp
+        .iter()
+        .zip(&round_socks)
+        .map(|(l, s)| l.p99_ns / s.p99_ns)
+        .collect();
+    let (one, two) = (
+        LatRow::median(one, Placement::OneCpu.system()),
+        LatRow::median(two, Placement::TwoCpus.system()),
+    );
+    let mut sock = better(&one, &two);
+    sock.system = "unix_socket".into();
+    PaceFig {
+        lp: LatRow::median(lp, "shmcollab"),
+        p50_ratio: median(&mut p50_ratios.clone()),
+        p99_ratio: median(&mut p99_ratios.clone()),
+        p50_ratios,
+        p99_ratios,
+        one,
+        two,
+        sock,
     }
 }
 
@@ -221,52 +297,97 @@ fn verdict(ok: bool) -> &'static str {
     }
 }
 
-/// The table, the JSON lines, then one verdict line per figure.
+/// The tables, the JSON lines, then one verdict line per figure.
 fn report(c: &Counts, rt: RoundTrips, oneway: Row, launch: &LaunchTimes, idle: &IdleCpu) {
     let rate = oneway.msgs_per_s.unwrap_or(0.0);
-    let RoundTrips {
-        rtt,
-        rtt6,
-        sock,
-        ratios,
-        ratio,
-    } = rt;
-    let rows = [rtt, rtt6, sock, oneway];
-    common::print_table(&rows);
-    print_json_lines(ratio, &ratios, launch, idle);
+    let mut lat = Vec::new();
+    for f in &rt.paces {
+        lat.extend([&f.lp, &f.sock, &f.one, &f.two].map(Clone::clone));
+    }
+    lat.push(rt.rtt6.clone());
+    common::print_lat_table(&lat);
+    common::print_table(&[oneway]);
+    print_json_lines(&rt.paces, launch, idle);
     println!();
-    print_verdicts(c, ratio, &ratios, rate, launch, idle);
+    print_verdicts(c, &rt.paces, rate, launch, idle);
 }
 
-/// The figures' JSON lines that are not rows of the table.
-fn print_json_lines(ratio: f64, ratios: &[f64], launch: &LaunchTimes, idle: &IdleCpu) {
+/// The figures' JSON lines that are not rows of the tables.
+fn print_json_lines(paces: &[PaceFig], launch: &LaunchTimes, idle: &IdleCpu) {
+    for f in paces {
+        println!(
+            "{{\"bench\":\"{}_vs_socket\",\"system\":\"shmcollab\",\"p50_ratio\":{:.3},\"p99_ratio\":{:.3},\"rounds\":[{}],\"rounds_p99\":[{}],\"socket\":\"{}\"}}",
+            f.lp.bench,
+            f.p50_ratio,
+            f.p99_ratio,
+            join_fixed(&f.p50_ratios, 3, ","),
+            join_fixed(&f.p99_ratios, 3, ","),
+            f.sock_placement(),
+        );
+    }
     let (launch_ms, launch_said) = (launch.wall_ms, launch.said_ms);
-    println!(
-        "{{\"bench\":\"lp_rtt_64_vs_socket\",\"system\":\"shmcollab\",\"p50_ratio\":{ratio:.3},\"rounds\":[{}]}}",
-        join_fixed(ratios, 3, ",")
-    );
     println!(
         "{{\"bench\":\"launch_32_ready\",\"system\":\"shmcollab\",\"ms\":{launch_ms:.1},\"supervisor_ms\":{launch_said:.1}}}"
     );
     println!("{}", idle.json);
 }
 
+impl PaceFig {
+    /// Which placement the `unix_socket` row is.
+    fn sock_placement(&self) -> &'static str {
+        if self.one.p50_ns <= self.two.p50_ns {
+            Placement::OneCpu.system()
+        } else {
+            Placement::TwoCpus.system()
+        }
+    }
+}
+
 /// One line per figure: its value and whether it met its target.
-fn print_verdicts(
-    c: &Counts,
-    ratio: f64,
-    ratios: &[f64],
-    rate: f64,
-    launch: &LaunchTimes,
-    idle: &IdleCpu,
-) {
+fn print_verdicts(c: &Counts, paces: &[PaceFig], rate: f64, launch: &LaunchTimes, idle: &IdleCpu) {
     let (rounds, launches, idle_secs) = (c.rounds, c.launches, c.idle_secs);
     let (launch_ms, launch_said) = (launch.wall_ms, launch.said_ms);
     let (idle_pct, idle_parts, procs) = (idle.pct, idle.parts, idle.procs);
+    let us = |v: f64| v / 1e3;
+    for f in paces {
+        let (p50_target, p99_target) = match f.lp.interval_us {
+            0 => (Some(0.5), None),
+            1_000 => (Some(2.0), Some(3.0)),
+            _ => (None, None),
+        };
+        let target = |t: Option<f64>, r: f64| match t {
+            Some(t) => format!("target <= {t}: {}", verdict(r <= t)),
+            None => "reported".into(),
+        };
+        println!(
+            "{} p50 / unix_socket p50 = {:.3}, median of {rounds} rounds ({})   ({}); \
+             p99 / unix_socket p99 = {:.3} ({})   ({})",
+            f.lp.bench,
+            f.p50_ratio,
+            join_fixed(&f.p50_ratios, 3, ","),
+            target(p50_target, f.p50_ratio),
+            f.p99_ratio,
+            join_fixed(&f.p99_ratios, 3, ","),
+            target(p99_target, f.p99_ratio),
+        );
+        println!(
+            "    shmcollab p50 {:.2} µs, p99 {:.2} µs, p99.9 {:.2} µs, CPU {:.2} µs per round trip (5 processes); \
+             unix_socket = {} (1 CPU p50 {:.2} µs, p99 {:.2} µs, CPU {:.2} µs; 2 CPUs p50 {:.2} µs, p99 {:.2} µs, CPU {:.2} µs)",
+            us(f.lp.p50_ns),
+            us(f.lp.p99_ns),
+            us(f.lp.p999_ns),
+            us(f.lp.cpu_ns_per_rtt.unwrap_or(f64::NAN)),
+            f.sock_placement(),
+            us(f.one.p50_ns),
+            us(f.one.p99_ns),
+            us(f.one.cpu_ns_per_rtt.unwrap_or(f64::NAN)),
+            us(f.two.p50_ns),
+            us(f.two.p99_ns),
+            us(f.two.cpu_ns_per_rtt.unwrap_or(f64::NAN)),
+        );
+    }
     println!(
-        "lp_rtt_64 p50 / unix socket rtt_64 p50 = {ratio:.3}, median of {rounds} rounds ({})   (target <= 0.5: {})",
-        join_fixed(ratios, 3, ","),
-        verdict(ratio <= 0.5)
+        "lp_rtt_64_paced_1ms p50 / iceoryx2_blocking p50: target <= 1.0, measured by `(cd benches/compare && cargo run --release -- lat)`"
     );
     println!(
         "lp_oneway_64: {:.2} M msgs/s                    (target >= 2 M: {})",

@@ -3,7 +3,6 @@
 //! a watchdog, the configs it runs, and medians. Kept apart from the
 //! measurements so that `e2e.rs` reads as the list of figures it measures.
 
-use crate::common::Row;
 use serde_json::Value;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -334,10 +333,4 @@ pub(crate) fn median(v: &mut [f64]) -> f64 {
     } else {
         (v[m - 1] + v[m]) / 2.0
     }
-}
-
-/// The median of the rows' field `f`.
-pub(crate) fn median_of(rows: &[Row], f: impl Fn(&Row) -> Option<f64>) -> f64 {
-    let mut v: Vec<f64> = rows.iter().filter_map(f).collect();
-    median(&mut v)
 }

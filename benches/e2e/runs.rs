@@ -3,7 +3,7 @@
 //! LPs until ready, and the CPU an idle collaboration uses. `e2e.rs` repeats
 //! them and makes the figures.
 
-use crate::common::Row;
+use crate::common::{pace, LatRow, Row};
 use crate::harness::{
     fail, idle_config, run_pingpong, slurp, status_json, write_config, Bins, Launched,
 };
@@ -15,29 +15,52 @@ use std::time::{Duration, Instant};
 
 // ---- 1. round trips --------------------------------------------------------
 
-/// One pingpong round trip run; `six_hops` turns the direct path off.
-pub(crate) fn lp_rtt(bins: &Bins, dir: &Path, iters: u64, six_hops: bool) -> Row {
-    let n = iters.to_string();
+/// One pingpong run of `ping paced ITERS INTERVAL_US 64` (0: back to back);
+/// `six_hops` turns the direct path off. The row is ping's JSON line: the
+/// percentiles of its round trips and the CPU time of all the
+/// collaboration's processes (supervisor, managers, LPs) per round trip,
+/// which ping sums itself over its measured window (see `paced` in
+/// `examples/pingpong/ping.rs`).
+pub(crate) fn lp_paced(
+    bins: &Bins,
+    dir: &Path,
+    iters: u64,
+    interval_us: u64,
+    six_hops: bool,
+) -> LatRow {
+    let (n, us) = (iters.to_string(), interval_us.to_string());
     let env: &[(&str, &str)] = if six_hops {
         &[("SHMCOLAB_DIRECT", "0")]
     } else {
         &[]
     };
-    let v = run_pingpong(bins, dir, "rtt", &["rtt", &n, "64"], "lp_rtt_64", env);
+    let bench = pace::bench_name(64, interval_us);
+    let v = run_pingpong(bins, dir, "rtt", &["paced", &n, &us, "64"], &bench, env);
     let get = |k: &str| {
         v[k].as_f64()
             .unwrap_or_else(|| fail(&format!("no {k} in {v}")))
     };
-    Row {
-        bench: "lp_rtt_64".into(),
+    if v["processes"].as_u64() != Some(5) {
+        eprintln!(
+            "e2e bench: {bench}: ping summed the CPU of {} processes, not 5",
+            v["processes"]
+        );
+    }
+    LatRow {
+        bench,
         system: if six_hops {
             "shmcollab_6_hops".into()
         } else {
             "shmcollab".into()
         },
-        p50_ns: Some(get("p50_ns")),
-        p99_ns: Some(get("p99_ns")),
-        msgs_per_s: None,
+        p50_ns: get("p50_ns"),
+        p99_ns: get("p99_ns"),
+        p999_ns: get("p999_ns"),
+        max_ns: get("max_ns"),
+        cpu_ns_per_rtt: v["cpu_ns_per_rtt"].as_f64(),
+        rtts: iters,
+        interval_us,
+        late: v["late"].as_u64().unwrap_or(0),
     }
 }
 

@@ -1,7 +1,13 @@
-//! Shared by the benchmark harnesses: percentiles, the table and the JSON lines.
+//! Shared by the benchmark harnesses: percentiles, the table and the JSON
+//! lines, the Unix socket baseline (back to back or paced, free or pinned)
+//! and the ring round trip. Pacing, percentiles of latency rows and CPU time
+//! come from `examples/pingpong/pace.rs`, the code `ping paced` uses.
 #![allow(dead_code)]
 
 use std::time::Duration;
+
+#[path = "../../examples/pingpong/pace.rs"]
+pub mod pace;
 
 /// One measured row.
 pub struct Row {
@@ -107,10 +113,223 @@ pub fn child_sock_echo(path: &std::path::Path) {
 }
 
 /// The baseline: `size`-byte round trips between two processes over a Unix
-/// stream socket. The echo child is the calling binary re-executed with
+/// stream socket, back to back, the two processes where the kernel puts
+/// them. The echo child is the calling binary re-executed with
 /// `SHMC_BENCH_CHILD=sock_echo` and `SHMC_BENCH_ARG=<socket path>`; it must
 /// call [`child_sock_echo`].
 pub fn sock_rtt(bench: &str, size: usize, iters: usize) -> Row {
+    let mut run = sock_run(size, iters, 0, Placement::Free);
+    Row::latency(bench, Placement::Free.system(), &mut run.samples)
+}
+
+/// Where the two processes of a socket round trip run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// Where the kernel puts them.
+    Free,
+    /// Both on the first CPU this process may use (`sched_setaffinity`).
+    OneCpu,
+    /// The measuring thread on the first CPU it may use, the echo child on
+    /// the second.
+    TwoCpus,
+}
+
+impl Placement {
+    /// The `system` of the row.
+    pub fn system(self) -> &'static str {
+        match self {
+            Placement::Free => "unix_socket",
+            Placement::OneCpu => "unix_socket_1cpu",
+            Placement::TwoCpus => "unix_socket_2cpu",
+        }
+    }
+}
+
+/// One latency row: percentiles of round trips (ns), CPU per round trip.
+#[derive(Clone, Debug)]
+pub struct LatRow {
+    pub bench: String,
+    pub system: String,
+    pub p50_ns: f64,
+    pub p99_ns: f64,
+    pub p999_ns: f64,
+    pub max_ns: f64,
+    /// CPU time (user + system) of all the processes of the system under
+    /// test over the measured window, divided by the round trips.
+    pub cpu_ns_per_rtt: Option<f64>,
+    pub rtts: u64,
+    pub interval_us: u64,
+    /// Requests sent more than a tenth of an interval after their slot.
+    pub late: u64,
+}
+
+impl LatRow {
+    pub fn new(
+        bench: &str,
+        system: &str,
+        s: &pace::Summary,
+        cpu_ns_per_rtt: Option<f64>,
+        interval_us: u64,
+        late: u64,
+    ) -> LatRow {
+        LatRow {
+            bench: bench.into(),
+            system: system.into(),
+            p50_ns: s.p50 as f64,
+            p99_ns: s.p99 as f64,
+            p999_ns: s.p999 as f64,
+            max_ns: s.max as f64,
+            cpu_ns_per_rtt,
+            rtts: s.n as u64,
+            interval_us,
+            late,
+        }
+    }
+
+    /// `{"bench":..,"system":..,"p50_ns":..,"p99_ns":..,"p999_ns":..,
+    /// "max_ns":..,"cpu_ns_per_rtt":..,"rtts":..,"interval_us":..,"late":..}`
+    /// (`cpu_ns_per_rtt` left out where not measured).
+    pub fn json(&self) -> String {
+        let cpu = self
+            .cpu_ns_per_rtt
+            .map_or(String::new(), |c| format!(",\"cpu_ns_per_rtt\":{c:.0}"));
+        format!(
+            "{{\"bench\":\"{}\",\"system\":\"{}\",\"p50_ns\":{:.0},\"p99_ns\":{:.0},\"p999_ns\":{:.0},\"max_ns\":{:.0}{cpu},\"rtts\":{},\"interval_us\":{},\"late\":{}}}",
+            self.bench,
+            self.system,
+            self.p50_ns,
+            self.p99_ns,
+            self.p999_ns,
+            self.max_ns,
+            self.rtts,
+            self.interval_us,
+            self.late
+        )
+    }
+
+    /// A row of `system` with the medians, field by field, of `rows` (all
+    /// of one bench; `late` is the largest); the bench and counts of the
+    /// first.
+    pub fn median(rows: &[LatRow], system: &str) -> LatRow {
+        let med = |f: &dyn Fn(&LatRow) -> Option<f64>| -> Option<f64> {
+            let mut v: Vec<f64> = rows.iter().filter_map(f).collect();
+            if v.is_empty() {
+                return None;
+            }
+            v.sort_by(f64::total_cmp);
+            let m = v.len() / 2;
+            Some(if v.len() % 2 == 1 {
+                v[m]
+            } else {
+                (v[m - 1] + v[m]) / 2.0
+            })
+        };
+        LatRow {
+            bench: rows[0].bench.clone(),
+            system: system.into(),
+            p50_ns: med(&|r| Some(r.p50_ns)).unwrap_or(f64::NAN),
+            p99_ns: med(&|r| Some(r.p99_ns)).unwrap_or(f64::NAN),
+            p999_ns: med(&|r| Some(r.p999_ns)).unwrap_or(f64::NAN),
+            max_ns: med(&|r| Some(r.max_ns)).unwrap_or(f64::NAN),
+            cpu_ns_per_rtt: med(&|r| r.cpu_ns_per_rtt),
+            rtts: rows[0].rtts,
+            interval_us: rows[0].interval_us,
+            late: rows.iter().map(|r| r.late).max().unwrap_or(0),
+        }
+    }
+}
+
+/// The latency table (p50, p99, p99.9, CPU per round trip), then one JSON
+/// line per row.
+pub fn print_lat_table(rows: &[LatRow]) {
+    let us = |v: f64| {
+        if v.is_nan() {
+            "-".to_string()
+        } else {
+            format!("{:.2} µs", v / 1000.0)
+        }
+    };
+    println!();
+    println!(
+        "{:<24} {:<22} {:>11} {:>11} {:>11} {:>13} {:>7}",
+        "bench", "system", "p50", "p99", "p99.9", "cpu/rtt", "late"
+    );
+    for r in rows {
+        println!(
+            "{:<24} {:<22} {:>11} {:>11} {:>11} {:>13} {:>7}",
+            r.bench,
+            r.system,
+            us(r.p50_ns),
+            us(r.p99_ns),
+            us(r.p999_ns),
+            r.cpu_ns_per_rtt.map_or("-".into(), us),
+            r.late
+        );
+    }
+    println!();
+    for r in rows {
+        println!("{}", r.json());
+    }
+}
+
+/// The CPUs the calling thread may run on.
+pub fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: a zeroed cpu_set_t is an empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid out-buffer of the size passed.
+    let r = unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) };
+    if r != 0 {
+        return Vec::new();
+    }
+    (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: `i` is below CPU_SETSIZE.
+        .filter(|&i| unsafe { libc::CPU_ISSET(i, &set) })
+        .collect()
+}
+
+/// Pins `pid` (0: the calling thread) to `cpus`; false if the kernel
+/// refused.
+pub fn pin(pid: u32, cpus: &[usize]) -> bool {
+    // SAFETY: a zeroed cpu_set_t is an empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &c in cpus {
+        // SAFETY: CPU_SET bounds-checks `c` against the set's size.
+        unsafe { libc::CPU_SET(c, &mut set) };
+    }
+    // SAFETY: `set` is a valid cpu_set_t of the size passed.
+    unsafe { libc::sched_setaffinity(pid as libc::pid_t, std::mem::size_of_val(&set), &set) == 0 }
+}
+
+/// The Unix socket baseline as a [`LatRow`]: `iters` round trips of `size`
+/// bytes (after `iters / 10` warm-up ones), one per `interval_us` on the
+/// schedule of [`pace::Pacer`] (0: back to back), the two processes placed
+/// as `placement` says; the CPU time of both processes over the measured
+/// window per round trip. The bench name is that of the LP round trip at
+/// the same pace (`lp_rtt_64_paced_1ms`), the system that of the placement.
+pub fn sock_rtt_lat(size: usize, iters: usize, interval_us: u64, placement: Placement) -> LatRow {
+    let mut run = sock_run(size, iters, interval_us, placement);
+    let s = pace::Summary::of(&mut run.samples);
+    LatRow::new(
+        &pace::bench_name(size, interval_us),
+        placement.system(),
+        &s,
+        run.cpu_ns_per_rtt,
+        interval_us,
+        run.late,
+    )
+}
+
+/// What one socket run measured.
+struct SockRun {
+    samples: Vec<u64>,
+    cpu_ns_per_rtt: Option<f64>,
+    late: u64,
+}
+
+/// The socket round trip (see [`sock_rtt_lat`]). The CPU time is that of
+/// this whole process (all its threads; the other threads of a bench are
+/// idle then) and of the echo child.
+fn sock_run(size: usize, iters: usize, interval_us: u64, placement: Placement) -> SockRun {
     use std::io::{Read, Write};
     let path = std::env::temp_dir().join(format!("shmc-bench-{}.sock", std::process::id()));
     let _ = std::fs::remove_file(&path);
@@ -122,25 +341,54 @@ pub fn sock_rtt(bench: &str, size: usize, iters: usize) -> Row {
         .expect("spawn the echo child");
     let (mut s, _) = l.accept().unwrap();
     let _ = std::fs::remove_file(&path);
+    let mine = allowed_cpus();
+    let pinned = match (placement, mine.as_slice()) {
+        (Placement::Free, _) => true,
+        (Placement::OneCpu, [a, ..]) => pin(0, &[*a]) && pin(child.id(), &[*a]),
+        (Placement::TwoCpus, [a, b, ..]) => pin(0, &[*a]) && pin(child.id(), &[*b]),
+        _ => false,
+    };
+    if !pinned {
+        eprintln!(
+            "socket baseline: could not place the processes as {placement:?} (CPUs {mine:?}); measured where they are"
+        );
+    }
     // Length prefix and payload in one buffer, sent with one write.
     let mut msg = vec![0xabu8; 4 + size];
     msg[..4].copy_from_slice(&(size as u32).to_le_bytes());
     let mut back = vec![0u8; size];
     let mut len = [0u8; 4];
-    let warm = iters / 10;
-    let mut samples = Vec::with_capacity(iters);
-    for i in 0..warm + iters {
+    let mut pacer = pace::Pacer::new(Duration::from_micros(interval_us));
+    let mut once = |s: &mut std::os::unix::net::UnixStream| -> u64 {
+        pacer.wait();
         let t = std::time::Instant::now();
         s.write_all(&msg).unwrap();
         s.read_exact(&mut len).unwrap();
         s.read_exact(&mut back).unwrap();
-        if i >= warm {
-            samples.push(t.elapsed().as_nanos() as u64);
-        }
+        t.elapsed().as_nanos() as u64
+    };
+    for _ in 0..(iters / 10).max(1) {
+        once(&mut s);
     }
+    let pids = [std::process::id(), child.id()];
+    let cpu0 = pace::cpu_ns_sum(&pids);
+    let samples: Vec<u64> = (0..iters.max(1)).map(|_| once(&mut s)).collect();
+    let cpu1 = pace::cpu_ns_sum(&pids);
+    let late = pacer.late();
     drop(s);
     let _ = child.wait();
-    Row::latency(bench, "unix_socket", &mut samples)
+    if !mine.is_empty() {
+        pin(0, &mine);
+    }
+    let cpu_ns_per_rtt = match (cpu0, cpu1) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / samples.len() as f64),
+        _ => None,
+    };
+    SockRun {
+        samples,
+        cpu_ns_per_rtt,
+        late,
+    }
 }
 
 /// The child side of the ring round trip: attach to rings "ping" (in) and
