@@ -327,6 +327,24 @@ fn hostile_writes_kill_nothing_are_counted_and_every_link_recovers() {
                 })
                 .collect();
             eprintln!("rings: {rings:#?}");
+            for l in v["lps"].as_array().into_iter().flatten() {
+                for key in ["pid", "manager_pid"] {
+                    if let Some(p) = l[key].as_u64() {
+                        let wchan =
+                            std::fs::read_to_string(format!("/proc/{p}/wchan")).unwrap_or_default();
+                        let stat =
+                            std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+                        let f: Vec<&str> = stat.split(' ').collect();
+                        eprintln!(
+                            "{} {key} {p}: wchan {wchan} state {} cpu {}+{}",
+                            l["name"],
+                            f.get(2).unwrap_or(&""),
+                            f.get(13).unwrap_or(&""),
+                            f.get(14).unwrap_or(&"")
+                        );
+                    }
+                }
+            }
             let _ = std::process::Command::new(bin())
                 .args(["stop", &name])
                 .output();

@@ -70,13 +70,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 fn work(lp: &mut Lp) -> Result<u64, TxnError> {
     let mut before = None;
     for _ in 0..N {
-        let old = lp.transaction(|t| {
-            let mine = u64_of(t.get(ME, b"count")?);
-            let total = u64_of(t.get("tally", b"total")?) + 1;
-            t.put(ME, b"count", &(mine + 1).to_le_bytes())?;
-            t.put("tally", b"total", &total.to_le_bytes())?;
-            Ok(mine)
-        })?;
+        // Three LPs add to one total: on a busy machine a transaction can
+        // lose `transaction`'s 32 attempts in a row. Like the C and the
+        // Python LP, keep going (up to about 1,000 attempts).
+        let mut tries = 0;
+        let old = loop {
+            let r = lp.transaction(|t| {
+                let mine = u64_of(t.get(ME, b"count")?);
+                let total = u64_of(t.get("tally", b"total")?) + 1;
+                t.put(ME, b"count", &(mine + 1).to_le_bytes())?;
+                t.put("tally", b"total", &total.to_le_bytes())?;
+                Ok(mine)
+            });
+            tries += 1;
+            match r {
+                Err(TxnError::Conflict(_)) if tries < 30 => continue,
+                other => break other?,
+            }
+        };
         before.get_or_insert(old);
     }
     let mut pending = Vec::new();
