@@ -5,8 +5,8 @@
 //! `SHMC_HOSTILE_SECS` seconds (2 by default; CI runs that);
 //! `SHMC_HOSTILE_KINDS=garbage,forged,replay,indices` picks attacks. With
 //! `SHMC_HOSTILE_REGISTRY=1` it writes garbage into the registry too, which
-//! the collaboration does not survive yet (its fixed fields and slots are
-//! not healed: issue 11, open). Then it checks
+//! the collaboration survives in most runs but not all yet (issue 11,
+//! open: off by default so that CI stays deterministic). Then it checks
 //! that no process panicked, died by a signal or hung, that the damage was
 //! counted, and that every link (every ordered pair of LPs) carries
 //! traffic again once the writes stop, and prints the figures:

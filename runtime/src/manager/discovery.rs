@@ -68,9 +68,23 @@ impl Peers {
         let peer = self.entry(s);
         let mut created = false;
         if active && (!peer.up || peer.generation != view.generation) {
-            // A new peer or a new generation of it.
+            // A new peer or a new generation of it; or the same one whose
+            // slot seemed to leave (another process wrote into it): then
+            // its ring is the one we read already, and one ring has one
+            // reader (two would fight over its head).
+            let name = wire::peer_ring(s, view.generation, ctx.slot, ctx.generation);
+            let mut same = None;
             if let Some(old) = peer.rx.take() {
-                peer.draining.push(old);
+                if old.name == name {
+                    same = Some(old);
+                } else {
+                    peer.draining.push(old);
+                }
+            }
+            if same.is_none() {
+                if let Some(i) = peer.draining.iter().position(|d| d.name == name) {
+                    same = Some(peer.draining.remove(i));
+                }
             }
             peer.drop_tx();
             peer.unsplit_direct();
@@ -82,8 +96,13 @@ impl Peers {
                 slot: s,
                 generation: view.generation,
             });
-            let name = wire::peer_ring(s, view.generation, ctx.slot, ctx.generation);
             let cap = ctx.plan.ring_capacity;
+            if let Some(rx) = same {
+                peer.rx = Some(rx);
+                peer.finished = false;
+                Ctx::wake(&ctx.registry, s);
+                return false;
+            }
             let seg =
                 create_ring(&ctx.session, &name, cap).or_else(|_| open_ring(&ctx.session, &name));
             if let Ok((seg, c)) = seg.and_then(|seg| Consumer::attach(&seg).map(|c| (seg, c))) {
