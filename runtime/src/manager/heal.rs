@@ -11,7 +11,7 @@ use super::Manager;
 use std::time::{Duration, Instant};
 
 /// How often the rings are checked (each check reads a few words per ring).
-pub(super) const HEAL_EVERY: Duration = Duration::from_millis(50);
+pub(super) const HEAL_EVERY: Duration = Duration::from_millis(100);
 
 /// When to heal next, and what was healed.
 pub(super) struct Healer {

@@ -195,7 +195,7 @@ impl Manager {
             if work && self.any_input() {
                 continue;
             }
-            self.sleep();
+            self.sleep(work);
         }
     }
 
@@ -269,14 +269,23 @@ impl Manager {
     }
 
     /// Sleep until a frame, a registry change, a signal or a deadline.
-    fn sleep(&self) {
+    /// After a turn that moved something, spin and yield a little first (the
+    /// next frame often follows at once); after an idle one (a timer), go
+    /// straight to sleep: spinning there is what idle managers cost.
+    fn sleep(&self, busy: bool) {
         let timeout = self.deadline().saturating_duration_since(Instant::now());
         let Ok(bell) = self.ctx.registry.doorbell(self.ctx.slot) else {
             return std::thread::sleep(timeout);
         };
-        bell.wait_until(WaitStrategy::default(), Some(timeout), || {
-            self.any_input().then_some(())
-        });
+        bell.wait_until(
+            if busy {
+                WaitStrategy::default()
+            } else {
+                WaitStrategy::SLEEP
+            },
+            Some(timeout),
+            || self.any_input().then_some(()),
+        );
     }
 
     fn shutdown(&mut self, code: i32) -> i32 {
