@@ -568,3 +568,57 @@ fn registry_coordinator_race_between_processes() {
     assert_eq!(reg.coordinator(), None);
     assert_eq!(reg.coordinator_epoch(), 2);
 }
+
+/// Write `bytes` at `off` of the file behind `seg` through a second
+/// mapping, as another process of the user could.
+fn scribble(seg: &Segment, off: usize, bytes: &[u8]) {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(seg.path())
+        .unwrap();
+    let map = memmap2::MmapOptions::new().map_raw(&f).unwrap();
+    for (i, b) in bytes.iter().enumerate() {
+        // SAFETY: in bounds of our own fresh mapping of the file.
+        unsafe { map.as_mut_ptr().add(off + i).write_volatile(*b) };
+    }
+}
+
+#[test]
+fn garbage_in_the_registry_is_put_back_by_its_owners() {
+    let s = temp_session("reg-heal");
+    let r = Registry::create(&s, "heal", 4, &["a", "b"], DEFAULT_STATUS_CAP).unwrap();
+    r.set_subfn_owner(1, Some(2)).unwrap();
+    let golden = r.golden();
+    let (slot, generation) = r.claim_any("mgr-0", 77).unwrap();
+    r.set_lp(slot, 99, LpState::Ready).unwrap();
+    r.set_restarts(slot, 3).unwrap();
+    // Garbage over the segment header, the registry header, the
+    // sub-function table and slot 0 (its state word, pid, name, LP fields).
+    let body = 128;
+    scribble(r.segment(), 0, &[0xee; 40]);
+    scribble(r.segment(), body, &[0xee; 24]);
+    scribble(r.segment(), body + 128, &[0xee; 64]);
+    scribble(r.segment(), body + 128 + 4 * 256, &[0xee; 70]);
+    assert!(
+        Registry::open(&s).is_err(),
+        "the garbage makes it unreadable"
+    );
+    assert!(r.heal_fixed(&golden) > 0);
+    assert!(r.heal_slot(slot, generation, 77, "mgr-0"));
+    assert!(r.heal_lp(slot, 99, LpState::Ready, 3));
+    let o = Registry::open(&s).expect("readable again");
+    assert_eq!(o.collab_name(), "heal");
+    assert_eq!(o.subfn_name(1).unwrap(), "b");
+    assert_eq!(o.subfn_owner(1), Some(2));
+    let v = o.slot(slot).unwrap();
+    assert_eq!(
+        (v.state, v.generation, v.pid),
+        (SlotState::Active, generation, 77)
+    );
+    assert_eq!(v.name, "mgr-0");
+    assert_eq!((v.lp_pid, v.lp_state, v.restarts), (99, LpState::Ready, 3));
+    // Nothing left to put back.
+    assert_eq!(r.heal_fixed(&golden), 0);
+    assert!(!r.heal_slot(slot, generation, 77, "mgr-0"));
+}

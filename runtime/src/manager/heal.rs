@@ -16,6 +16,10 @@ pub(super) const HEAL_EVERY: Duration = Duration::from_millis(100);
 /// When to heal next, and what was healed.
 pub(super) struct Healer {
     pub next: Instant,
+    /// What the manager last wrote of its LP in its slot (pid, state,
+    /// restarts), to put back.
+    pub lp: Option<(u32, shmcollab_shm::registry::LpState)>,
+    pub restarts: u32,
     last_said: Option<Instant>,
     /// Fields put back since start.
     pub healed: u64,
@@ -25,6 +29,8 @@ impl Default for Healer {
     fn default() -> Self {
         Healer {
             next: Instant::now() + HEAL_EVERY,
+            lp: None,
+            restarts: 0,
             last_said: None,
             healed: 0,
         }
@@ -46,7 +52,12 @@ impl Manager {
             std::process::id(),
             name,
         );
-        let n = self.lp.heal(&self.ctx) + self.peers.heal(&self.ctx) + usize::from(slot);
+        let lp = self.healer.lp.is_some_and(|(pid, state)| {
+            let reg = &self.ctx.registry;
+            reg.heal_lp(self.ctx.slot, pid, state, self.healer.restarts)
+        });
+        let n = self.lp.heal(&self.ctx) + self.peers.heal(&self.ctx);
+        let n = n + usize::from(slot) + usize::from(lp);
         if n == 0 {
             return false;
         }

@@ -356,6 +356,7 @@ impl Manager {
                 let live = matches!(state, LpState::Running | LpState::Ready);
                 let pid = self.proc_.as_ref().filter(|_| live).map_or(0, LpProc::pid);
                 let _ = reg.set_lp(slot, pid, state);
+                self.healer.lp = Some((pid, state));
                 if state == LpState::Ready {
                     reg.changes().notify();
                 }
@@ -363,6 +364,7 @@ impl Manager {
             }
             Action::SetRestarts(n) => {
                 let _ = reg.set_restarts(slot, n);
+                self.healer.restarts = n;
             }
             Action::Say(s) => eprintln!("shmcollab: {s}"),
         }

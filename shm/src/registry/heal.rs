@@ -10,7 +10,7 @@
 
 use super::layout::{Layout, HEADER_LEN};
 use super::slots::{gen_of, pack, state_of, ACTIVE, STOPPING};
-use super::Registry;
+use super::{LpState, Registry};
 use crate::segment::HEADER_LEN as SEGMENT_HEADER_LEN;
 use std::sync::atomic::Ordering;
 
@@ -129,6 +129,23 @@ impl Registry {
         }
         if changed {
             self.changes().notify();
+        }
+        changed
+    }
+
+    /// For the manager of `slot`: put back what it last wrote of its LP
+    /// (pid, state, restarts) if another process changed it. Returns
+    /// whether anything changed.
+    pub fn heal_lp(&self, slot: u32, lp_pid: u32, lp_state: LpState, restarts: u32) -> bool {
+        let Ok(s) = self.slot_ref(slot) else {
+            return false;
+        };
+        let changed = s.lp_pid.load(Ordering::Relaxed) != lp_pid
+            || s.lp_state.load(Ordering::Acquire) != lp_state.as_u32()
+            || s.restarts.load(Ordering::Relaxed) != restarts;
+        if changed {
+            let _ = self.set_lp(slot, lp_pid, lp_state);
+            let _ = self.set_restarts(slot, restarts);
         }
         changed
     }
