@@ -261,7 +261,8 @@ impl Peers {
     }
 
     /// Put back what another process overwrote in the peer rings: the
-    /// fixed fields of those we made, our own positions in every one.
+    /// fixed fields of those we made, our own positions in every one we
+    /// read or write (the direct rings we write into peers' LPs too).
     /// Returns how many fields.
     pub fn heal(&mut self, ctx: &Ctx) -> usize {
         let (cap, id) = (ctx.plan.ring_capacity, ctx.session.id());
@@ -273,6 +274,11 @@ impl Peers {
             }
             if let Some(tx) = p.tx.as_mut() {
                 n += usize::from(tx.heal());
+            }
+            // The direct ring into the peer's LP: our tail (the LP, its
+            // reader, repairs its head when it looks).
+            if let Some(d) = p.direct.as_mut() {
+                n += usize::from(d.link.heal());
             }
         }
         n
