@@ -66,6 +66,34 @@ fn no_such(what: &str, id: u64) -> Error {
     )
 }
 
+/// The handle of the open commit `commit` of `o`.
+fn commit_handle(o: &Open, commit: u64) -> Result<shmcollab_runtime::CommitHandle, Error> {
+    o.commits
+        .get(&commit)
+        .copied()
+        .ok_or_else(|| no_such("commit", commit))
+}
+
+/// The outcome of commit `commit` is known: forget its id and hand the
+/// version to `version` (if not null).
+///
+/// # Safety
+/// `version` null or writable.
+unsafe fn settle(
+    o: &mut Open,
+    commit: u64,
+    r: Result<u64, TxnError>,
+    version: *mut u64,
+) -> Result<(), Error> {
+    o.commits.remove(&commit);
+    let v = r?;
+    // SAFETY: per the contract.
+    if let Some(out) = unsafe { version.as_mut() } {
+        *out = v;
+    }
+    Ok(())
+}
+
 /// The open transaction `id` of `o`, taken out while `f` runs (so that `f`
 /// may use the LP), and put back afterwards, whatever `f` returned.
 fn with_txn<T>(
@@ -355,23 +383,13 @@ pub unsafe extern "C" fn shmc_commit_poll(
     // SAFETY: forwarded contract.
     unsafe {
         with_lp(lp, |o| {
-            let h = *o
-                .commits
-                .get(&commit)
-                .ok_or_else(|| no_such("commit", commit))?;
+            let h = commit_handle(o, commit)?;
             match o.lp.poll_commit(&h) {
                 None => Err(Error::new(
                     ShmcStatus::SHMC_ERR_PENDING,
                     "the commit's outcome is not known yet",
                 )),
-                Some(r) => {
-                    o.commits.remove(&commit);
-                    let v = r?;
-                    if let Some(out) = version.as_mut() {
-                        *out = v;
-                    }
-                    Ok(())
-                }
+                Some(r) => settle(o, commit, r, version),
             }
         })
     }
@@ -396,20 +414,10 @@ pub unsafe extern "C" fn shmc_commit_wait(
     // SAFETY: forwarded contract.
     unsafe {
         with_lp(lp, |o| {
-            let h = *o
-                .commits
-                .get(&commit)
-                .ok_or_else(|| no_such("commit", commit))?;
+            let h = commit_handle(o, commit)?;
             match o.lp.wait_commit(h, Duration::from_millis(timeout_ms)) {
                 Err(TxnError::Timeout) => Err(Error::from(TxnError::Timeout)),
-                r => {
-                    o.commits.remove(&commit);
-                    let v = r?;
-                    if let Some(out) = version.as_mut() {
-                        *out = v;
-                    }
-                    Ok(())
-                }
+                r => settle(o, commit, r, version),
             }
         })
     }

@@ -166,8 +166,11 @@ impl Consumer {
             hdr.head.0.store(self.head, Ordering::Release);
             self.cached_tail = self.head;
         }
-        self.unsignalled = self.unsignalled.max(1);
-        self.signal_space();
+        if changed || broken {
+            // A producer stopped by the garbage may wait for space.
+            self.unsignalled = self.unsignalled.max(1);
+            self.signal_space();
+        }
         changed || broken
     }
 
