@@ -18,6 +18,36 @@ pub struct Outbox {
     /// Byte length of each queued entry, oldest first; [`CTL_BIT`] marks
     /// control entries (not counted as messages).
     lens: VecDeque<u32>,
+    /// Payload bytes queued per source, when asked for ([`Outbox::by_source`]).
+    tally: Option<Tally>,
+}
+
+/// Payload bytes queued per source slot: what lets a manager hold back one
+/// source that floods its LP without holding back the others.
+#[derive(Default)]
+struct Tally {
+    /// The source of each queued entry, oldest first (beside `lens`).
+    srcs: VecDeque<u32>,
+    /// Payload bytes queued, indexed by source slot.
+    bytes: Vec<usize>,
+}
+
+impl Tally {
+    fn add(&mut self, src: u32, n: usize) {
+        let i = src as usize;
+        if i >= self.bytes.len() {
+            self.bytes.resize(i + 1, 0);
+        }
+        self.bytes[i] += n;
+        self.srcs.push_back(src);
+    }
+
+    fn take_front(&mut self, n: usize) {
+        if let Some(src) = self.srcs.pop_front() {
+            let b = &mut self.bytes[src as usize];
+            *b = b.saturating_sub(n);
+        }
+    }
 }
 
 /// Marks a control entry in [`Outbox::lens`].
@@ -33,6 +63,33 @@ impl Outbox {
         Outbox::default()
     }
 
+    /// An empty outbox that also keeps the payload bytes queued per source
+    /// slot ([`Outbox::bytes_from`]). Sources are slots the caller stamped
+    /// (never a number an LP or a peer chose), so the tally stays small.
+    pub fn by_source() -> Outbox {
+        Outbox {
+            tally: Some(Tally::default()),
+            ..Outbox::default()
+        }
+    }
+
+    /// An empty outbox of the same kind (tallied or not).
+    fn empty_like(&self) -> Outbox {
+        match self.tally {
+            Some(_) => Outbox::by_source(),
+            None => Outbox::new(),
+        }
+    }
+
+    /// Payload bytes queued from source slot `src` (0 unless this outbox
+    /// was made [`Outbox::by_source`]).
+    pub fn bytes_from(&self, src: u32) -> usize {
+        self.tally
+            .as_ref()
+            .and_then(|t| t.bytes.get(src as usize).copied())
+            .unwrap_or(0)
+    }
+
     /// Queue a message.
     pub fn push(&mut self, h: &FrameHeader, payload: &[u8]) {
         if self.head > 0 && self.head >= self.buf.len() / 2 {
@@ -40,6 +97,9 @@ impl Outbox {
             self.head = 0;
         }
         batch::push(&mut self.buf, &entry(h), payload);
+        if let Some(t) = self.tally.as_mut() {
+            t.add(h.src, payload.len());
+        }
         let ctl = if h.kind == kind::CONTROL { CTL_BIT } else { 0 };
         self.lens
             .push_back(batch::entry_len(payload.len()) as u32 | ctl);
@@ -69,7 +129,7 @@ impl Outbox {
 
     /// Put `front` before everything queued.
     pub fn prepend(&mut self, front: Outbox) {
-        let mut merged = Outbox::new();
+        let mut merged = self.empty_like();
         for o in [&front, &*self] {
             o.for_each(|h, p| merged.push(&h, p));
         }
@@ -90,6 +150,9 @@ impl Outbox {
         for _ in 0..k {
             if let Some(n) = self.lens.pop_front() {
                 self.head += len_of(n);
+                if let Some(t) = self.tally.as_mut() {
+                    t.take_front(len_of(n) - batch::ENTRY_HEADER_LEN);
+                }
                 if n & CTL_BIT != 0 {
                     ctl.0 += 1;
                     ctl.1 += len_of(n) - batch::ENTRY_HEADER_LEN;
@@ -105,7 +168,7 @@ impl Outbox {
 
     /// Keep only the entries for which `keep` holds.
     pub fn retain(&mut self, mut keep: impl FnMut(&FrameHeader) -> bool) {
-        let mut kept = Outbox::new();
+        let mut kept = self.empty_like();
         self.for_each(|h, p| {
             if keep(&h) {
                 kept.push(&h, p);
@@ -267,6 +330,37 @@ mod tests {
                 (2, b"defgh".to_vec())
             ]
         );
+    }
+
+    /// Issue 11 item 6: the tally per source follows pushes, drains,
+    /// prepends and retains.
+    #[test]
+    fn bytes_are_tallied_per_source() {
+        let src = |s: u32| FrameHeader {
+            kind: kind::DATA,
+            src: s,
+            ..Default::default()
+        };
+        let mut q = Outbox::by_source();
+        q.push(&src(1), &[0; 10]);
+        q.push(&src(7), &[0; 5]);
+        q.push(&src(1), &[0; 3]);
+        assert_eq!(
+            (q.bytes_from(1), q.bytes_from(7), q.bytes_from(2)),
+            (13, 5, 0)
+        );
+        let mut front = Outbox::new();
+        front.push(&src(2), &[0; 4]);
+        q.prepend(front);
+        assert_eq!(q.bytes_from(2), 4);
+        q.retain(|h| h.src != 7);
+        assert_eq!((q.bytes_from(1), q.bytes_from(7)), (13, 0));
+        let (mut tx, mut rx) = link(1 << 16);
+        tx.drain(&mut q);
+        tx.flush();
+        assert_eq!(read_all(&mut rx).0.len(), 3);
+        assert_eq!((q.bytes_from(1), q.bytes_from(2)), (0, 0));
+        assert_eq!(Outbox::new().bytes_from(1), 0, "untallied");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use super::peers::{Peers, Sink};
 use super::reports::Counters;
 use super::router::{route, Here, Origin, Route};
 use super::txn_server::TxnFrame;
-use super::{Out, BACKLOG};
+use super::{backlog, Out};
 use crate::ctl::{LpCtl, PeerCtl};
 use crate::link::Outbox;
 use shmcollab_shm::frame::{kind, FrameHeader};
@@ -148,8 +148,8 @@ impl FromPeers<'_> {
 }
 
 impl Sink for FromPeers<'_> {
-    fn full(&self) -> bool {
-        self.queue.payload_bytes() > BACKLOG
+    fn full(&self, from: u32) -> bool {
+        backlog::held_back(self.queue, from)
     }
 
     fn take(&mut self, from: u32, h: FrameHeader, p: &[u8]) {

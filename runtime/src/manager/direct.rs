@@ -19,7 +19,7 @@
 //! of [`DirectIn`]; each returns the control messages to send ([`Out`]).
 
 use super::context::Ctx;
-use super::{Counters, Out, BACKLOG};
+use super::{backlog, Counters, Out};
 use crate::ctl::{LpCtl, PeerCtl};
 use crate::link::{Outbox, Resync, RxLink, Step};
 use crate::wire;
@@ -298,7 +298,7 @@ impl DirectIn {
                 continue;
             };
             let writer = r.peer;
-            while all || q.lp.payload_bytes() <= BACKLOG {
+            while all || !backlog::held_back(q.lp, writer) {
                 let step = link.next(q.scratch, |mut h, p| {
                     if h.kind != kind::CONTROL {
                         // Stamped again: the key of this ring derives from

@@ -9,6 +9,7 @@
 //! | LP life cycle | `lifecycle.rs` | the state machine: backoff, running, placed, ready, stopping, done |
 //! | router | `router.rs` | the pure function from a header to a route |
 //! | delivery | `deliver.rs` | what each route does, for frames from the LP and from peers |
+//! | back-pressure | `backlog.rs` | how much is queued per source and per peer before frames wait in their rings |
 //! | peers | `peers.rs` | the rings to and from each peer manager, their queues, the direct rings we write |
 //! | discovery | `discovery.rs` | the registry's slots and change counter -> peers up and gone |
 //! | direct path | `direct.rs` | the direct rings into our LP, as a state machine per ring |
@@ -41,6 +42,7 @@
 //!    released at the next receive: at-least-once across an LP crash).
 
 mod assignment;
+mod backlog;
 mod context;
 mod coordinator;
 mod deliver;
@@ -87,9 +89,6 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use txn_server::{TxnFrame, TxnServer};
 
-/// Payload bytes a manager queues before it stops taking frames in.
-const BACKLOG: usize = 4 << 20;
-
 /// A full ring is polled this often (its reader frees space without
 /// ringing us).
 const BLOCKED_POLL: Duration = Duration::from_micros(200);
@@ -126,7 +125,7 @@ pub fn run(dir: &Path, slot: u32) -> anyhow::Result<i32> {
     let mut m = Manager {
         ctx,
         lp,
-        queue: Outbox::new(),
+        queue: Outbox::by_source(),
         proc_: None,
         life,
         lp_gen: 0,
@@ -235,11 +234,11 @@ impl Manager {
     /// Input the loop would act on. Input it leaves alone (back-pressure)
     /// does not count, or the manager would spin instead of sleeping.
     fn any_input(&self) -> bool {
-        let lp_full = self.queue.payload_bytes() > BACKLOG;
-        let backlogged = self.peers.backlog() > BACKLOG;
+        let q = &self.queue;
         let flags = &self.ctx.flags;
-        (self.lp.has_input() && !backlogged)
-            || (!lp_full && (self.peers.has_input() || self.direct.has_input()))
+        (self.lp.has_input() && !self.lp_held_back())
+            || self.peers.has_input(|s| !backlog::held_back(q, s))
+            || (!backlog::all_held_back(q) && self.direct.has_input())
             || (flags.stop.load(Ordering::Relaxed) && !self.stop_sent)
             || flags.lp_exited.load(Ordering::Relaxed)
             || self.peers.registry_changed(&self.ctx)
@@ -405,14 +404,21 @@ impl Manager {
         Ok(())
     }
 
+    /// The LP's ring waits (see [`backlog`]): a peer's queue is full, or
+    /// what the LP sent to itself fills its queue. Frames queued for the LP
+    /// from others never hold it back (it may be blocked in a send while
+    /// its inbound queue fills).
+    fn lp_held_back(&self) -> bool {
+        let (most, all) = self.peers.backlog();
+        backlog::peers_full(most, all) || self.queue.bytes_from(self.ctx.slot) > backlog::BACKLOG
+    }
+
     /// Take frames out of the LP's ring and route them; `all`: every frame,
     /// whatever the backlog.
     fn pump_lp(&mut self, all: bool) -> anyhow::Result<bool> {
-        // Only traffic towards peers holds the LP back: frames queued for
-        // the LP itself must not stop it from sending (it may be blocked in
-        // a send while its inbound queue fills). Checked once per turn: the
-        // limit is soft, a turn adds at most 256 frames.
-        if !all && self.peers.backlog() > BACKLOG {
+        // Checked once per turn: the limits are soft, a turn adds at most
+        // 256 frames.
+        if !all && self.lp_held_back() {
             return Ok(false);
         }
         let budget = if all { usize::MAX } else { 256 };

@@ -170,7 +170,7 @@ impl Peer {
 /// Where the messages read from peers go.
 pub(super) trait Sink {
     /// No room for more now (back-pressure on the peers' rings).
-    fn full(&self) -> bool;
+    fn full(&self, from: u32) -> bool;
     /// A message from peer `from` (its source stamped).
     fn take(&mut self, from: u32, h: FrameHeader, p: &[u8]);
 }
@@ -246,12 +246,11 @@ impl Peers {
         live.map(|p| p.slot).collect()
     }
 
-    /// Payload bytes queued towards peers.
-    pub fn backlog(&self) -> usize {
-        self.map
-            .values()
-            .map(|p| p.pending.payload_bytes() + p.direct_pending.payload_bytes())
-            .sum()
+    /// Payload bytes queued towards peers: the most for one peer, and all.
+    pub fn backlog(&self) -> (usize, usize) {
+        let each = self.map.values();
+        let each = each.map(|p| p.pending.payload_bytes() + p.direct_pending.payload_bytes());
+        each.fold((0, 0), |(most, all), b| (most.max(b), all + b))
     }
 
     /// Messages queued towards peers.
@@ -306,7 +305,7 @@ impl Peers {
         for (&s, peer) in self.map.iter_mut() {
             for ring in peer.draining.iter_mut().chain(peer.rx.iter_mut()) {
                 for _ in 0..TURN_BUDGET {
-                    if sink.full() {
+                    if sink.full(s) {
                         break;
                     }
                     // Stamped by the link: frames on this ring come from `s`.
@@ -346,10 +345,10 @@ impl Peers {
         read
     }
 
-    /// A peer's ring has frames to read.
-    pub fn has_input(&self) -> bool {
-        let mut rings = self.map.values().flat_map(Peer::inbound);
-        rings.any(|r| r.link.has_data())
+    /// A ring of a peer for which `open` holds has frames to read.
+    pub fn has_input(&self, open: impl Fn(u32) -> bool) -> bool {
+        let mut rings = self.map.iter().filter(|(&s, _)| open(s));
+        rings.any(|(_, p)| p.inbound().any(|r| r.link.has_data()))
     }
 
     /// Something waits for room in a ring (whose reader frees space

@@ -31,7 +31,7 @@ impl Manager {
             // Answers that need no fdatasync (reads, conflicts) go first:
             // they must not wait for the group's.
             frames = self.send_txn(std::mem::take(&mut out));
-            let lp_or_peers = || self.lp.has_input() || self.peers.has_input();
+            let lp_or_peers = || self.lp.has_input() || self.peers.has_input(|_| true);
             self.txn.sync_group(&self.ctx, &mut out, &lp_or_peers);
             frames.extend(self.send_txn(std::mem::take(&mut out)));
             if frames.is_empty() {
