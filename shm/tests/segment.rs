@@ -135,3 +135,19 @@ fn random_bytes_are_refused_or_harmless() {
         }
     }
 }
+
+/// A writer must notice when the name of its segment no longer names the
+/// file it mapped (unlinked, or made again by its reader): what it writes
+/// there nobody reads.
+#[test]
+fn a_segment_knows_when_its_name_was_given_to_another_file() {
+    let s = session("replaced");
+    let ours = create_ring(&s, "r", 4096).unwrap();
+    let opened = open_ring(&s, "r").unwrap();
+    assert!(!ours.replaced() && !opened.replaced());
+    std::fs::remove_file(s.segment_path("r")).unwrap();
+    assert!(ours.replaced() && opened.replaced(), "unlinked");
+    let again = create_ring(&s, "r", 4096).unwrap();
+    assert!(!again.replaced());
+    assert!(opened.replaced(), "made again: another file");
+}

@@ -133,7 +133,7 @@ impl Peers {
     }
 
     /// Attach to the rings the peers made for us.
-    fn open_outbound(&mut self, ctx: &Ctx) {
+    pub(super) fn open_outbound(&mut self, ctx: &Ctx) {
         for peer in self.map.values_mut().filter(|p| p.up && p.tx.is_none()) {
             let name = wire::peer_ring(ctx.slot, ctx.generation, peer.slot, peer.generation);
             let Ok(seg) = open_ring(&ctx.session, &name) else {
@@ -154,6 +154,7 @@ impl Peers {
                     None => Sealer::new(key),
                 };
                 peer.tx = Some(TxLink::new(p, sealer));
+                peer.tx_seg = Some(seg);
             }
         }
     }

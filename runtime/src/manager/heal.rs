@@ -57,6 +57,7 @@ impl Manager {
             reg.heal_lp(self.ctx.slot, pid, state, self.healer.restarts)
         });
         let n = self.lp.heal(&self.ctx) + self.peers.heal(&self.ctx);
+        let n = n + self.peers.heal_replaced(&self.ctx);
         let n = n + usize::from(slot) + usize::from(lp);
         if n == 0 {
             return false;

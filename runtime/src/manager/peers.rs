@@ -14,6 +14,7 @@ use crate::wire;
 use shmcollab_shm::auth::{RxStats, Sealer};
 use shmcollab_shm::frame::FrameHeader;
 use shmcollab_shm::ring::{data_bell_ref, open_ring, Producer, SendError};
+use shmcollab_shm::segment::Segment;
 use std::collections::BTreeMap;
 
 /// Frames read per ring per turn, so that one busy peer cannot starve the
@@ -31,6 +32,10 @@ pub(super) struct Inbound {
 /// The direct ring into a peer's LP, written by us.
 pub(super) struct DirectOut {
     link: TxLink,
+    /// Its segment, to see whether the file is still the one we write.
+    seg: Segment,
+    /// The generation of the peer it serves.
+    b_gen: u32,
     /// The generation of the peer's LP it serves.
     lp_gen: u32,
 }
@@ -61,6 +66,14 @@ pub(super) struct Peer {
     /// For each generation of the peer we sealed for, the next sequence
     /// number (see `drop_tx`; the few newest generations are kept).
     pub sealed: std::collections::BTreeMap<u32, u64>,
+    /// The segment of `tx`, to see whether the file is still the one we
+    /// write.
+    pub tx_seg: Option<Segment>,
+    /// Where the sealer of each direct ring we stopped writing was, by
+    /// (peer generation, LP generation): a ring offered again for the same
+    /// pair has the same key, and its sealer goes on from there (no nonce
+    /// reuse; the few newest are kept).
+    direct_sealed: BTreeMap<(u32, u32), u64>,
 }
 
 impl Peer {
@@ -68,6 +81,7 @@ impl Peer {
     /// made again for the same generation (same key) must not reuse a
     /// sequence number.
     pub fn drop_tx(&mut self) {
+        self.tx_seg = None;
         if let Some(tx) = self.tx.take() {
             let next = self.sealed.entry(self.generation).or_default();
             *next = (*next).max(tx.next_seq());
@@ -93,6 +107,8 @@ impl Peer {
             direct: None,
             direct_pending: Outbox::new(),
             sealed: std::collections::BTreeMap::new(),
+            tx_seg: None,
+            direct_sealed: BTreeMap::new(),
         }
     }
 
@@ -100,7 +116,13 @@ impl Peer {
     /// gone with it; what waits for it goes the 6-hop way, after what
     /// already waits there.
     pub fn unsplit_direct(&mut self) {
-        self.direct = None;
+        if let Some(d) = self.direct.take() {
+            let next = self.direct_sealed.entry((d.b_gen, d.lp_gen)).or_default();
+            *next = (*next).max(d.link.next_seq());
+            while self.direct_sealed.len() > 16 {
+                self.direct_sealed.pop_first();
+            }
+        }
         if !self.direct_pending.is_empty() {
             let later = std::mem::take(&mut self.direct_pending);
             later.for_each(|h, p| self.pending.push(&h, p));
@@ -411,8 +433,14 @@ impl Peers {
         if let Some(old) = peer.direct.as_mut() {
             old.link.flush();
         }
+        let sealer = match peer.direct_sealed.get(&(b_gen, lp_gen)) {
+            Some(&next) => Sealer::resume(key, next),
+            None => Sealer::new(key),
+        };
         peer.direct = Some(DirectOut {
-            link: TxLink::new(tx, Sealer::new(key)),
+            link: TxLink::new(tx, sealer),
+            seg,
+            b_gen,
             lp_gen,
         });
         // For this generation of b only (`to_gen`): a SWITCH still queued
@@ -435,16 +463,52 @@ impl Peers {
         if peer.generation != b_gen {
             return;
         }
-        let Some(out) = peer.direct.as_mut().filter(|d| d.lp_gen == lp_gen) else {
+        if peer.direct.as_ref().is_some_and(|d| d.lp_gen == lp_gen) {
+            peer.give_up_direct(ctx);
+        }
+    }
+
+    /// Rings we write whose files were replaced (a reader made its ring
+    /// again after garbage in the registry made a healthy peer look gone
+    /// and back, or another process unlinked it): what we wrote there
+    /// nobody reads. A peer ring is opened again by name (its sealer goes
+    /// on from its sequence); a direct ring is given up for the 6-hop way
+    /// (until its reader offers one again; its sealer goes on from its
+    /// sequence too). Returns how many were replaced.
+    pub fn heal_replaced(&mut self, ctx: &Ctx) -> usize {
+        let mut n = 0;
+        for peer in self.map.values_mut() {
+            if peer.tx_seg.as_ref().is_some_and(Segment::replaced) {
+                peer.drop_tx();
+                n += 1;
+            }
+            if peer.direct.as_ref().is_some_and(|d| d.seg.replaced()) {
+                peer.give_up_direct(ctx);
+                n += 1;
+            }
+        }
+        if n > 0 {
+            self.open_outbound(ctx);
+        }
+        n
+    }
+}
+
+impl Peer {
+    /// Stop writing the direct ring into the peer's LP: UNSWITCH, then what
+    /// waits for it goes the 6-hop way.
+    fn give_up_direct(&mut self, ctx: &Ctx) {
+        let Some(out) = self.direct.as_mut() else {
             return;
         };
         out.link.flush();
+        let lp_gen = out.lp_gen;
         let m = PeerCtl::Unswitch {
             lp_gen,
             from_gen: ctx.generation,
         };
         // UNSWITCH goes ahead of what now takes the 6-hop way.
-        peer.pending.push(&super::ctl_header(ctx.slot), &m.encode());
-        peer.unsplit_direct();
+        self.pending.push(&super::ctl_header(ctx.slot), &m.encode());
+        self.unsplit_direct();
     }
 }

@@ -194,6 +194,22 @@ impl Segment {
     pub fn path(&self) -> &Path {
         &self.inner.path
     }
+
+    /// Whether the segment's name no longer names the file we mapped: it
+    /// was unlinked, or another file took its name (a reader that made its
+    /// ring again, or another process). A writer of a replaced ring writes
+    /// where nobody reads. An error other than "not found" (a permission
+    /// taken away, say) is not taken as proof: false.
+    pub fn replaced(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(ours) = self.inner._file.metadata() else {
+            return false;
+        };
+        match std::fs::symlink_metadata(&self.inner.path) {
+            Ok(now) => now.dev() != ours.dev() || now.ino() != ours.ino(),
+            Err(e) => e.kind() == io::ErrorKind::NotFound,
+        }
+    }
 }
 
 /// Give the new, empty `file` its `len` bytes as allocated blocks, not a
