@@ -133,6 +133,9 @@ pub const MAX_RING_CAPACITY: i64 = 1 << 30;
 pub const DEFAULT_REPORT_INTERVAL_MS: u64 = 1000;
 /// Default `grace_ms`.
 pub const DEFAULT_GRACE_MS: u64 = 3000;
+/// `sandbox` of a process that does not say (see the README, "The LP
+/// sandbox", for why and what it costs).
+pub const DEFAULT_SANDBOX: bool = false;
 /// Default `max_restarts`.
 pub const DEFAULT_MAX_RESTARTS: u32 = 3;
 /// Default `within_secs`.
