@@ -3,7 +3,9 @@
 //! `b`; `a` tries to open the session directory, the registry, its own
 //! rings and its peer's, and to signal its manager, then sends a request,
 //! a message and a transaction over both sub-functions and reads the
-//! collaboration state. It prints one `probe <what> <result>` line each.
+//! collaboration state, and checks that a direct ring reached it (its
+//! descriptor on the socket, behind ATTACH). It prints one
+//! `probe <what> <result>` line each.
 //!
 //! - sandboxed: every open fails with EACCES, the signal with EPERM, and
 //!   everything else works;
@@ -29,7 +31,7 @@ const CLOSED: [&str; 5] = [
     "own_ring_proc",
     "peer_ring",
 ];
-const WORKS: [&str; 4] = ["request", "send", "transaction", "state"];
+const WORKS: [&str; 5] = ["request", "send", "transaction", "state", "direct_ring"];
 
 fn config(dir: &Path, name: &str, extra: &str) -> std::path::PathBuf {
     let probe = example("sandbox-probe");

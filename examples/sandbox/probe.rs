@@ -6,7 +6,8 @@
 //! the path its descriptor points at, and through `/proc/self/fd`), the
 //! peer's ring (`b` answers a request `where` with its path), and to signal its manager (signal 0: a permission check
 //! that disturbs nothing); then a request to `b`, a message, a
-//! transaction over both sub-functions and the collaboration state. Each
+//! transaction over both sub-functions and the collaboration state, and
+//! whether a direct ring reached it (by descriptor, on its socket). Each
 //! result goes to stdout as `probe <what> <ok | errno>`, then `probe done`.
 use shmcollab::runtime::Lp;
 use std::path::{Path, PathBuf};
@@ -129,6 +130,32 @@ fn works(lp: &mut Lp) {
     );
 }
 
+/// Whether a direct ring from `b`'s manager reached us (its descriptor
+/// came on the socket, behind ATTACH): requests go on until one is open.
+fn direct(lp: &mut Lp) {
+    let until = Instant::now() + Duration::from_secs(20);
+    let has_direct = || {
+        let fds = std::fs::read_dir("/proc/self/fd")
+            .into_iter()
+            .flatten()
+            .flatten();
+        fds.filter_map(|e| std::fs::read_link(e.path()).ok())
+            .any(|t| t.to_string_lossy().contains("-lp"))
+    };
+    while !has_direct() && Instant::now() < until {
+        let _ = lp.request("b", b"ping", Duration::from_secs(5));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    say(
+        "direct_ring",
+        if has_direct() {
+            Ok(())
+        } else {
+            Err("none".into())
+        },
+    );
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut lp = Lp::connect()?;
     lp.ready()?;
@@ -148,6 +175,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     probes(&mut lp);
     works(&mut lp);
+    direct(&mut lp);
     println!("probe uid {}", rustix_uid());
     println!("probe done");
     lp.send("b", b"stop")?;
