@@ -56,16 +56,9 @@ pub(super) fn take(plan: &Handover) -> Result<Taken, LpError> {
 /// period: try again for a while before giving up.
 fn attach_main(out: File, inn: File, id: u64) -> Result<(Producer, Consumer), LpError> {
     let attach = || -> Result<_, OpenError> {
-        let out_seg = open_ring_fd(
-            out.try_clone().map_err(io(&out))?,
-            Path::new("<ring out>"),
-            id,
-        )?;
-        let in_seg = open_ring_fd(
-            inn.try_clone().map_err(io(&inn))?,
-            Path::new("<ring in>"),
-            id,
-        )?;
+        let (out_label, in_label) = (Path::new("<ring out>"), Path::new("<ring in>"));
+        let out_seg = open_ring_fd(out.try_clone().map_err(io(out_label))?, out_label, id)?;
+        let in_seg = open_ring_fd(inn.try_clone().map_err(io(in_label))?, in_label, id)?;
         // No doorbell of the registry: the producer rings the ring's own,
         // on which the manager sleeps too.
         Ok((
@@ -85,9 +78,10 @@ fn attach_main(out: File, inn: File, id: u64) -> Result<(Producer, Consumer), Lp
     }
 }
 
-fn io(_f: &File) -> impl Fn(std::io::Error) -> OpenError + '_ {
-    |source| OpenError::Io {
-        path: "<handed-over ring>".into(),
+/// A failed duplication of the handed-over ring `label`.
+fn io(label: &Path) -> impl Fn(std::io::Error) -> OpenError + '_ {
+    move |source| OpenError::Io {
+        path: label.to_owned(),
         source,
     }
 }
