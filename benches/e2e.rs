@@ -31,6 +31,9 @@
 //! 4. `idle_8_cpu`: CPU time (utime + stime from `/proc/<pid>/stat`) of the
 //!    supervisor, the 8 managers and the 8 idle LPs over 10 s, as % of one
 //!    core; target <= 2 %.
+//! 5. `sandbox_cost`: the back-to-back round trip and the launch of 32 LPs
+//!    with `sandbox = false` and `true`, alternating in the same run
+//!    (`e2e/sandbox.rs`); target on <= 1.05 x off.
 //!
 //! Before measuring, the bench runs `cargo build --release --examples --bins
 //! -q` (with the `cargo` that runs the bench, `$CARGO`) so that the example
@@ -56,6 +59,8 @@ mod common;
 mod harness;
 #[path = "e2e/runs.rs"]
 mod runs;
+#[path = "e2e/sandbox.rs"]
+mod sandbox;
 
 use common::{LatRow, Placement, Row};
 use harness::{build_and_locate, fail, median, quick, shm_entries, shm_root, Bins, TempDir};
@@ -112,8 +117,16 @@ fn main() {
     let oneway = one_way(&bins, &dir.0, &counts);
     let launch = launch_to_ready(&bins, &dir.0, &counts);
     let idle = idle_cpu(&bins, &dir.0, &counts);
+    let sandbox = sandbox::measure(
+        &bins,
+        &dir.0,
+        counts.rtt_iters,
+        counts.rounds,
+        counts.launches,
+    );
     drop(dir);
     report(&counts, rtt, oneway, &launch, &idle);
+    sandbox.report();
     remove_what_we_left(&shm_before);
 }
 
@@ -156,7 +169,7 @@ fn round_trips(bins: &Bins, dir: &Path, c: &Counts) -> RoundTrips {
     let us = |v: f64| v / 1e3;
     for round in 0..c.rounds {
         for (i, &(interval, n)) in paces.iter().enumerate() {
-            let lp = runs::lp_paced(bins, dir, n, interval, false);
+            let lp = runs::lp_paced(bins, dir, n, interval, false, None);
             let one = common::sock_rtt_lat(64, n as usize, interval, Placement::OneCpu);
             let two = common::sock_rtt_lat(64, n as usize, interval, Placement::TwoCpus);
             eprintln!(
@@ -175,7 +188,7 @@ fn round_trips(bins: &Bins, dir: &Path, c: &Counts) -> RoundTrips {
                 got[i][k].push(r);
             }
         }
-        let r6 = runs::lp_paced(bins, dir, c.rtt_iters, 0, true);
+        let r6 = runs::lp_paced(bins, dir, c.rtt_iters, 0, true, None);
         eprintln!(
             "e2e bench: round {round}: lp_rtt_64, 6 hops: p50 {:.2} µs",
             us(r6.p50_ns)
@@ -251,7 +264,7 @@ fn launch_to_ready(bins: &Bins, dir: &Path, c: &Counts) -> LaunchTimes {
     let mut walls = Vec::new();
     let mut saids = Vec::new();
     for round in 0..c.launches {
-        let (w, s) = runs::launch_ready_once(bins, dir, 32, round);
+        let (w, s) = runs::launch_ready_once(bins, dir, 32, round, None);
         eprintln!(
             "e2e bench: launch {round}: 32 LPs ready after {w:.1} ms (supervisor: {s:.1} ms)"
         );

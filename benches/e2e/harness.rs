@@ -300,7 +300,17 @@ hosts = ["w"]
     )
 }
 
+/// `text` (a config) with `sandbox = on` in every process when `on` is
+/// given; as it is (the default) when not.
+pub(crate) fn with_sandbox(text: &str, on: Option<bool>) -> String {
+    match on {
+        Some(on) => text.replace("[[process]]\n", &format!("[[process]]\nsandbox = {on}\n")),
+        None => text.to_owned(),
+    }
+}
+
 /// Run a pingpong collaboration to its end; ping's JSON line for `bench`.
+/// `sandbox`: see [`with_sandbox`].
 pub(crate) fn run_pingpong(
     bins: &Bins,
     dir: &Path,
@@ -308,12 +318,13 @@ pub(crate) fn run_pingpong(
     ping_args: &[&str],
     bench: &str,
     env: &[(&str, &str)],
+    sandbox: Option<bool>,
 ) -> Value {
     let name = format!("b{}{tag}", std::process::id());
     let cfg = write_config(
         dir,
         &format!("{tag}.toml"),
-        &pingpong_config(bins, &name, ping_args),
+        &with_sandbox(&pingpong_config(bins, &name, ping_args), sandbox),
     );
     let (code, out, err) = Launched::start_env(bins, &cfg, &name, env).finish();
     match ping_json(&out, bench) {

@@ -5,7 +5,7 @@
 
 use crate::common::{pace, LatRow, Row};
 use crate::harness::{
-    fail, idle_config, run_pingpong, slurp, status_json, write_config, Bins, Launched,
+    fail, idle_config, run_pingpong, slurp, status_json, with_sandbox, write_config, Bins, Launched,
 };
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -27,6 +27,7 @@ pub(crate) fn lp_paced(
     iters: u64,
     interval_us: u64,
     six_hops: bool,
+    sandbox: Option<bool>,
 ) -> LatRow {
     let (n, us) = (iters.to_string(), interval_us.to_string());
     let env: &[(&str, &str)] = if six_hops {
@@ -35,7 +36,15 @@ pub(crate) fn lp_paced(
         &[]
     };
     let bench = pace::bench_name(64, interval_us);
-    let v = run_pingpong(bins, dir, "rtt", &["paced", &n, &us, "64"], &bench, env);
+    let v = run_pingpong(
+        bins,
+        dir,
+        "rtt",
+        &["paced", &n, &us, "64"],
+        &bench,
+        env,
+        sandbox,
+    );
     let get = |k: &str| {
         v[k].as_f64()
             .unwrap_or_else(|| fail(&format!("no {k} in {v}")))
@@ -75,6 +84,7 @@ pub(crate) fn lp_oneway(bins: &Bins, dir: &Path, n: u64) -> Row {
         &["flood", &ns, "64"],
         "lp_oneway_64",
         &[],
+        None,
     );
     Row {
         bench: "lp_oneway_64".into(),
@@ -92,12 +102,23 @@ pub(crate) fn lp_oneway(bins: &Bins, dir: &Path, n: u64) -> Row {
 // ---- 3. launch to ready ----------------------------------------------------
 
 /// One launch of `n` idle LPs: (wall ms until the ready line, the ms it says).
-pub(crate) fn launch_ready_once(bins: &Bins, dir: &Path, n: usize, round: usize) -> (f64, f64) {
-    let name = format!("b{}up{round}", std::process::id());
+pub(crate) fn launch_ready_once(
+    bins: &Bins,
+    dir: &Path,
+    n: usize,
+    round: usize,
+    sandbox: Option<bool>,
+) -> (f64, f64) {
+    let tag = match sandbox {
+        None => "",
+        Some(true) => "sb",
+        Some(false) => "ns",
+    };
+    let name = format!("b{}up{tag}{round}", std::process::id());
     let cfg = write_config(
         dir,
-        &format!("up{round}.toml"),
-        &idle_config(bins, &name, n),
+        &format!("up{tag}{round}.toml"),
+        &with_sandbox(&idle_config(bins, &name, n), sandbox),
     );
     let want = format!("shmcollab: all {n} LPs ready after ");
     let t = Instant::now();

@@ -1,6 +1,7 @@
 //! The targets: a name, valid encodings to start from, and the decoder.
 
 use shmcollab_runtime::ctl::{LpCtl, PeerCtl};
+use shmcollab_runtime::handover::{Fds, Handover};
 use shmcollab_runtime::report::CollaborationState;
 use shmcollab_runtime::txn::msg::{TxnReply, TxnRequest};
 use shmcollab_runtime::txn::record::Record;
@@ -115,6 +116,14 @@ pub static TARGETS: &[Target] = &[
         seeds: ringname_seeds,
         run: |b| {
             let _ = black_box(RingName::parse(&String::from_utf8_lossy(b)));
+        },
+    },
+    Target {
+        name: "handover",
+        what: "what a manager hands its LP in the environment (Handover::decode)",
+        seeds: handover_seeds,
+        run: |b| {
+            let _ = black_box(Handover::decode(&String::from_utf8_lossy(b)));
         },
     },
     Target {
@@ -382,6 +391,17 @@ fn ringname_seeds() -> Vec<Vec<u8>> {
     .iter()
     .map(|s| s.as_bytes().to_vec())
     .collect()
+}
+
+fn handover_seeds() -> Vec<Vec<u8>> {
+    let h = Handover {
+        session_id: 42,
+        fds: Fds::FIXED,
+        subfns: vec!["a".into(), "b/0".into()],
+        owners: vec![Some(0), None],
+        names: vec!["p".into(), "q.1".into()],
+    };
+    vec![h.encode().into_bytes()]
 }
 
 fn config_seeds() -> Vec<Vec<u8>> {

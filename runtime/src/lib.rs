@@ -18,12 +18,16 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub mod child;
 pub mod ctl;
+pub mod handover;
 pub mod link;
 pub mod lp;
+pub mod lpview;
 pub mod manager;
 pub mod plan;
 pub mod report;
+pub mod sandbox;
 pub mod txn;
 pub mod wire;
 

@@ -151,6 +151,13 @@ pub struct LpPlan {
     pub max_restarts: u32,
     /// ... within this many seconds.
     pub within_secs: u64,
+    /// Run it in the sandbox (`sandbox = true`, see `sandbox.rs`).
+    #[serde(default)]
+    pub sandbox: bool,
+    /// Run it as this user (`user = "..."`): the manager switches before
+    /// exec (needs root or CAP_SETUID and CAP_SETGID).
+    #[serde(default)]
+    pub user: Option<String>,
 }
 
 /// Everything a manager needs to know about the collaboration.

@@ -101,6 +101,10 @@ pub struct ManagerReport {
     pub txn: TxnReport,
     /// When the report was made, CLOCK_MONOTONIC milliseconds.
     pub at_ms: u64,
+    /// The LP's sandbox: "off", "on", or "degraded" (asked for, but the
+    /// kernel cannot close the files: see the README).
+    #[serde(default)]
+    pub sandbox: String,
 }
 
 /// A manager's transaction server, as reported.

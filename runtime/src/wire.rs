@@ -11,10 +11,6 @@ pub mod env {
     pub const SLOT: &str = "SHMCOLAB_SLOT";
     /// The LP's name.
     pub const NAME: &str = "SHMCOLAB_NAME";
-    /// Segment name of the manager -> LP ring.
-    pub const RING_IN: &str = "SHMCOLAB_RING_IN";
-    /// Segment name of the LP -> manager ring.
-    pub const RING_OUT: &str = "SHMCOLAB_RING_OUT";
     /// File descriptor from which the LP reads its two link keys (32 bytes:
     /// LP -> manager, then manager -> LP); absent when `secure = false`.
     pub const KEY_FD: &str = "SHMCOLAB_KEY_FD";
@@ -274,8 +270,21 @@ pub fn prepare_child(
     key: Option<&[u8]>,
     own_group: bool,
 ) -> std::io::Result<Option<std::os::fd::OwnedFd>> {
+    let setup = crate::child::ChildSetup {
+        own_group,
+        ..Default::default()
+    };
+    prepare_child_with(cmd, key, setup)
+}
+
+/// [`prepare_child`] with the rest of what [`crate::child`] can do to a
+/// child (an LP's descriptors, another user, the sandbox).
+pub fn prepare_child_with(
+    cmd: &mut std::process::Command,
+    key: Option<&[u8]>,
+    setup: crate::child::ChildSetup,
+) -> std::io::Result<Option<std::os::fd::OwnedFd>> {
     use std::os::fd::AsRawFd;
-    use std::os::unix::process::CommandExt;
     let read_end = match key {
         Some(k) => {
             let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
@@ -285,33 +294,7 @@ pub fn prepare_child(
         }
         None => None,
     };
-    let key_fd = read_end.as_ref().map_or(-1, |f| f.as_raw_fd());
-    let parent = std::process::id() as libc::pid_t;
-    // SAFETY: the closure runs in the forked child before exec and calls
-    // only async-signal-safe functions (dup2, fcntl, setpgid, prctl,
-    // getppid, sigemptyset, sigprocmask, _exit); it allocates nothing.
-    unsafe {
-        cmd.pre_exec(move || {
-            if key_fd >= 0 {
-                if libc::dup2(key_fd, KEY_FD) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                libc::fcntl(KEY_FD, libc::F_SETFD, 0);
-            }
-            if own_group {
-                libc::setpgid(0, 0);
-            }
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            // The parent may have died before prctl took effect.
-            if libc::getppid() != parent {
-                libc::_exit(1);
-            }
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-            Ok(())
-        });
-    }
+    crate::child::apply(cmd, read_end.as_ref().map(|f| f.as_raw_fd()), setup);
     Ok(read_end)
 }
 

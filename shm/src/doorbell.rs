@@ -27,7 +27,7 @@
 //! "forever" is a loop of such sleeps). A lost wake-up costs latency, never
 //! a hang.
 
-use crate::sync::{fence, futex_wait, futex_wake, AtomicU32, Ordering};
+use crate::sync::{fence, futex_wait_any, futex_wake, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// The longest single futex sleep: a sleeper whose wake-up was lost (the
@@ -158,8 +158,26 @@ impl Doorbell {
         &self,
         strategy: WaitStrategy,
         timeout: Option<Duration>,
+        ready: impl FnMut() -> Option<T>,
+    ) -> Option<T> {
+        Self::wait_until_any(&[self], strategy, timeout, ready)
+    }
+
+    /// [`Doorbell::wait_until`] on several doorbells at once: a ring of
+    /// any of them wakes the sleeper (a manager sleeps on its registry
+    /// doorbell and on the one its LP rings, which lives in a segment the
+    /// LP can reach without the registry). Up to four bells; the sleep is
+    /// one `futex_waitv`, with the protocol of the module doc on each.
+    pub fn wait_until_any<T>(
+        bells: &[&Doorbell],
+        strategy: WaitStrategy,
+        timeout: Option<Duration>,
         mut ready: impl FnMut() -> Option<T>,
     ) -> Option<T> {
+        let bells = &bells[..bells.len().min(4)];
+        if bells.is_empty() {
+            return ready();
+        }
         if let Some(v) = ready() {
             return Some(v);
         }
@@ -199,14 +217,26 @@ impl Doorbell {
             };
             // SYNC: SeqCst increment, then the re-check below; pairs with the
             // fence in `ring`.
-            self.sleepers.fetch_add(1, Ordering::SeqCst);
-            let seen = self.seq.load(Ordering::Acquire);
+            let mut seen = [0u32; 4];
+            for (b, s) in bells.iter().zip(seen.iter_mut()) {
+                b.sleepers.fetch_add(1, Ordering::SeqCst);
+                *s = b.seq.load(Ordering::Acquire);
+            }
+            let awake = || {
+                for b in bells {
+                    b.sleepers.fetch_sub(1, Ordering::SeqCst);
+                }
+            };
             if let Some(v) = ready() {
-                self.sleepers.fetch_sub(1, Ordering::SeqCst);
+                awake();
                 return Some(v);
             }
-            futex_wait(&self.seq, seen, Some(remaining));
-            self.sleepers.fetch_sub(1, Ordering::SeqCst);
+            let mut words = [(&bells[0].seq, 0u32); 4];
+            for ((w, b), s) in words.iter_mut().zip(bells).zip(seen) {
+                *w = (&b.seq, s);
+            }
+            futex_wait_any(&words[..bells.len()], Some(remaining));
+            awake();
             if let Some(v) = ready() {
                 return Some(v);
             }

@@ -15,8 +15,7 @@ use crate::wire::{self, DirectStats};
 use shmcollab_shm::auth::{LinkKey, Opener, RxStats};
 use shmcollab_shm::doorbell::WaitStrategy;
 use shmcollab_shm::frame::kind;
-use shmcollab_shm::ring::{open_ring, Consumer};
-use shmcollab_shm::segment::Session;
+use shmcollab_shm::ring::{open_ring_fd, Consumer};
 use std::time::{Duration, Instant};
 
 /// How often at most an LP tells its manager what it took from direct rings.
@@ -207,13 +206,12 @@ impl Lp {
                 (rx.main.has_data() || rx.direct.iter().any(|d| d.link.has_data())).then_some(())
             });
         // For the supervisor's placement: time spent waiting is not work.
-        let ns = waited.elapsed().as_nanos() as u64;
-        let _ = self.registry.add_lp_wait(self.slot, ns);
+        self.view.add_wait(waited.elapsed());
     }
 
     /// Take the next frame of ring `r` into the inbox.
     fn take_from(&mut self, r: RingRef) -> Result<Took, LpError> {
-        let registry = &self.registry;
+        let plan = &self.plan;
         let inbox = &mut self.inbox;
         let txn_replies = &mut self.txn_replies;
         let mut ctls = Vec::new();
@@ -233,7 +231,7 @@ impl Lp {
                 txn_replies.insert(h.aux, p.to_vec());
                 return true;
             }
-            let Some(m) = Message::from_frame(registry, &h, p) else {
+            let Some(m) = Message::from_frame(plan, &h, p) else {
                 return false;
             };
             taken.msgs += 1;
@@ -296,7 +294,8 @@ impl Lp {
                 }
                 let label = wire::direct_label(writer, writer_generation);
                 let key = self.rx.key.as_ref().map(|k| k.derive(&label));
-                match attach(&self._session, &ring) {
+                let file = self.sock.take_ring(&ring);
+                match attach(file, &ring, self.plan.session_id) {
                     Ok(c) => self.rx.direct.push(DirectRx {
                         link: RxLink::new(c, Opener::new(key), Resync::Never),
                         name: ring,
@@ -364,6 +363,16 @@ impl Lp {
     }
 }
 
-fn attach(session: &Session, ring: &str) -> Result<Consumer, shmcollab_shm::segment::OpenError> {
-    Consumer::attach(&open_ring(session, ring)?)
+/// Attach to direct ring `ring`, whose descriptor came on the socket.
+fn attach(
+    file: Option<std::fs::File>,
+    ring: &str,
+    session_id: u64,
+) -> Result<Consumer, shmcollab_shm::segment::OpenError> {
+    let label = std::path::Path::new(ring);
+    let file = file.ok_or_else(|| shmcollab_shm::segment::OpenError::Io {
+        path: label.to_owned(),
+        source: std::io::Error::other("its descriptor did not come from the manager"),
+    })?;
+    Consumer::attach(&open_ring_fd(file, label, session_id)?)
 }

@@ -14,7 +14,14 @@
 //! a key derived from it. The sending manager stamps the sender of every
 //! message, so `Message::from` is the slot of the LP whose manager forwarded
 //! it, whatever that LP wrote.
+//!
+//! An LP opens nothing by path: its rings, its view (the collaboration
+//! state, see [`crate::lpview`]) and a socket for later rings are handed
+//! over by its manager as descriptors, the plan's names in the environment
+//! ([`crate::handover`]), so that it works in the sandbox
+//! ([`crate::sandbox`]) and as another user. It never maps the registry.
 
+mod fds;
 mod inbound;
 mod request;
 mod txn;
@@ -22,17 +29,16 @@ mod txn;
 pub use txn::{CommitHandle, KeyValue, OwnedTxn, Txn, TxnError, MAX_ATTEMPTS};
 
 use crate::ctl::LpCtl;
+use crate::handover::Handover;
 use crate::link::{Outbox, Resync, RxLink, TxLink, Wait};
+use crate::lpview::ViewReader;
 use crate::report::CollaborationState;
 use crate::wire::{env, FLAG_DST_LP};
 use inbound::Inbound;
 use shmcollab_shm::auth::{LinkKey, Opener, Sealer};
 use shmcollab_shm::frame::{kind, FrameHeader};
-use shmcollab_shm::registry::Registry;
-use shmcollab_shm::ring::{open_ring, BellRef, Consumer, Producer, SendError};
-use shmcollab_shm::segment::Session;
+use shmcollab_shm::ring::SendError;
 use std::collections::VecDeque;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// Errors of the LP API. A caller acts on `WouldBlock`, `Timeout`,
@@ -83,9 +89,12 @@ pub enum AttachError {
     /// The registry.
     #[error(transparent)]
     Registry(#[from] shmcollab_shm::registry::RegistryError),
-    /// One of the LP's rings.
+    /// One of the LP's rings, or its view.
     #[error(transparent)]
     Ring(#[from] shmcollab_shm::segment::OpenError),
+    /// What the manager handed over at spawn.
+    #[error(transparent)]
+    Handover(#[from] crate::handover::HandoverError),
 }
 
 /// A ring that cannot be used any more.
@@ -113,6 +122,9 @@ pub enum StateError {
     /// The published document does not parse.
     #[error("bad state document: {0}")]
     Decode(#[from] serde_json::Error),
+    /// The manager's copy of it could not be read.
+    #[error(transparent)]
+    View(#[from] crate::lpview::ViewReadError),
 }
 
 impl<E: Into<AttachError>> From<E> for LpError {
@@ -151,8 +163,12 @@ pub struct Message {
 
 /// A connection of a logical process to its manager.
 pub struct Lp {
-    _session: Session,
-    registry: Registry,
+    /// What the manager handed over: names, owners, the session id.
+    plan: Handover,
+    /// The state copy and the waiting-time counter.
+    view: ViewReader,
+    /// Where the descriptors of later rings arrive.
+    sock: fds::RingSocket,
     slot: u32,
     name: String,
     subfns: Vec<String>,
@@ -169,7 +185,6 @@ pub struct Lp {
     /// See [`Lp::forged_replies`].
     forged_replies: u64,
     scratch: Vec<u8>,
-    names: Vec<Option<String>>,
 }
 
 fn env_var(name: &str) -> Result<String, LpError> {
@@ -212,59 +227,28 @@ fn read_keys() -> Result<Option<(LinkKey, LinkKey)>, LpError> {
 }
 
 impl Lp {
-    /// Connect from the environment the manager set.
+    /// Connect from the environment the manager set: everything by the
+    /// descriptors it handed over (see [`crate::handover`]), nothing by
+    /// path, so that this works in the sandbox.
     pub fn connect() -> Result<Lp, LpError> {
-        let dir = PathBuf::from(env_var(env::SESSION)?);
         let slot: u32 = env_var(env::SLOT)?
             .parse()
             .map_err(|_| LpError::Environment(format!("{} is not a number", env::SLOT)))?;
         let name = env_var(env::NAME)?;
-        let ring_in = env_var(env::RING_IN)?;
-        let ring_out = env_var(env::RING_OUT)?;
+        let plan = Handover::from_env()?;
         let keys = read_keys()?;
-        let session = Session::open(&dir)?;
-        let registry = Registry::open(&session)?;
-        let bell_ptr = registry.doorbell(slot)? as *const _;
-        // SAFETY: `bell_ptr` points at the doorbell of our slot inside the
-        // registry segment, which BellRef keeps mapped.
-        let bell = unsafe { BellRef::new(registry.segment().clone(), bell_ptr) };
-        // Another process may have written into a ring's fixed fields;
-        // the manager puts them back within its heal period: try again
-        // for a while before giving up.
-        let attach = || -> Result<_, shmcollab_shm::segment::OpenError> {
-            let out_seg = open_ring(&session, &ring_out)?;
-            let in_seg = open_ring(&session, &ring_in)?;
-            Ok((
-                Producer::attach(&out_seg, Some(bell.clone()))?,
-                Consumer::attach(&in_seg)?,
-            ))
-        };
-        let give_up = Instant::now() + Duration::from_secs(1);
-        let (tx, rx) = loop {
-            match attach() {
-                Ok(r) => break r,
-                Err(shmcollab_shm::segment::OpenError::Corrupt { .. })
-                    if Instant::now() < give_up =>
-                {
-                    std::thread::sleep(Duration::from_millis(10))
-                }
-                Err(e) => return Err(e.into()),
-            }
-        };
+        let taken = fds::take(&plan)?;
+        let (tx, rx) = (taken.tx, taken.rx);
         let (tx_key, rx_key) = match keys {
             Some((t, r)) => (Some(t), Some(r)),
             None => (None, None),
         };
         let main = RxLink::new(rx, Opener::new(rx_key.clone()), Resync::Never);
-        // The sub-functions it hosts: the registry's assignment table.
-        let subfns = registry
-            .subfns_of(slot)
-            .into_iter()
-            .filter_map(|i| registry.subfn_name(i).ok())
-            .collect();
+        let subfns = plan.hosted_by(slot);
         Ok(Lp {
-            _session: session,
-            registry,
+            plan,
+            view: taken.view,
+            sock: taken.sock,
             slot,
             name,
             subfns,
@@ -276,7 +260,6 @@ impl Lp {
             next_corr: 1,
             forged_replies: 0,
             scratch: Vec::with_capacity(4096),
-            names: Vec::new(),
         })
     }
 
@@ -297,27 +280,13 @@ impl Lp {
 
     /// All sub-functions of the collaboration.
     pub fn all_subfunctions(&self) -> Vec<String> {
-        (0..self.registry.subfn_count())
-            .filter_map(|i| self.registry.subfn_name(i).ok())
-            .collect()
+        self.plan.subfns.clone()
     }
 
     /// Name of the LP in `slot` (as registered by its manager).
     pub fn name_of(&mut self, slot: u32) -> Option<String> {
-        let i = slot as usize;
-        if i >= self.registry.max_slots() as usize {
-            return None;
-        }
-        if self.names.len() <= i {
-            self.names.resize(i + 1, None);
-        }
-        if self.names[i].is_none() {
-            let n = self.registry.slot(slot).ok()?.name;
-            if !n.is_empty() {
-                self.names[i] = Some(n);
-            }
-        }
-        self.names[i].clone()
+        let n = self.plan.names.get(slot as usize)?;
+        (!n.is_empty()).then(|| n.clone())
     }
 
     /// Frames from the manager and other managers that failed
@@ -350,7 +319,7 @@ impl Lp {
     }
 
     fn subfn_id(&self, subfn: &str) -> Result<u32, LpError> {
-        self.registry
+        self.plan
             .subfn_index(subfn)
             .ok_or_else(|| LpError::UnknownSubfn(subfn.to_owned()))
     }
@@ -490,7 +459,7 @@ impl Lp {
     /// The coordinator's view of the collaboration (see the README).
     pub fn collaboration_state(&self) -> Result<CollaborationState, LpError> {
         let state = |e: StateError| LpError::State(e);
-        let bytes = self.registry.read_status().map_err(|e| state(e.into()))?;
+        let bytes = self.view.state().map_err(|e| state(e.into()))?;
         if bytes.is_empty() {
             return Err(state(StateError::NotPublished));
         }
@@ -542,7 +511,7 @@ fn send_error(e: SendError) -> LpError {
 impl Message {
     /// The message of a frame from the manager; `None` for kinds an LP
     /// does not receive.
-    fn from_frame(registry: &Registry, h: &FrameHeader, payload: &[u8]) -> Option<Message> {
+    fn from_frame(plan: &Handover, h: &FrameHeader, payload: &[u8]) -> Option<Message> {
         let kind = match h.kind {
             kind::DATA => MessageKind::Data,
             kind::REQUEST => MessageKind::Request,
@@ -552,7 +521,7 @@ impl Message {
         };
         let addressed = matches!(kind, MessageKind::Data | MessageKind::Request);
         let to = if h.flags & FLAG_DST_LP == 0 && addressed {
-            registry.subfn_name(h.dst).ok()
+            plan.subfn_name(h.dst).map(str::to_owned)
         } else {
             None
         };

@@ -30,7 +30,7 @@ impl Lp {
         loop {
             // The owner of the sub-function, now: only its reply counts (the
             // source is stamped by the sender's manager, not by the sender).
-            let owner = self.registry.subfn_owner(dst);
+            let owner = self.plan.owner(dst);
             let mut forged = 0u64;
             let mut hit = None;
             // Other messages stay in the inbox, in order, for `recv`.

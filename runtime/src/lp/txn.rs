@@ -81,7 +81,7 @@ pub struct Txn<'a> {
 /// its open transactions side by side (the C ABI); Rust code uses [`Txn`].
 ///
 /// Use it with the `Lp` it was begun for: it names sub-functions by that
-/// LP's registry. Dropping it is an abort.
+/// LP's plan. Dropping it is an abort.
 #[derive(Debug, Default)]
 pub struct OwnedTxn {
     set: TxnSet,
@@ -217,7 +217,7 @@ impl OwnedTxn {
     }
 
     fn subfn(lp: &Lp, name: &str) -> Result<u32, TxnError> {
-        lp.registry
+        lp.plan
             .subfn_index(name)
             .ok_or_else(|| TxnError::UnknownSubfn(name.to_owned()))
     }

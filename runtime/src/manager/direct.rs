@@ -136,6 +136,11 @@ pub(super) struct Drained {
 }
 
 impl DirectIn {
+    /// The segment of direct ring `name` (to hand our LP its descriptor).
+    pub fn segment(&self, name: &str) -> Option<&Segment> {
+        self.rings.iter().find(|r| r.name == name).map(|r| &r.seg)
+    }
+
     /// Make the ring from peer `s` (generation `peer_gen`) into our LP of
     /// generation `lp_gen`, and offer it.
     pub fn offer(&mut self, ctx: &Ctx, s: u32, peer_gen: u32, lp_gen: u32) -> Vec<Out> {

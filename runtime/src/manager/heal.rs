@@ -45,6 +45,8 @@ impl Manager {
             return false;
         }
         self.healer.next = now + HEAL_EVERY;
+        // Not healing, but on the same timer: the LP's view.
+        self.access.sync(&self.ctx);
         let name = &self.ctx.lp_plan().name;
         let slot = self.ctx.registry.heal_slot(
             self.ctx.slot,

@@ -271,6 +271,8 @@ mod tests {
             restart,
             max_restarts,
             within_secs: 60,
+            sandbox: false,
+            user: None,
         }
     }
 

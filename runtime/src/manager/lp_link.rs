@@ -26,7 +26,6 @@ pub(super) struct Pumped {
 pub(super) struct LpLink {
     in_seg: Segment,
     out_seg: Segment,
-    in_name: String,
     out_name: String,
     tx: TxLink,
     rx: RxLink,
@@ -49,7 +48,6 @@ impl LpLink {
         Ok(LpLink {
             in_seg,
             out_seg,
-            in_name,
             out_name,
             tx,
             rx,
@@ -66,9 +64,16 @@ impl LpLink {
             + usize::from(self.tx.heal())
     }
 
-    /// Names of the rings (to the LP, from the LP), for its environment.
-    pub fn ring_names(&self) -> (&str, &str) {
-        (&self.in_name, &self.out_name)
+    /// The two ring segments (to the LP, from the LP), to hand the LP
+    /// their descriptors.
+    pub fn segments(&self) -> (&Segment, &Segment) {
+        (&self.in_seg, &self.out_seg)
+    }
+
+    /// The doorbell our LP rings after writing to us (its ring's own: the
+    /// LP does not map the registry), which we sleep on too.
+    pub fn lp_bell(&self) -> &shmcollab_shm::Doorbell {
+        self.rx.data_bell()
     }
 
     /// Use the keys of a new LP generation from now on.

@@ -4,6 +4,7 @@
 //! pidfd (no pid-reuse race), and placed on the plan's CPUs.
 
 use super::context::{Ctx, Flags};
+use super::lp_access::Spawn;
 use crate::plan::{resolve_program, set_process_cpus};
 use crate::wire;
 use shmcollab_shm::auth::LinkKey;
@@ -25,6 +26,14 @@ pub enum SpawnError {
         program: String,
         /// Why.
         source: std::io::Error,
+    },
+    /// `user = "..."` cannot be applied.
+    #[error("{name}: {why}")]
+    User {
+        /// The LP's name.
+        name: String,
+        /// Why.
+        why: String,
     },
     /// A system call around the start failed (pipe, pidfd, thread).
     #[error("{what}: {source}")]
@@ -50,8 +59,9 @@ pub(super) struct LpProc {
 pub(super) type LpKeys = (Option<LinkKey>, Option<LinkKey>);
 
 impl LpProc {
-    /// Start our LP with the link keys `keys` and the names of its rings.
-    pub fn spawn(ctx: &Ctx, keys: &LpKeys, rings: (&str, &str)) -> Result<LpProc, SpawnError> {
+    /// Start our LP with the link keys `keys` and what `access` handed it
+    /// (descriptors, handover, sandbox, user).
+    pub fn spawn(ctx: &Ctx, keys: &LpKeys, access: Spawn) -> Result<LpProc, SpawnError> {
         let p = ctx.lp_plan();
         let program = resolve_program(&p.command[0], &p.cwd);
         let mut cmd = Command::new(&program);
@@ -61,8 +71,7 @@ impl LpProc {
             .env(wire::env::SESSION, ctx.session.dir())
             .env(wire::env::SLOT, ctx.slot.to_string())
             .env(wire::env::NAME, &p.name)
-            .env(wire::env::RING_IN, rings.0)
-            .env(wire::env::RING_OUT, rings.1)
+            .env(crate::handover::env::HANDOVER, &access.handover)
             .stdin(Stdio::null());
         let mut key_bytes = match keys {
             (Some(to_lp), Some(from_lp)) => {
@@ -78,7 +87,8 @@ impl LpProc {
             }
         };
         // The LP dies with its manager; it stays in the manager's group.
-        let key_pipe = wire::prepare_child(&mut cmd, key_bytes.as_ref().map(|b| &b[..]), false);
+        let key = key_bytes.as_ref().map(|b| &b[..]);
+        let key_pipe = wire::prepare_child_with(&mut cmd, key, access.setup);
         if let Some(b) = key_bytes.as_mut() {
             shmcollab_shm::auth::wipe(b);
         }
@@ -89,6 +99,7 @@ impl LpProc {
             source,
         })?;
         drop(key_pipe);
+        drop(access);
         let pid = child.id();
         if let Some(split) = &ctx.plan.cpus {
             // Forked from us, it would run on the managers' CPUs (once we

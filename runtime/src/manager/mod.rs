@@ -6,6 +6,7 @@
 //! | context | `context.rs` | session, registry, plan, slot, generation, master key and the key derivations; borrowed by every part, changed by none |
 //! | LP link | `lp_link.rs` | the two rings to and from our LP |
 //! | LP process | `lp_proc.rs` | spawn with keys on a pipe, pidfd watch, signals, placement |
+//! | LP access | `lp_access.rs` | what the LP gets by descriptor (rings, view, socket for direct rings), its sandbox and user |
 //! | LP life cycle | `lifecycle.rs` | the state machine: backoff, running, placed, ready, stopping, done |
 //! | router | `router.rs` | the pure function from a header to a route |
 //! | delivery | `deliver.rs` | what each route does, for frames from the LP and from peers |
@@ -17,9 +18,10 @@
 //! | reports | `reports.rs` | counters, what the LP told us, the report's cadence and content |
 //!
 //! [`run`] claims the slot, starts the LP and runs the loop: one thread,
-//! sleeping on the doorbell of our registry slot, which our LP and every
-//! peer ring after publishing frames, until the earliest deadline a part
-//! reports. Two small threads turn a signal and the LP's pidfd into a
+//! sleeping on the doorbell of our registry slot, which every peer rings
+//! after publishing frames, and on the doorbell of our LP's ring to us,
+//! which the LP rings (it does not map the registry: `lp_access.rs`), until
+//! the earliest deadline a part reports. Two small threads turn a signal and the LP's pidfd into a
 //! doorbell ring.
 //!
 //! A message's path, from `Lp::send` to `Lp::recv`, every place it passes:
@@ -50,6 +52,7 @@ mod direct;
 mod discovery;
 mod heal;
 mod lifecycle;
+mod lp_access;
 mod lp_link;
 mod lp_proc;
 mod peers;
@@ -77,6 +80,7 @@ use deliver::{FromLp, FromPeers};
 use direct::{DirectIn, Queue};
 use discovery::Change;
 use lifecycle::{Action, Lifecycle};
+use lp_access::LpAccess;
 use lp_link::LpLink;
 use lp_proc::LpProc;
 use peers::Peers;
@@ -122,6 +126,9 @@ pub fn run(dir: &Path, slot: u32) -> anyhow::Result<i32> {
     let grace = Duration::from_millis(ctx.plan.grace_ms);
     let life = Lifecycle::new(ctx.lp_plan().clone(), grace, Instant::now());
     let txn = TxnServer::open(&ctx);
+    // Read here, passed down: `SHMCOLAB_LANDLOCK=0` acts as on a kernel
+    // without Landlock (the sandbox's stated fallback, for tests).
+    let landlock = std::env::var("SHMCOLAB_LANDLOCK").map_or(true, |v| v != "0");
     let mut m = Manager {
         ctx,
         lp,
@@ -140,6 +147,7 @@ pub fn run(dir: &Path, slot: u32) -> anyhow::Result<i32> {
         txn,
         txn_in: Vec::new(),
         healer: heal::Healer::default(),
+        access: LpAccess::new(landlock),
     };
     if let Err(e) = m.start_lp() {
         // Not a crash of the manager: restarting it would not help.
@@ -178,6 +186,8 @@ struct Manager {
     txn: TxnServer,
     txn_in: Vec<TxnFrame>,
     healer: heal::Healer,
+    /// What our LP reaches, by descriptor.
+    access: LpAccess,
 }
 
 impl Manager {
@@ -276,7 +286,10 @@ impl Manager {
         let Ok(bell) = self.ctx.registry.doorbell(self.ctx.slot) else {
             return std::thread::sleep(timeout);
         };
-        bell.wait_until(
+        // Our LP rings its ring's own doorbell (it does not map the
+        // registry): sleep on both.
+        shmcollab_shm::Doorbell::wait_until_any(
+            &[bell, self.lp.lp_bell()],
             if busy {
                 WaitStrategy::default()
             } else {
@@ -300,6 +313,7 @@ impl Manager {
             self.coord.publish(&self.ctx, true);
             self.coord.resign(&self.ctx);
         }
+        self.access.remove(&self.ctx);
         let reg = &self.ctx.registry;
         let _ = reg.release_slot(self.ctx.slot, self.ctx.generation);
         reg.changes().notify();
@@ -315,7 +329,8 @@ impl Manager {
         self.lp_gen += 1;
         let keys = self.ctx.lp_keys(self.lp_gen);
         self.lp.rekey(&keys);
-        let p = LpProc::spawn(&self.ctx, &keys, self.lp.ring_names())?;
+        let access = self.access.prepare(&self.ctx, &self.lp)?;
+        let p = LpProc::spawn(&self.ctx, &keys, access)?;
         self.proc_ = Some(p);
         self.life_event(lifecycle::Event::Spawned);
         for s in self.peers.live() {
@@ -599,7 +614,10 @@ impl Manager {
         for o in outs {
             match o {
                 Out::Peer(s, m) => self.peers.tell(&self.ctx, s, m),
-                Out::Lp(m) => self.queue.push(&ctl_header(self.ctx.slot), &m.encode()),
+                Out::Lp(m) => {
+                    self.access.before(&m, &self.direct);
+                    self.queue.push(&ctl_header(self.ctx.slot), &m.encode())
+                }
             }
         }
     }
@@ -627,6 +645,7 @@ impl Manager {
             depths: self.lp.depths(),
             pending: self.queue.len() + self.peers.queued(),
             txn: self.txn.report(),
+            sandbox: self.access.level_word(),
         };
         let r = self.reports.build(ctx, &self.counters, inputs);
         match self.coord.holder() {

@@ -43,6 +43,8 @@ pub(super) struct Inputs {
     pub depths: (u64, u64),
     pub pending: usize,
     pub txn: crate::report::TxnReport,
+    /// The LP's sandbox, as `status` shows it.
+    pub sandbox: &'static str,
 }
 
 #[derive(Default)]
@@ -174,6 +176,7 @@ impl Reports {
                 custom: self.custom.clone(),
                 txn: inputs.txn,
                 at_ms: monotonic_ms(),
+                sandbox: inputs.sandbox.to_owned(),
             }),
         }
     }
@@ -207,6 +210,7 @@ mod tests {
             depths: (0, 0),
             pending: 0,
             txn: Default::default(),
+            sandbox: "off",
         }
     }
 

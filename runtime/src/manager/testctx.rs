@@ -63,6 +63,8 @@ fn lp(i: u32, subfn: &str) -> LpPlan {
         restart: RestartType::Permanent,
         max_restarts: 3,
         within_secs: 10,
+        sandbox: false,
+        user: None,
     }
 }
 

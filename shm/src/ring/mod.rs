@@ -73,7 +73,7 @@ pub use layout::{
 pub use mem::heap_ring;
 pub use producer::{Producer, WriteSlot};
 #[cfg(not(loom))]
-pub use shmring::{create_ring, data_bell_ref, heal_ring, open_ring, BellRef};
+pub use shmring::{create_ring, data_bell_ref, heal_ring, open_ring, open_ring_fd, BellRef};
 
 /// Errors of sending.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -85,6 +85,19 @@ pub fn open_ring(session: &Session, name: &str) -> Result<Segment, OpenError> {
     Ok(seg)
 }
 
+/// Map the ring segment behind `file` (handed over by its creator; `label`
+/// names it in errors) of session `session_id`, checked as [`open_ring`]
+/// checks one opened by name.
+pub fn open_ring_fd(
+    file: std::fs::File,
+    label: &std::path::Path,
+    session_id: u64,
+) -> Result<Segment, OpenError> {
+    let seg = Segment::from_fd(file, label, session_id, SegmentKind::Ring)?;
+    validate(&seg)?;
+    Ok(seg)
+}
+
 /// Check a ring segment's control block; returns the capacity.
 pub(super) fn validate(seg: &Segment) -> Result<usize, OpenError> {
     let corrupt = |reason: &str| OpenError::Corrupt {

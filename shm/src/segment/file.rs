@@ -31,7 +31,7 @@ struct Mapped {
     guard: super::sigbus::Registered,
     map: memmap2::MmapRaw,
     path: PathBuf,
-    _file: File,
+    file: File,
 }
 
 impl std::fmt::Debug for Segment {
@@ -127,13 +127,34 @@ impl Segment {
         Ok(Segment::from_parts(map, path.to_owned(), file))
     }
 
+    /// Map the segment behind `file`, an open descriptor handed over by
+    /// the segment's creator (inherited or passed over a unix socket),
+    /// expecting `session_id` and `kind`: the same checks as
+    /// [`Segment::open_path`], without a path to open (`label` names it in
+    /// errors). A sandboxed LP opens its rings this way.
+    pub fn from_fd(
+        file: File,
+        label: &Path,
+        session_id: u64,
+        kind: SegmentKind,
+    ) -> Result<Segment, OpenError> {
+        let len = checked_len(&file, label)?;
+        let map = memmap2::MmapOptions::new()
+            .map_raw(&file)
+            .map_err(|source| io_error(label, source))?;
+        let header = HeaderCopy::read(&map)
+            .ok_or_else(|| truncated(label, map.len() as u64, HEADER_LEN as u64))?;
+        header.check(label, session_id, kind, len)?;
+        Ok(Segment::from_parts(map, label.to_owned(), file))
+    }
+
     fn from_parts(map: memmap2::MmapRaw, path: PathBuf, file: File) -> Segment {
         Segment {
             inner: Arc::new(Mapped {
                 guard: super::sigbus::register(map.as_ptr(), map.len()),
                 map,
                 path,
-                _file: file,
+                file,
             }),
         }
     }
@@ -212,6 +233,14 @@ impl Segment {
     }
 }
 
+impl std::os::fd::AsFd for Segment {
+    /// The open file behind the mapping (to hand the segment to another
+    /// process by descriptor).
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.inner.file)
+    }
+}
+
 /// Give the new, empty `file` its `len` bytes as allocated blocks, not a
 /// hole: on a full tmpfs a hole maps fine and then kills with SIGBUS the
 /// first process to touch a page, so the space is claimed now, where
@@ -272,6 +301,13 @@ fn open_file(path: &Path) -> Result<(File, u64), OpenError> {
         .custom_flags(flags.bits() as i32)
         .open(path)
         .map_err(|source| io_error(path, source))?;
+    let len = checked_len(&file, path)?;
+    Ok((file, len))
+}
+
+/// The length of `file`, refused unless it is a regular file that can hold
+/// a header.
+fn checked_len(file: &File, path: &Path) -> Result<u64, OpenError> {
     let meta = file.metadata().map_err(|source| io_error(path, source))?;
     if !meta.is_file() {
         return Err(OpenError::Corrupt {
@@ -283,7 +319,7 @@ fn open_file(path: &Path) -> Result<(File, u64), OpenError> {
     if len < HEADER_LEN as u64 {
         return Err(truncated(path, len, HEADER_LEN as u64));
     }
-    Ok((file, len))
+    Ok(len)
 }
 
 /// The header fields of a mapped segment, copied out of memory that another

@@ -13,8 +13,8 @@ use super::partition::{deal, instance_name, Pattern, Subfn};
 use super::raw::{RawConfig, RawProcess};
 use super::validate::{of, summarize, summarize_subfns, top, Source};
 use super::{
-    DEFAULT_MAX_RESTARTS, DEFAULT_WITHIN_SECS, MAX_GROUP_NAME, MAX_INSTANCES, MAX_RESTARTS,
-    WITHIN_SECS,
+    DEFAULT_MAX_RESTARTS, DEFAULT_SANDBOX, DEFAULT_WITHIN_SECS, MAX_GROUP_NAME, MAX_INSTANCES,
+    MAX_RESTARTS, WITHIN_SECS,
 };
 use shmcollab_runtime::plan::LpPlan;
 use shmcollab_shm::registry::MAX_SLOTS;
@@ -29,6 +29,8 @@ struct Group {
     max_restarts: u32,
     within_secs: u64,
     env: Vec<(String, String)>,
+    sandbox: bool,
+    user: Option<String>,
 }
 
 impl Source<'_> {
@@ -73,6 +75,8 @@ impl Source<'_> {
                     restart: p.restart.unwrap_or_default(),
                     max_restarts: group.max_restarts,
                     within_secs: group.within_secs,
+                    sandbox: group.sandbox,
+                    user: group.user.clone(),
                 });
             }
         }
@@ -138,7 +142,46 @@ impl Source<'_> {
             max_restarts,
             within_secs,
             env: self.env(p)?,
+            sandbox: p.sandbox.as_ref().map_or(DEFAULT_SANDBOX, |b| *b.get_ref()),
+            user: self.user(p)?,
         })
+    }
+
+    /// `user`: a user that exists, and the right to become it (root, or
+    /// CAP_SETUID and CAP_SETGID): checked here so that `launch` refuses
+    /// with the line rather than at the LP's first start.
+    fn user(&self, p: &RawProcess) -> Result<Option<String>, ConfigError> {
+        let Some(u) = &p.user else {
+            return Ok(None);
+        };
+        let ctx = || of("process", p.name.get_ref(), "user");
+        let name = u.get_ref();
+        let well_formed = !name.is_empty()
+            && name.len() <= 32
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        if !well_formed {
+            return Err(self.err(
+                u.span(),
+                ctx(),
+                format!("expected a user name (letters, digits, '_', '.', '-'), found {name:?}"),
+            ));
+        }
+        if let Err(why) = shmcollab_runtime::sandbox::lookup_user(name) {
+            return Err(self.err(u.span(), ctx(), format!("expected an existing user: {why}")));
+        }
+        if !shmcollab_runtime::sandbox::may_switch_user() {
+            return Err(self.err(
+                u.span(),
+                ctx(),
+                format!(
+                    "running a process as user {name:?} needs root (or CAP_SETUID and \
+                     CAP_SETGID); launch as root or remove `user`"
+                ),
+            ));
+        }
+        Ok(Some(name.clone()))
     }
 
     /// `env`: variable names and values an exec can take. Sorted by key (a

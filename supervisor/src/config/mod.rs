@@ -47,6 +47,9 @@
 //! restart = "transient"         # "permanent" | "transient" (default) | "temporary"
 //! max_restarts = 3              # default 3, 0..=1000000
 //! within_secs = 10              # default 10, 1..=86400
+//! sandbox = true                # default true: Landlock closes the session root to the LP
+//!                               # (README, "The LP sandbox"); false turns it off
+//! user = "nobody"               # optional: run the LP as this user (needs root)
 //! ```
 //!
 //! Unknown fields are errors everywhere.
@@ -133,6 +136,10 @@ pub const MAX_RING_CAPACITY: i64 = 1 << 30;
 pub const DEFAULT_REPORT_INTERVAL_MS: u64 = 1000;
 /// Default `grace_ms`.
 pub const DEFAULT_GRACE_MS: u64 = 3000;
+/// `sandbox` of a process that does not say: on, since it costs nothing
+/// measurable (README, "The LP sandbox", and `cargo bench --bench e2e`,
+/// `sandbox_cost`).
+pub const DEFAULT_SANDBOX: bool = true;
 /// Default `max_restarts`.
 pub const DEFAULT_MAX_RESTARTS: u32 = 3;
 /// Default `within_secs`.

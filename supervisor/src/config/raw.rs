@@ -64,4 +64,8 @@ pub(super) struct RawProcess {
     pub(super) max_restarts: Option<Spanned<i64>>,
     #[serde(default)]
     pub(super) within_secs: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub(super) sandbox: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub(super) user: Option<Spanned<String>>,
 }

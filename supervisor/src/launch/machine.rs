@@ -235,6 +235,8 @@ mod tests {
             restart: RestartType::Permanent,
             max_restarts,
             within_secs: 10,
+            sandbox: false,
+            user: None,
         }
     }
 
