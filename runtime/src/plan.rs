@@ -2,6 +2,7 @@
 //! manager as `plan.json` (mode 0600) in the session directory.
 
 use serde::{Deserialize, Serialize};
+use shmcollab_shm::LoadMode;
 use std::path::PathBuf;
 
 /// Restart type of a process group, as in OTP.
@@ -71,6 +72,20 @@ impl CpuSplit {
             lps: allowed[..half].to_vec(),
             managers: allowed[half..].to_vec(),
         })
+    }
+
+    /// The one CPU of every process of the collaboration (the supervisor
+    /// too) in [`LoadMode::Compact`]: the first CPU of the LPs.
+    pub fn compact(&self) -> &[usize] {
+        &self.lps[..self.lps.len().min(1)]
+    }
+
+    /// The CPUs of (managers, LPs) in `mode`.
+    pub fn for_mode(&self, mode: LoadMode) -> (&[usize], &[usize]) {
+        match mode {
+            LoadMode::Compact => (self.compact(), self.compact()),
+            LoadMode::Spread | LoadMode::Unset => (&self.managers, &self.lps),
+        }
     }
 }
 
@@ -209,6 +224,9 @@ mod tests {
         assert_eq!(CpuSplit::for_cpus(&[5], 4), None);
         // The allowed CPUs are used as given (a taskset of 2, 5, 7).
         let s = CpuSplit::for_cpus(&[2, 5, 7], 8).unwrap();
+        assert_eq!(s.compact(), &[2]);
+        assert_eq!(s.for_mode(LoadMode::Compact), (&[2][..], &[2][..]));
+        assert_eq!(s.for_mode(LoadMode::Spread), (&[7][..], &[2, 5][..]));
         assert_eq!((s.lps, s.managers), (vec![2, 5], vec![7]));
     }
 }

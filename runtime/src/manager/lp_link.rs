@@ -11,6 +11,7 @@ use shmcollab_shm::auth::{Opener, Sealer};
 use shmcollab_shm::frame::{kind, FrameHeader};
 use shmcollab_shm::ring::{create_ring, heal_ring, Consumer, Producer, RingError};
 use shmcollab_shm::segment::Segment;
+use shmcollab_shm::LoadMode;
 
 /// What a pump of the LP's ring did.
 #[derive(Debug, Default, Clone, Copy)]
@@ -133,6 +134,12 @@ impl LpLink {
         };
         self.tx.flush();
         d
+    }
+
+    /// Tell the LP how to wait: the load mode, in its inbound ring's wait
+    /// hint, which it reads at every wait (it maps nothing else of ours).
+    pub fn set_wait_hint(&self, mode: LoadMode) {
+        self.tx.set_wait_hint(mode.as_u32());
     }
 
     /// Publish what was written.

@@ -1,12 +1,18 @@
-//! Placement of LPs while `launch` keeps them apart from the managers.
+//! Placement of the collaboration's processes, four times a second.
 //!
-//! With more processes than CPUs, `launch` puts LPs on one half of the CPUs
-//! and managers on the other (see [`CpuSplit`]): every hop of a round trip
-//! then crosses CPUs to a process that is already running. That costs an
-//! LP that computes rather than talks half of the machine. The [`Governor`]
-//! watches every LP's scheduler statistics four times a second and lets an LP
-//! that is CPU-bound run on every CPU, and puts it back once it waits
-//! again.
+//! With more processes than CPUs, the [`Governor`] first chooses the
+//! collaboration's load mode (`mode.rs`): compact, every process (this
+//! supervisor too) on one CPU and every wait a sleep, while the load is
+//! light; spread, LPs on one half of the CPUs and managers on the other
+//! (see [`CpuSplit`]), once it grows. It writes the mode in the registry
+//! (managers follow it and hand it to their LPs) and moves every process
+//! whose CPUs differ from what the mode says.
+//!
+//! Spread, every hop of a round trip crosses CPUs to a process that is
+//! already running. That costs an LP that computes rather than talks half
+//! of the machine: the governor watches every LP's scheduler statistics
+//! and lets an LP that is CPU-bound run on every CPU, and puts it back once
+//! it waits again.
 //!
 //! "CPU-bound" uses `/proc/<pid>/task/*/schedstat` (time on a CPU and time
 //! waiting for one, summed over the LP's threads) and the time the LP says
@@ -21,8 +27,12 @@
 //! them then), and an LP is known by its pid and its start time, so that a
 //! pid the kernel gave to another process since is left alone.
 
+pub mod mode;
+
+use mode::{process_cpu_ns, Hysteresis, Sample};
 use shmcollab_runtime::plan::{process_cpus, set_process_cpus, CpuSplit, Plan};
 use shmcollab_shm::registry::{LpState, Registry, SlotState};
+use shmcollab_shm::LoadMode;
 // The start time of a pid (clock ticks since boot): with the pid, it names
 // one process. One parser of /proc/<pid>/stat, in shm, for the session
 // owner and for the LPs here.
@@ -97,11 +107,19 @@ struct Watched {
     cool: u32,
 }
 
-/// Widens and narrows the CPUs of LPs by how they use them.
+/// Chooses the load mode, places every process by it, and widens and
+/// narrows the CPUs of LPs by how they use them.
 pub struct Governor {
     split: CpuSplit,
     all: Vec<usize>,
     lps: HashMap<u32, Watched>,
+    mode: Hysteresis,
+    /// CPU time of each process at the last look (a pid seen for the first
+    /// time adds nothing: its start is not the collaboration's load).
+    cpu: HashMap<u32, u64>,
+    /// Each slot's frame count at the last look.
+    frames: Vec<u64>,
+    last: Instant,
     /// When to look next.
     pub due: Instant,
 }
@@ -112,28 +130,116 @@ impl Governor {
     pub fn new(split: CpuSplit) -> Governor {
         let mut all = split.lps.clone();
         all.extend_from_slice(&split.managers);
+        let now = Instant::now();
         Governor {
             split,
             all,
             lps: HashMap::new(),
-            due: Instant::now() + PERIOD,
+            mode: Hysteresis::default(),
+            cpu: HashMap::new(),
+            frames: Vec::new(),
+            last: now,
+            due: now + PERIOD,
         }
     }
 
-    /// Looks at the ready LPs of `plan` in `registry`.
-    pub fn tick(&mut self, registry: &Registry, plan: &Plan) {
-        // Ready LPs only: their managers have placed them.
-        let ready: Vec<(String, u32, u64)> = (0..plan.lps.len() as u32)
+    /// Looks at the collaboration of `plan` in `registry`, whose managers
+    /// are `managers` (slot, pid): chooses the mode, writes it, places
+    /// every process by it, and (spread) widens or narrows LPs.
+    pub fn tick(&mut self, registry: &Registry, plan: &Plan, managers: &[(u32, u32)]) {
+        self.due = Instant::now() + PERIOD;
+        let slots: Vec<_> = (0..plan.lps.len() as u32)
             .filter_map(|s| registry.slot(s).ok())
-            .filter(|v| {
-                v.state == SlotState::Active && v.lp_state == LpState::Ready && v.lp_pid != 0
-            })
-            .map(|v| {
-                let name = plan.lps[v.index as usize].name.clone();
-                (name, v.lp_pid, v.lp_wait_ns)
+            .filter(|v| v.state == SlotState::Active)
+            .collect();
+        // Ready LPs only: their managers have placed them.
+        let ready: Vec<(String, u32, u64)> = slots
+            .iter()
+            .filter(|v| v.lp_state == LpState::Ready && v.lp_pid != 0)
+            .filter_map(|v| {
+                let name = plan.lps.get(v.index as usize)?.name.clone();
+                Some((name, v.lp_pid, v.lp_wait_ns))
             })
             .collect();
-        self.look_at(&ready);
+        let me = std::process::id();
+        let lp_pids = slots.iter().map(|v| v.lp_pid).filter(|&p| p != 0);
+        let pids: Vec<u32> = lp_pids
+            .chain(managers.iter().map(|m| m.1))
+            .chain([me])
+            .collect();
+        let frames = (0..plan.lps.len() as u32).map(|s| registry.lp_frames(s).unwrap_or(0));
+        // An LP that computes keeps the collaboration spread.
+        let wide = self.lps.values().any(|w| w.hot > 0)
+            || ready.iter().any(|r| process_cpus(Some(r.1)) == self.all);
+        let sample = self.sample(&pids, frames.collect(), wide);
+        let was = self.mode.mode();
+        let mode = self.mode.next(sample);
+        if mode != was {
+            say_mode(mode, &self.split, sample);
+        }
+        registry.set_load_mode(mode);
+        // Placed managers: the ones whose LP is ready.
+        let placed = managers
+            .iter()
+            .filter(|(s, _)| ready_slot(&slots, *s))
+            .map(|m| m.1);
+        let (mgr_cpus, lp_cpus) = self.split.for_mode(mode);
+        let (mgr_cpus, lp_cpus) = (mgr_cpus.to_vec(), lp_cpus.to_vec());
+        let me_cpus = match mode {
+            LoadMode::Compact => self.split.compact().to_vec(),
+            _ => self.all.clone(),
+        };
+        move_to(me, &me_cpus);
+        for pid in placed {
+            move_to(pid, &mgr_cpus);
+        }
+        for (_, pid, _) in &ready {
+            let on = process_cpus(Some(*pid));
+            // Spread, the LP's CPUs are its own or all of them (widened).
+            if on != lp_cpus && (mode == LoadMode::Compact || on != self.all) {
+                set_process_cpus(*pid, &lp_cpus);
+            }
+        }
+        if mode == LoadMode::Compact {
+            // Widening is for spread: forget what was seen.
+            self.lps.clear();
+        } else {
+            self.look_at(&ready);
+        }
+    }
+
+    /// One period's sample of the processes `pids` and the slots' frame
+    /// counts `frames`, against the last.
+    fn sample(&mut self, pids: &[u32], frames: Vec<u64>, lp_wide: bool) -> Sample {
+        let now = Instant::now();
+        let dt = now.duration_since(self.last);
+        self.last = now;
+        let mut cpu = HashMap::with_capacity(pids.len());
+        let mut cpu_ns = 0u64;
+        for &pid in pids {
+            if let Some(ns) = process_cpu_ns(pid) {
+                if let Some(before) = self.cpu.get(&pid) {
+                    cpu_ns = cpu_ns.saturating_add(ns.saturating_sub(*before));
+                }
+                cpu.insert(pid, ns);
+            }
+        }
+        self.cpu = cpu;
+        // Counts are untrusted and start over with a new manager: a count
+        // that went down adds nothing.
+        let sent = frames
+            .iter()
+            .zip(self.frames.iter().chain(std::iter::repeat(&u64::MAX)))
+            .fold(0u64, |sum, (now, before)| {
+                sum.saturating_add(now.saturating_sub(*before))
+            });
+        self.frames = frames;
+        Sample {
+            cpu_ns,
+            frames: sent,
+            dt,
+            lp_wide,
+        }
     }
 
     /// Looks at the ready LPs (`(name, pid, wait_ns)`): widens the ones
@@ -142,7 +248,6 @@ impl Governor {
     /// Forgets LPs that are gone.
     fn look_at(&mut self, ready: &[(String, u32, u64)]) {
         let now = Instant::now();
-        self.due = now + PERIOD;
         self.lps
             .retain(|pid, _| ready.iter().any(|(_, p, _)| p == pid));
         for (name, pid, wait_ns) in ready {
@@ -199,6 +304,38 @@ impl Governor {
                 );
             }
         }
+    }
+}
+
+/// Prints a change of mode, and why.
+fn say_mode(mode: LoadMode, split: &CpuSplit, s: Sample) {
+    let share = s.cpu_ns as f64 / s.dt.as_nanos().max(1) as f64 * 100.0;
+    match mode {
+        LoadMode::Compact => eprintln!(
+            "shmcollab: load light ({} frames in {} ms): every process on CPU {:?}, waits sleep",
+            s.frames,
+            s.dt.as_millis(),
+            split.compact()
+        ),
+        _ => eprintln!(
+            "shmcollab: load heavy ({share:.0}% of a core): LPs on CPUs {:?}, managers on CPUs \
+             {:?}, waits spin first",
+            split.lps, split.managers
+        ),
+    }
+}
+
+/// Whether slot `s` is in `slots` with a ready LP.
+fn ready_slot(slots: &[shmcollab_shm::registry::SlotView], s: u32) -> bool {
+    slots
+        .iter()
+        .any(|v| v.index == s && v.lp_state == LpState::Ready)
+}
+
+/// Sets the CPUs of `pid` to `cpus` unless they are those already.
+fn move_to(pid: u32, cpus: &[usize]) {
+    if process_cpus(Some(pid)) != cpus {
+        set_process_cpus(pid, cpus);
     }
 }
 
