@@ -18,6 +18,8 @@ use shmcollab_shm::LoadMode;
 pub(super) struct Pumped {
     /// Frames taken out of the ring.
     pub frames: usize,
+    /// Messages in the frames that opened (a batch holds many).
+    pub messages: usize,
     /// Frames that did not open.
     pub rejected: usize,
     /// Batches with malformed entries.
@@ -118,7 +120,12 @@ impl LpLink {
             match step {
                 Step::Empty => break,
                 Step::Rejected => done.rejected += 1,
-                Step::Opened { malformed, .. } => done.malformed += usize::from(malformed),
+                Step::Opened {
+                    malformed, taken, ..
+                } => {
+                    done.malformed += usize::from(malformed);
+                    done.messages += taken;
+                }
             }
             done.frames += 1;
         }

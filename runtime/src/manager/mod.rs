@@ -14,7 +14,7 @@
 //! | direct path | `direct.rs` | the direct rings into our LP, as a state machine per ring |
 //! | coordinator | `coordinator.rs` | the role's election and the published aggregate |
 //! | reports | `reports.rs` | counters, what the LP told us, the report's cadence and content |
-//! | load | `load.rs` | the load mode as last read (how we and our LP wait), our LP's frame count for the governor |
+//! | load | `load.rs` | the load mode as last read (how we and our LP wait), our LP's message count for the governor |
 //!
 //! [`run`] claims the slot, starts the LP and runs the loop: one thread,
 //! sleeping on the doorbell of our registry slot, which our LP and every
@@ -183,7 +183,7 @@ struct Manager {
     txn_in: Vec<TxnFrame>,
     healer: heal::Healer,
     load: load::Load,
-    /// Frames taken from our LP in this turn.
+    /// Messages taken from our LP in this turn.
     pumped: usize,
 }
 
@@ -432,7 +432,7 @@ impl Manager {
             .map_err(|e| anyhow!("LP ring: {e}"))?;
         let (ctl, framed) = (std::mem::take(&mut sink.ctl), sink.framed);
         self.counters.bad_batches += pumped.malformed as u64;
-        self.pumped += pumped.frames;
+        self.pumped += pumped.messages;
         if pumped.rejected > 0 {
             self.reports.mark();
         }

@@ -112,10 +112,10 @@ pub(super) struct Slot {
     /// Manager name bytes; as name_len.
     pub(super) name: [AtomicU8; 64],
     _reserved0: AtomicU32,
-    /// Frames the slot's manager took from its LP, summed (written by
+    /// Messages the slot's manager took from its LP (a batch counts each of its messages), summed (written by
     /// the manager, read by the placement governor as the collaboration's
     /// load). Publishes nothing: Relaxed.
-    pub(super) lp_frames: AtomicU64,
+    pub(super) lp_msgs: AtomicU64,
     _reserved0b: [AtomicU32; 4],
     /// The doorbell of this slot's manager.
     pub(super) doorbell: Doorbell,
@@ -129,7 +129,7 @@ const _: () = assert!(std::mem::size_of::<Slot>() == SLOT_LEN);
 const _: () = assert!(std::mem::align_of::<Slot>() == 128);
 const _: () = assert!(std::mem::offset_of!(Slot, heartbeat_ms) == 24);
 const _: () = assert!(std::mem::offset_of!(Slot, name) == 36);
-const _: () = assert!(std::mem::offset_of!(Slot, lp_frames) == 104);
+const _: () = assert!(std::mem::offset_of!(Slot, lp_msgs) == 104);
 const _: () = assert!(std::mem::offset_of!(Slot, doorbell) == 128);
 const _: () = assert!(std::mem::offset_of!(Slot, lp_wait_ns) == 192);
 

@@ -1,6 +1,6 @@
 //! The registry's part in choosing the load mode: the mode word in the
 //! header, which the supervisor's governor writes and managers read, and
-//! each slot's count of frames its manager took from its LP, which the
+//! each slot's count of messages its manager took from its LP, which the
 //! governor reads as the collaboration's load.
 
 use super::{Registry, RegistryError};
@@ -25,18 +25,18 @@ impl Registry {
         }
     }
 
-    /// Set the count of frames `slot`'s manager took from its LP.
-    pub fn set_lp_frames(&self, slot: u32, n: u64) -> Result<(), RegistryError> {
+    /// Set the count of messages `slot`'s manager took from its LP.
+    pub fn set_lp_msgs(&self, slot: u32, n: u64) -> Result<(), RegistryError> {
         // Relaxed: the count publishes nothing else.
-        self.slot_ref(slot)?.lp_frames.store(n, Ordering::Relaxed);
+        self.slot_ref(slot)?.lp_msgs.store(n, Ordering::Relaxed);
         Ok(())
     }
 
-    /// Frames `slot`'s manager took from its LP (untrusted: another
+    /// Messages `slot`'s manager took from its LP (untrusted: another
     /// process may have written anything here).
-    pub fn lp_frames(&self, slot: u32) -> Result<u64, RegistryError> {
+    pub fn lp_msgs(&self, slot: u32) -> Result<u64, RegistryError> {
         // Relaxed: the count publishes nothing else.
-        Ok(self.slot_ref(slot)?.lp_frames.load(Ordering::Relaxed))
+        Ok(self.slot_ref(slot)?.lp_msgs.load(Ordering::Relaxed))
     }
 }
 
@@ -53,10 +53,10 @@ mod tests {
         assert_eq!(reg.load_mode(), LoadMode::Compact);
         reg.set_load_mode(LoadMode::Spread);
         assert_eq!(reg.load_mode(), LoadMode::Spread);
-        reg.set_lp_frames(1, 42).unwrap();
-        assert_eq!(reg.lp_frames(1).unwrap(), 42);
-        assert_eq!(reg.lp_frames(0).unwrap(), 0);
-        assert!(reg.lp_frames(2).is_err());
-        assert!(reg.set_lp_frames(2, 1).is_err());
+        reg.set_lp_msgs(1, 42).unwrap();
+        assert_eq!(reg.lp_msgs(1).unwrap(), 42);
+        assert_eq!(reg.lp_msgs(0).unwrap(), 0);
+        assert!(reg.lp_msgs(2).is_err());
+        assert!(reg.set_lp_msgs(2, 1).is_err());
     }
 }

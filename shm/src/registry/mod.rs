@@ -39,7 +39,7 @@
 //!     32    4 name_len       length of the manager name, 1..=63
 //!     36   64 name           UTF-8, zero padded
 //!    100    4 reserved
-//!    104    8 lp_frames        frames the manager took from its LP, summed
+//!    104    8 lp_msgs        messages the manager took from its LP, summed
 //!    112   16 reserved
 //!    128    8 doorbell       Doorbell the slot's manager sleeps on
 //!    136   56 reserved

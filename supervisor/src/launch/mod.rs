@@ -157,11 +157,6 @@ fn run(cfg: &Config) -> Result<i32, LaunchError> {
     let session = Session::create(&plan.name).map_err(LaunchError::Session)?;
     let registry = create_registry(&session, &plan)?;
     let env = place(&mut plan);
-    if plan.cpus.is_some() {
-        // Managers place their LPs by it at ready, before the governor's
-        // first look: start as the governor does.
-        registry.set_load_mode(crate::placement::mode::Hysteresis::default().mode());
-    }
     write_private(
         &session.dir().join(Plan::FILE),
         &serde_json::to_vec_pretty(&plan)?,

@@ -27,11 +27,13 @@
 //! them then), and an LP is known by its pid and its start time, so that a
 //! pid the kernel gave to another process since is left alone.
 
+mod look;
 pub mod mode;
 
-use mode::{process_cpu_ns, Hysteresis, Sample};
+use look::{Seen, Window};
+use mode::{Hysteresis, Sample};
 use shmcollab_runtime::plan::{process_cpus, set_process_cpus, CpuSplit, Plan};
-use shmcollab_shm::registry::{LpState, Registry, SlotState};
+use shmcollab_shm::registry::Registry;
 use shmcollab_shm::LoadMode;
 // The start time of a pid (clock ticks since boot): with the pid, it names
 // one process. One parser of /proc/<pid>/stat, in shm, for the session
@@ -42,6 +44,12 @@ use std::time::{Duration, Instant};
 
 /// How often the LPs are looked at.
 pub const PERIOD: Duration = Duration::from_millis(250);
+/// How often the collaboration is looked at while it starts and while it is
+/// compact (the CPU clocks of its processes and its message counts): a
+/// saturating run spreads within this long instead of a period.
+pub const FAST: Duration = Duration::from_millis(20);
+/// Longest wait for every LP to be ready before the mode is chosen.
+pub const START_WAIT: Duration = Duration::from_secs(2);
 /// Periods in a row an LP must be CPU-bound before it may use every CPU.
 const HOT_PERIODS: u32 = 1;
 /// Periods in a row an LP must not be CPU-bound before it goes back.
@@ -114,12 +122,15 @@ pub struct Governor {
     all: Vec<usize>,
     lps: HashMap<u32, Watched>,
     mode: Hysteresis,
-    /// CPU time of each process at the last look (a pid seen for the first
-    /// time adds nothing: its start is not the collaboration's load).
-    cpu: HashMap<u32, u64>,
-    /// Each slot's frame count at the last look.
-    frames: Vec<u64>,
-    last: Instant,
+    /// Whether the mode was chosen yet (once every LP is ready, or
+    /// [`START_WAIT`] after the start: starting up is not load).
+    started: bool,
+    born: Instant,
+    /// The short window of the fast look and the period's.
+    fast: Window,
+    slow: Window,
+    /// When the next full look is due.
+    full_due: Instant,
     /// When to look next.
     pub due: Instant,
 }
@@ -136,64 +147,115 @@ impl Governor {
             all,
             lps: HashMap::new(),
             mode: Hysteresis::default(),
-            cpu: HashMap::new(),
-            frames: Vec::new(),
-            last: now,
-            due: now + PERIOD,
+            started: false,
+            born: now,
+            fast: Window::new(),
+            slow: Window::new(),
+            full_due: now + PERIOD,
+            due: now + FAST,
         }
     }
 
     /// Looks at the collaboration of `plan` in `registry`, whose managers
     /// are `managers` (slot, pid): chooses the mode, writes it, places
     /// every process by it, and (spread) widens or narrows LPs.
+    ///
+    /// Called when [`Governor::due`]: every [`PERIOD`] for a full look;
+    /// while starting and while compact every [`FAST`] too, for a short
+    /// look (a burst spreads at once, the rest waits for the period).
     pub fn tick(&mut self, registry: &Registry, plan: &Plan, managers: &[(u32, u32)]) {
-        self.due = Instant::now() + PERIOD;
-        let slots: Vec<_> = (0..plan.lps.len() as u32)
-            .filter_map(|s| registry.slot(s).ok())
-            .filter(|v| v.state == SlotState::Active)
-            .collect();
-        // Ready LPs only: their managers have placed them.
-        let ready: Vec<(String, u32, u64)> = slots
-            .iter()
-            .filter(|v| v.lp_state == LpState::Ready && v.lp_pid != 0)
-            .filter_map(|v| {
-                let name = plan.lps.get(v.index as usize)?.name.clone();
-                Some((name, v.lp_pid, v.lp_wait_ns))
-            })
-            .collect();
-        let me = std::process::id();
-        let lp_pids = slots.iter().map(|v| v.lp_pid).filter(|&p| p != 0);
-        let pids: Vec<u32> = lp_pids
-            .chain(managers.iter().map(|m| m.1))
-            .chain([me])
-            .collect();
-        let frames = (0..plan.lps.len() as u32).map(|s| registry.lp_frames(s).unwrap_or(0));
-        // An LP that computes keeps the collaboration spread.
-        let wide = self.lps.values().any(|w| w.hot > 0)
-            || ready.iter().any(|r| process_cpus(Some(r.1)) == self.all);
-        let sample = self.sample(&pids, frames.collect(), wide);
-        let was = self.mode.mode();
-        let mode = self.mode.next(sample);
-        if mode != was {
-            say_mode(mode, &self.split, sample);
+        let now = Instant::now();
+        let seen = Seen::read(registry, plan, managers);
+        let full = now >= self.full_due;
+        if full {
+            self.full_due = now + PERIOD;
         }
+        let moved = if self.started {
+            self.decide(now, full, &seen)
+        } else {
+            self.start(now, plan, &seen)
+        };
+        self.due = match (self.started, self.mode.mode()) {
+            (false, _) | (true, LoadMode::Compact) => self.full_due.min(now + FAST),
+            _ => self.full_due,
+        };
+        if moved || (full && self.started) {
+            self.place(registry, managers, &seen);
+        }
+    }
+
+    /// Before the mode is chosen: chooses it once every LP of `plan` is
+    /// ready (or [`START_WAIT`] passed). True when it did.
+    fn start(&mut self, now: Instant, plan: &Plan, seen: &Seen) -> bool {
+        if seen.ready.len() < plan.lps.len() && now < self.born + START_WAIT {
+            return false;
+        }
+        self.started = true;
+        self.fast.advance(now, seen);
+        self.slow.advance(now, seen);
+        say_mode(self.mode.mode(), &self.split, None);
+        true
+    }
+
+    /// Once started: the short look while compact, the period's look when
+    /// `full`. True if the mode changed.
+    fn decide(&mut self, now: Instant, full: bool, seen: &Seen) -> bool {
+        let was = self.mode.mode();
+        if was == LoadMode::Compact {
+            let (cpu_ns, msgs, dt) = self.fast.advance(now, seen);
+            if self.mode.burst(cpu_ns, msgs, dt) {
+                let s = Sample {
+                    cpu_ns,
+                    msgs,
+                    dt,
+                    lp_wide: false,
+                };
+                say_mode(self.mode.mode(), &self.split, Some(s));
+                self.slow.advance(now, seen);
+                return true;
+            }
+        }
+        if !full {
+            return false;
+        }
+        let (cpu_ns, msgs, dt) = self.slow.advance(now, seen);
+        // An LP that computes keeps the collaboration spread.
+        let lp_wide = self.lps.values().any(|w| w.hot > 0)
+            || seen
+                .ready
+                .iter()
+                .any(|r| process_cpus(Some(r.1)) == self.all);
+        let s = Sample {
+            cpu_ns,
+            msgs,
+            dt,
+            lp_wide,
+        };
+        let mode = self.mode.next(s);
+        if mode != was {
+            say_mode(mode, &self.split, Some(s));
+        }
+        mode != was
+    }
+
+    /// Writes the mode and moves every process whose CPUs differ from
+    /// what it says: this supervisor, the managers whose LP is ready (they
+    /// placed themselves then), the ready LPs; spread, widens or narrows
+    /// the LPs by their CPU use.
+    fn place(&mut self, registry: &Registry, managers: &[(u32, u32)], seen: &Seen) {
+        let mode = self.mode.mode();
         registry.set_load_mode(mode);
-        // Placed managers: the ones whose LP is ready.
-        let placed = managers
-            .iter()
-            .filter(|(s, _)| ready_slot(&slots, *s))
-            .map(|m| m.1);
         let (mgr_cpus, lp_cpus) = self.split.for_mode(mode);
         let (mgr_cpus, lp_cpus) = (mgr_cpus.to_vec(), lp_cpus.to_vec());
         let me_cpus = match mode {
             LoadMode::Compact => self.split.compact().to_vec(),
             _ => self.all.clone(),
         };
-        move_to(me, &me_cpus);
-        for pid in placed {
-            move_to(pid, &mgr_cpus);
+        move_to(std::process::id(), &me_cpus);
+        for (_, pid) in managers.iter().filter(|(s, _)| seen.ready_slot(*s)) {
+            move_to(*pid, &mgr_cpus);
         }
-        for (_, pid, _) in &ready {
+        for (_, pid, _) in &seen.ready {
             let on = process_cpus(Some(*pid));
             // Spread, the LP's CPUs are its own or all of them (widened).
             if on != lp_cpus && (mode == LoadMode::Compact || on != self.all) {
@@ -204,41 +266,7 @@ impl Governor {
             // Widening is for spread: forget what was seen.
             self.lps.clear();
         } else {
-            self.look_at(&ready);
-        }
-    }
-
-    /// One period's sample of the processes `pids` and the slots' frame
-    /// counts `frames`, against the last.
-    fn sample(&mut self, pids: &[u32], frames: Vec<u64>, lp_wide: bool) -> Sample {
-        let now = Instant::now();
-        let dt = now.duration_since(self.last);
-        self.last = now;
-        let mut cpu = HashMap::with_capacity(pids.len());
-        let mut cpu_ns = 0u64;
-        for &pid in pids {
-            if let Some(ns) = process_cpu_ns(pid) {
-                if let Some(before) = self.cpu.get(&pid) {
-                    cpu_ns = cpu_ns.saturating_add(ns.saturating_sub(*before));
-                }
-                cpu.insert(pid, ns);
-            }
-        }
-        self.cpu = cpu;
-        // Counts are untrusted and start over with a new manager: a count
-        // that went down adds nothing.
-        let sent = frames
-            .iter()
-            .zip(self.frames.iter().chain(std::iter::repeat(&u64::MAX)))
-            .fold(0u64, |sum, (now, before)| {
-                sum.saturating_add(now.saturating_sub(*before))
-            });
-        self.frames = frames;
-        Sample {
-            cpu_ns,
-            frames: sent,
-            dt,
-            lp_wide,
+            self.look_at(&seen.ready);
         }
     }
 
@@ -307,29 +335,28 @@ impl Governor {
     }
 }
 
-/// Prints a change of mode, and why.
-fn say_mode(mode: LoadMode, split: &CpuSplit, s: Sample) {
-    let share = s.cpu_ns as f64 / s.dt.as_nanos().max(1) as f64 * 100.0;
+/// Prints the mode chosen, and why (`s`: the look that chose it).
+fn say_mode(mode: LoadMode, split: &CpuSplit, s: Option<Sample>) {
+    let why = match s {
+        None => "started".to_owned(),
+        Some(s) => format!(
+            "{:.0}% of a core, {} messages in {} ms",
+            s.cpu_ns as f64 / s.dt.as_nanos().max(1) as f64 * 100.0,
+            s.msgs,
+            s.dt.as_millis()
+        ),
+    };
     match mode {
         LoadMode::Compact => eprintln!(
-            "shmcollab: load light ({} frames in {} ms): every process on CPU {:?}, waits sleep",
-            s.frames,
-            s.dt.as_millis(),
+            "shmcollab: load light ({why}): every process on CPU {:?}, waits sleep",
             split.compact()
         ),
         _ => eprintln!(
-            "shmcollab: load heavy ({share:.0}% of a core): LPs on CPUs {:?}, managers on CPUs \
-             {:?}, waits spin first",
+            "shmcollab: load heavy ({why}): LPs on CPUs {:?}, managers on CPUs {:?}, waits \
+             spin first",
             split.lps, split.managers
         ),
     }
-}
-
-/// Whether slot `s` is in `slots` with a ready LP.
-fn ready_slot(slots: &[shmcollab_shm::registry::SlotView], s: u32) -> bool {
-    slots
-        .iter()
-        .any(|v| v.index == s && v.lp_state == LpState::Ready)
 }
 
 /// Sets the CPUs of `pid` to `cpus` unless they are those already.

@@ -8,10 +8,15 @@
 //! * compact -> spread: the CPU time of every process of the collaboration
 //!   (supervisor, managers, LPs) in one period, from their CPU clocks. While
 //!   compact every wait sleeps, so this is the work done. More than
-//!   [`SPREAD_AT`] of one core in [`HOT_PERIODS`] periods in a row spreads.
-//! * spread -> compact: the frames the LPs sent in the period (each manager
-//!   counts its LP's in its registry slot) times what a frame cost while
-//!   compact (learned there; [`DEFAULT_FRAME_NS`] until then): the CPU the
+//!   [`SPREAD_AT`] of one core in [`HOT_PERIODS`] periods in a row spreads;
+//!   so does a short look between periods that finds the CPU full or a
+//!   burst of messages ([`Hysteresis::burst`]). (Time spent waiting for the
+//!   CPU behind other programs does not count: it made a light
+//!   collaboration spread on a busy machine; one starved that way stays
+//!   compact.)
+//! * spread -> compact: the messages the LPs sent in the period (each manager
+//!   counts its LP's in its registry slot) times what a message cost while
+//!   compact (learned there; [`DEFAULT_MSG_NS`] until then): the CPU the
 //!   same traffic would take compact. Below [`COMPACT_AT`] of one core for
 //!   [`COOL_PERIODS`] periods in a row, with no LP computing on every CPU,
 //!   goes back.
@@ -27,26 +32,29 @@ use std::time::Duration;
 /// Compact CPU use, as a share of one core, above which the collaboration
 /// spreads.
 pub const SPREAD_AT: f64 = 0.5;
+/// Compact CPU use, as a share of one core, in a short look above which
+/// the collaboration spreads at once: the one CPU is full.
+pub const FULL_AT: f64 = 0.9;
 /// Estimated compact CPU use below which a spread collaboration goes back.
 pub const COMPACT_AT: f64 = 0.25;
 /// Periods in a row above [`SPREAD_AT`] before spreading.
 pub const HOT_PERIODS: u32 = 1;
 /// Periods in a row below [`COMPACT_AT`] before going back.
 pub const COOL_PERIODS: u32 = 8;
-/// CPU per frame assumed before one was measured compact: about what a
-/// paced LP round trip (two frames) costs on the development VM.
-pub const DEFAULT_FRAME_NS: f64 = 35_000.0;
-/// Frames in a period below which the cost per frame is not learned from
+/// CPU per message assumed before one was measured compact: about what a
+/// paced LP round trip (two messages) costs on the development VM.
+pub const DEFAULT_MSG_NS: f64 = 35_000.0;
+/// Messages in a period below which the cost per message is not learned from
 /// it (timers and the pacing sleeps would dominate).
-const LEARN_MIN_FRAMES: u64 = 50;
+const LEARN_MIN_MSGS: u64 = 50;
 
 /// What the governor saw of the whole collaboration over one period.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sample {
     /// CPU time of all its processes, summed.
     pub cpu_ns: u64,
-    /// Frames its LPs sent.
-    pub frames: u64,
+    /// Messages its LPs sent.
+    pub msgs: u64,
     /// Length of the period.
     pub dt: Duration,
     /// An LP computes on every CPU (the per-LP governor widened it).
@@ -59,7 +67,7 @@ pub struct Hysteresis {
     mode: LoadMode,
     hot: u32,
     cool: u32,
-    frame_ns: f64,
+    msg_ns: f64,
 }
 
 impl Default for Hysteresis {
@@ -69,7 +77,7 @@ impl Default for Hysteresis {
             mode: LoadMode::Compact,
             hot: 0,
             cool: 0,
-            frame_ns: DEFAULT_FRAME_NS,
+            msg_ns: DEFAULT_MSG_NS,
         }
     }
 }
@@ -80,14 +88,31 @@ impl Hysteresis {
         self.mode
     }
 
+    /// While compact, a short look between periods: `cpu_ns` used and
+    /// `messages` sent in `dt`. Spreads now if the one CPU was nearly full
+    /// ([`FULL_AT`]) or the messages would take more than [`SPREAD_AT`] of a
+    /// core at the cost per message learned compact. A back-to-back run then
+    /// spreads within a short look instead of a period.
+    pub fn burst(&mut self, cpu_ns: u64, msgs: u64, dt: Duration) -> bool {
+        let period_ns = dt.as_nanos().max(1) as f64;
+        let full = cpu_ns as f64 > FULL_AT * period_ns;
+        let busy = msgs >= LEARN_MIN_MSGS && msgs as f64 * self.msg_ns > SPREAD_AT * period_ns;
+        if self.mode != LoadMode::Compact || !(full || busy) {
+            return false;
+        }
+        self.hot = 0;
+        self.mode = LoadMode::Spread;
+        true
+    }
+
     /// Takes one period's sample; returns the mode from now on.
     pub fn next(&mut self, s: Sample) -> LoadMode {
         let period_ns = s.dt.as_nanos().max(1) as f64;
         match self.mode {
             LoadMode::Compact => {
-                if s.frames >= LEARN_MIN_FRAMES {
-                    let ns = (s.cpu_ns as f64 / s.frames as f64).clamp(100.0, 1e7);
-                    self.frame_ns = 0.5 * self.frame_ns + 0.5 * ns;
+                if s.msgs >= LEARN_MIN_MSGS {
+                    let ns = (s.cpu_ns as f64 / s.msgs as f64).clamp(100.0, 1e7);
+                    self.msg_ns = 0.5 * self.msg_ns + 0.5 * ns;
                 }
                 if s.cpu_ns as f64 > SPREAD_AT * period_ns {
                     self.hot += 1;
@@ -100,7 +125,7 @@ impl Hysteresis {
                 }
             }
             LoadMode::Spread | LoadMode::Unset => {
-                let compact_ns = s.frames as f64 * self.frame_ns;
+                let compact_ns = s.msgs as f64 * self.msg_ns;
                 if !s.lp_wide && compact_ns < COMPACT_AT * period_ns {
                     self.cool += 1;
                 } else {
@@ -136,10 +161,10 @@ mod tests {
 
     const P: Duration = Duration::from_millis(250);
 
-    fn sample(cpu_ms: u64, frames: u64) -> Sample {
+    fn sample(cpu_ms: u64, msgs: u64) -> Sample {
         Sample {
             cpu_ns: cpu_ms * 1_000_000,
-            frames,
+            msgs,
             dt: P,
             lp_wide: false,
         }
@@ -149,13 +174,13 @@ mod tests {
     fn a_paced_load_stays_compact_and_a_saturating_one_spreads_and_stays() {
         let mut h = Hysteresis::default();
         assert_eq!(h.mode(), LoadMode::Compact);
-        // 1,000 round trips a second (500 frames a period) at 66 µs each:
+        // 1,000 round trips a second (500 messages a period) at 66 µs each:
         // 16.5 ms of CPU per 250 ms.
         for _ in 0..20 {
             assert_eq!(h.next(sample(16, 500)), LoadMode::Compact);
         }
-        // Learned: about 32 µs a frame.
-        assert!((h.frame_ns - 32_000.0).abs() < 2_000.0, "{}", h.frame_ns);
+        // Learned: about 32 µs a message.
+        assert!((h.msg_ns - 32_000.0).abs() < 2_000.0, "{}", h.msg_ns);
         // Back to back: one CPU saturated.
         assert_eq!(h.next(sample(250, 60_000)), LoadMode::Spread);
         // Spinning now: two cores busy, and the traffic stays high.
@@ -172,7 +197,7 @@ mod tests {
     #[test]
     fn a_computing_lp_keeps_it_spread_and_one_idle_period_does_not_bring_it_back() {
         let mut h = Hysteresis::default();
-        // A burner: CPU without frames.
+        // A burner: CPU without messages.
         assert_eq!(h.next(sample(240, 0)), LoadMode::Spread);
         let wide = Sample {
             lp_wide: true,
@@ -193,18 +218,36 @@ mod tests {
     }
 
     #[test]
-    fn a_garbage_frame_count_does_not_panic() {
+    fn a_burst_spreads_between_periods_and_a_trickle_does_not() {
+        let mut h = Hysteresis::default();
+        let fast = Duration::from_millis(20);
+        let ms = |m: u64| m * 1_000_000;
+        // 1,000 round trips a second: 40 messages and 1.4 ms of CPU in 20 ms.
+        assert!(!h.burst(ms(1), 40, fast));
+        // Few messages, but the CPU is full (a program that computes).
+        assert!(h.burst(ms(19), 40, fast));
+        let mut h = Hysteresis::default();
+        // Back to back at 15 µs a round trip: some 2,600 messages.
+        assert!(h.burst(ms(5), 2_600, fast));
+        assert_eq!(h.mode(), LoadMode::Spread);
+        // Only compact bursts.
+        assert!(!h.burst(ms(20), 2_600, fast));
+        assert!(!h.burst(u64::MAX, u64::MAX, Duration::ZERO));
+    }
+
+    #[test]
+    fn a_garbage_message_count_does_not_panic() {
         let mut h = Hysteresis::default();
         let huge = |cpu_ns| Sample {
             cpu_ns,
-            frames: u64::MAX,
+            msgs: u64::MAX,
             dt: P,
             lp_wide: false,
         };
         assert_eq!(h.next(huge(0)), LoadMode::Compact);
         assert_eq!(h.next(huge(u64::MAX)), LoadMode::Spread);
         assert_eq!(h.next(huge(0)), LoadMode::Spread);
-        assert!(h.frame_ns.is_finite() && h.frame_ns > 0.0);
+        assert!(h.msg_ns.is_finite() && h.msg_ns > 0.0);
     }
 
     #[test]
