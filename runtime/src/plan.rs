@@ -28,15 +28,24 @@ pub enum CoordinatorChoice {
     Slot(u32),
 }
 
-/// Where managers and LPs run (`placement` in the config).
+/// Where managers and LPs run and how they wait (`placement` in the
+/// config). Every choice but `None` applies only with more processes than
+/// CPUs (see [`CpuSplit`]); else they run anywhere.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Placement {
-    /// With more processes than CPUs, LPs on one half of the CPUs `launch`
-    /// may use and managers on the other (see [`CpuSplit`]); else anywhere.
+    /// The load mode follows the load ([`LoadMode`]): compact while it is
+    /// light, spread when it grows.
     #[default]
     Auto,
-    /// Anywhere the kernel puts them.
+    /// Always spread: LPs on one half of the CPUs `launch` may use and
+    /// managers on the other, waits that spin and yield first (the lowest
+    /// latency at any load, the most CPU at a low one).
+    Spread,
+    /// Always compact: every process on one CPU, every wait a sleep (the
+    /// least CPU; a saturating load gets one CPU).
+    Compact,
+    /// Anywhere the kernel puts them, no load mode.
     None,
 }
 

@@ -121,7 +121,7 @@ impl<'a> Supervisor<'a> {
                 .collect(),
             managers: plan.lps.iter().map(|_| None).collect(),
             outputs: Outputs::new(width),
-            governor: plan.cpus.clone().map(Governor::new),
+            governor: (plan.cpus.clone()).map(|s| Governor::new(s, plan.placement)),
             failure: None,
             stop_requested: false,
             stop_order: None,

@@ -80,12 +80,13 @@ impl Window {
 
     /// Ends the window at `now` and starts the next: the CPU time the
     /// processes of `seen` used in it (a pid not read before adds nothing:
-    /// its start is not the collaboration's load), the messages sent, and
-    /// its length.
-    pub fn advance(&mut self, now: Instant, seen: &Seen) -> (u64, u64, Duration) {
+    /// its start is not the collaboration's load; 0 unless `with_cpu`,
+    /// which costs a system call per process), the messages sent, and its
+    /// length.
+    pub fn advance(&mut self, now: Instant, seen: &Seen, with_cpu: bool) -> (u64, u64, Duration) {
         let mut cpu = HashMap::with_capacity(seen.pids.len());
         let mut cpu_ns = 0u64;
-        for &pid in &seen.pids {
+        for &pid in seen.pids.iter().filter(|_| with_cpu) {
             if let Some(ns) = process_cpu_ns(pid) {
                 if let Some(before) = self.cpu.get(&pid) {
                     cpu_ns = cpu_ns.saturating_add(ns.saturating_sub(*before));

@@ -32,7 +32,7 @@ pub mod mode;
 
 use look::{Seen, Window};
 use mode::{Hysteresis, Sample};
-use shmcollab_runtime::plan::{process_cpus, set_process_cpus, CpuSplit, Plan};
+use shmcollab_runtime::plan::{process_cpus, set_process_cpus, CpuSplit, Placement, Plan};
 use shmcollab_shm::registry::Registry;
 use shmcollab_shm::LoadMode;
 // The start time of a pid (clock ticks since boot): with the pid, it names
@@ -45,8 +45,9 @@ use std::time::{Duration, Instant};
 /// How often the LPs are looked at.
 pub const PERIOD: Duration = Duration::from_millis(250);
 /// How often the collaboration is looked at while it starts and while it is
-/// compact (the CPU clocks of its processes and its message counts): a
-/// saturating run spreads within this long instead of a period.
+/// compact (its message counts only: a few loads from the registry): a
+/// run that sends back to back spreads within this long instead of a
+/// period.
 pub const FAST: Duration = Duration::from_millis(20);
 /// Longest wait for every LP to be ready before the mode is chosen.
 pub const START_WAIT: Duration = Duration::from_secs(2);
@@ -137,8 +138,9 @@ pub struct Governor {
 
 impl Governor {
     /// A governor for LPs that their managers place on `split.lps`, which
-    /// may widen them to `split.lps` and `split.managers` together.
-    pub fn new(split: CpuSplit) -> Governor {
+    /// may widen them to `split.lps` and `split.managers` together, with
+    /// the mode following the load (`placement = "auto"`) or fixed.
+    pub fn new(split: CpuSplit, placement: Placement) -> Governor {
         let mut all = split.lps.clone();
         all.extend_from_slice(&split.managers);
         let now = Instant::now();
@@ -146,7 +148,11 @@ impl Governor {
             split,
             all,
             lps: HashMap::new(),
-            mode: Hysteresis::default(),
+            mode: match placement {
+                Placement::Spread => Hysteresis::fixed(LoadMode::Spread),
+                Placement::Compact => Hysteresis::fixed(LoadMode::Compact),
+                Placement::Auto | Placement::None => Hysteresis::default(),
+            },
             started: false,
             born: now,
             fast: Window::new(),
@@ -191,8 +197,8 @@ impl Governor {
             return false;
         }
         self.started = true;
-        self.fast.advance(now, seen);
-        self.slow.advance(now, seen);
+        self.fast.advance(now, seen, false);
+        self.slow.advance(now, seen, true);
         say_mode(self.mode.mode(), &self.split, None);
         true
     }
@@ -202,8 +208,9 @@ impl Governor {
     fn decide(&mut self, now: Instant, full: bool, seen: &Seen) -> bool {
         let was = self.mode.mode();
         if was == LoadMode::Compact {
-            let (cpu_ns, msgs, dt) = self.fast.advance(now, seen);
-            if self.mode.burst(cpu_ns, msgs, dt) {
+            // Not read in the short look: reads as 0 below.
+            let (cpu_ns, msgs, dt) = self.fast.advance(now, seen, false);
+            if self.mode.burst(msgs, dt) {
                 let s = Sample {
                     cpu_ns,
                     msgs,
@@ -211,14 +218,14 @@ impl Governor {
                     lp_wide: false,
                 };
                 say_mode(self.mode.mode(), &self.split, Some(s));
-                self.slow.advance(now, seen);
+                self.slow.advance(now, seen, true);
                 return true;
             }
         }
         if !full {
             return false;
         }
-        let (cpu_ns, msgs, dt) = self.slow.advance(now, seen);
+        let (cpu_ns, msgs, dt) = self.slow.advance(now, seen, true);
         // An LP that computes keeps the collaboration spread.
         let lp_wide = self.lps.values().any(|w| w.hot > 0)
             || seen
@@ -339,6 +346,7 @@ impl Governor {
 fn say_mode(mode: LoadMode, split: &CpuSplit, s: Option<Sample>) {
     let why = match s {
         None => "started".to_owned(),
+        Some(s) if s.cpu_ns == 0 => format!("{} messages in {} ms", s.msgs, s.dt.as_millis()),
         Some(s) => format!(
             "{:.0}% of a core, {} messages in {} ms",
             s.cpu_ns as f64 / s.dt.as_nanos().max(1) as f64 * 100.0,

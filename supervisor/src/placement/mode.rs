@@ -22,8 +22,8 @@
 //!   goes back.
 //!
 //! The gap between the two thresholds and the longer wait before going back
-//! are the hysteresis: a back-to-back run spreads within a period or two and
-//! stays spread; a paced one whose compact CPU stays below half a core stays
+//! are the hysteresis: a back-to-back run spreads within a short look or two
+//! and stays spread; a paced one whose compact CPU stays below half a core stays
 //! compact.
 
 use shmcollab_shm::LoadMode;
@@ -32,9 +32,6 @@ use std::time::Duration;
 /// Compact CPU use, as a share of one core, above which the collaboration
 /// spreads.
 pub const SPREAD_AT: f64 = 0.5;
-/// Compact CPU use, as a share of one core, in a short look above which
-/// the collaboration spreads at once: the one CPU is full.
-pub const FULL_AT: f64 = 0.9;
 /// Estimated compact CPU use below which a spread collaboration goes back.
 pub const COMPACT_AT: f64 = 0.25;
 /// Periods in a row above [`SPREAD_AT`] before spreading.
@@ -65,6 +62,8 @@ pub struct Sample {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hysteresis {
     mode: LoadMode,
+    /// The mode never changes (`placement = "spread"` or `"compact"`).
+    fixed: bool,
     hot: u32,
     cool: u32,
     msg_ns: f64,
@@ -75,6 +74,7 @@ impl Default for Hysteresis {
     fn default() -> Self {
         Hysteresis {
             mode: LoadMode::Compact,
+            fixed: false,
             hot: 0,
             cool: 0,
             msg_ns: DEFAULT_MSG_NS,
@@ -83,21 +83,28 @@ impl Default for Hysteresis {
 }
 
 impl Hysteresis {
+    /// A mode that never changes.
+    pub fn fixed(mode: LoadMode) -> Hysteresis {
+        Hysteresis {
+            mode,
+            fixed: true,
+            ..Hysteresis::default()
+        }
+    }
+
     /// The current mode.
     pub fn mode(&self) -> LoadMode {
         self.mode
     }
 
-    /// While compact, a short look between periods: `cpu_ns` used and
-    /// `messages` sent in `dt`. Spreads now if the one CPU was nearly full
-    /// ([`FULL_AT`]) or the messages would take more than [`SPREAD_AT`] of a
-    /// core at the cost per message learned compact. A back-to-back run then
-    /// spreads within a short look instead of a period.
-    pub fn burst(&mut self, cpu_ns: u64, msgs: u64, dt: Duration) -> bool {
+    /// While compact, a short look between periods: `msgs` sent in `dt`.
+    /// Spreads now if they would take more than [`SPREAD_AT`] of a core at
+    /// the cost per message learned compact. A back-to-back or flooding
+    /// run then spreads within a short look instead of a period.
+    pub fn burst(&mut self, msgs: u64, dt: Duration) -> bool {
         let period_ns = dt.as_nanos().max(1) as f64;
-        let full = cpu_ns as f64 > FULL_AT * period_ns;
         let busy = msgs >= LEARN_MIN_MSGS && msgs as f64 * self.msg_ns > SPREAD_AT * period_ns;
-        if self.mode != LoadMode::Compact || !(full || busy) {
+        if self.fixed || self.mode != LoadMode::Compact || !busy {
             return false;
         }
         self.hot = 0;
@@ -108,6 +115,9 @@ impl Hysteresis {
     /// Takes one period's sample; returns the mode from now on.
     pub fn next(&mut self, s: Sample) -> LoadMode {
         let period_ns = s.dt.as_nanos().max(1) as f64;
+        if self.fixed {
+            return self.mode;
+        }
         match self.mode {
             LoadMode::Compact => {
                 if s.msgs >= LEARN_MIN_MSGS {
@@ -221,18 +231,25 @@ mod tests {
     fn a_burst_spreads_between_periods_and_a_trickle_does_not() {
         let mut h = Hysteresis::default();
         let fast = Duration::from_millis(20);
-        let ms = |m: u64| m * 1_000_000;
-        // 1,000 round trips a second: 40 messages and 1.4 ms of CPU in 20 ms.
-        assert!(!h.burst(ms(1), 40, fast));
-        // Few messages, but the CPU is full (a program that computes).
-        assert!(h.burst(ms(19), 40, fast));
-        let mut h = Hysteresis::default();
+        // 1,000 round trips a second: 40 messages in 20 ms.
+        assert!(!h.burst(40, fast));
         // Back to back at 15 µs a round trip: some 2,600 messages.
-        assert!(h.burst(ms(5), 2_600, fast));
+        assert!(h.burst(2_600, fast));
         assert_eq!(h.mode(), LoadMode::Spread);
         // Only compact bursts.
-        assert!(!h.burst(ms(20), 2_600, fast));
-        assert!(!h.burst(u64::MAX, u64::MAX, Duration::ZERO));
+        assert!(!h.burst(2_600, fast));
+        assert!(!h.burst(u64::MAX, Duration::ZERO));
+    }
+
+    #[test]
+    fn a_fixed_mode_stays() {
+        let mut h = Hysteresis::fixed(LoadMode::Compact);
+        assert!(!h.burst(u64::MAX, P));
+        assert_eq!(h.next(sample(250, 100_000)), LoadMode::Compact);
+        let mut h = Hysteresis::fixed(LoadMode::Spread);
+        for _ in 0..2 * COOL_PERIODS {
+            assert_eq!(h.next(sample(0, 0)), LoadMode::Spread);
+        }
     }
 
     #[test]
