@@ -1,5 +1,6 @@
-//! End-to-end test of placement: LPs and managers on separate CPUs once
-//! ready, CPU-bound LPs let onto every CPU (how the LP programs get built:
+//! End-to-end test of placement: a light collaboration on one CPU
+//! (compact), a busy one spread with LPs and managers on separate CPUs,
+//! CPU-bound LPs let onto every CPU (how the LP programs get built:
 //! `tests/common/mod.rs`).
 
 mod common;
@@ -156,4 +157,104 @@ fn wait_until_burners_are_wide(lps: &[(String, String, String)], all: &[usize], 
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// A light collaboration (a request every 5 ms) is compact: the supervisor,
+/// both managers and both LPs on one CPU, and it stays so. A saturating one
+/// (requests back to back) spreads: LPs on one CPU, managers on the other,
+/// the supervisor on both. Read from the CPU affinity of the real processes.
+#[test]
+fn a_light_collaboration_is_compact_and_a_saturating_one_spreads() {
+    let mine = cpus_of("self").unwrap();
+    if mine.len() < 2 {
+        eprintln!("skipped: launch needs two CPUs to have a choice");
+        return;
+    }
+    let all = mine[..2].to_vec();
+    let (lp_cpus, mgr_cpus) = (vec![all[0]], vec![all[1]]);
+
+    let dir = TempDir::new("compact");
+    let name = unique("cpt");
+    let cfg = pingpong_config(&dir.0, &name, &["paced", "1000000", "5000"], "", false);
+    let run = launch_on(&all, &cfg, &name);
+    let procs = processes(&name, run.pid());
+    let compact = |_: Role| lp_cpus.clone();
+    wait_placed(&procs, compact, "compact");
+    // Six of the governor's periods later, it is still compact.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_placed(&procs, compact, "still compact");
+    let (_, _, err) = stop(run, &name);
+    assert!(!err.contains("load heavy"), "{err}");
+
+    let dir = TempDir::new("spread");
+    let name = unique("spr");
+    let cfg = pingpong_config(&dir.0, &name, &["rtt", "1000000000"], "", false);
+    let run = launch_on(&all, &cfg, &name);
+    let procs = processes(&name, run.pid());
+    let spread = |r: Role| match r {
+        Role::Supervisor => all.clone(),
+        Role::Manager => mgr_cpus.clone(),
+        Role::Lp => lp_cpus.clone(),
+    };
+    wait_placed(&procs, spread, "spread");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_placed(&procs, spread, "still spread");
+    let (_, _, err) = stop(run, &name);
+    assert!(err.contains("load heavy"), "{err}");
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Supervisor,
+    Manager,
+    Lp,
+}
+
+/// Every process of the collaboration `name` whose supervisor is `pid`,
+/// once its 2 LPs are ready: (role, pid).
+fn processes(name: &str, pid: u32) -> Vec<(Role, String)> {
+    let v = wait_status(name, "2 ready LPs", |v| all_ready(v, 2));
+    let mut out = vec![(Role::Supervisor, pid.to_string())];
+    for (_, lp, mgr) in lps_and_managers(&v) {
+        out.push((Role::Manager, mgr));
+        out.push((Role::Lp, lp));
+    }
+    out
+}
+
+/// The processes of `procs` not on the CPUs `want` gives their role.
+fn misplaced(
+    procs: &[(Role, String)],
+    want: impl Fn(Role) -> Vec<usize>,
+) -> Vec<(Role, String, Option<Vec<usize>>)> {
+    procs
+        .iter()
+        .map(|(r, p)| (*r, p.clone(), cpus_of(p)))
+        .filter(|(r, _, on)| on.as_ref() != Some(&want(*r)))
+        .collect()
+}
+
+/// Waits (watchdog: 30 s) until every process is where `want` says.
+fn wait_placed(procs: &[(Role, String)], want: impl Fn(Role) -> Vec<usize>, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let off = misplaced(procs, &want);
+        if off.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never {what}: {off:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn assert_placed(procs: &[(Role, String)], want: impl Fn(Role) -> Vec<usize>, what: &str) {
+    let off = misplaced(procs, want);
+    assert!(off.is_empty(), "not {what}: {off:?}");
+}
+
+/// `shmcollab stop name`, then the launch's exit code and output.
+fn stop(run: Launched, name: &str) -> (i32, String, String) {
+    let stop = Command::new(bin()).args(["stop", name]).output().unwrap();
+    assert!(stop.status.success());
+    run.wait(Duration::from_secs(60))
 }

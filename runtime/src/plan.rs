@@ -2,6 +2,7 @@
 //! manager as `plan.json` (mode 0600) in the session directory.
 
 use serde::{Deserialize, Serialize};
+use shmcollab_shm::LoadMode;
 use std::path::PathBuf;
 
 /// Restart type of a process group, as in OTP.
@@ -27,15 +28,24 @@ pub enum CoordinatorChoice {
     Slot(u32),
 }
 
-/// Where managers and LPs run (`placement` in the config).
+/// Where managers and LPs run and how they wait (`placement` in the
+/// config). Every choice but `None` applies only with more processes than
+/// CPUs (see [`CpuSplit`]); else they run anywhere.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Placement {
-    /// With more processes than CPUs, LPs on one half of the CPUs `launch`
-    /// may use and managers on the other (see [`CpuSplit`]); else anywhere.
+    /// The load mode follows the load ([`LoadMode`]): compact while it is
+    /// light, spread when it grows.
     #[default]
     Auto,
-    /// Anywhere the kernel puts them.
+    /// Always spread: LPs on one half of the CPUs `launch` may use and
+    /// managers on the other, waits that spin and yield first (the lowest
+    /// latency at any load, the most CPU at a low one).
+    Spread,
+    /// Always compact: every process on one CPU, every wait a sleep (the
+    /// least CPU; a saturating load gets one CPU).
+    Compact,
+    /// Anywhere the kernel puts them, no load mode.
     None,
 }
 
@@ -71,6 +81,20 @@ impl CpuSplit {
             lps: allowed[..half].to_vec(),
             managers: allowed[half..].to_vec(),
         })
+    }
+
+    /// The one CPU of every process of the collaboration (the supervisor
+    /// too) in [`LoadMode::Compact`]: the first CPU of the LPs.
+    pub fn compact(&self) -> &[usize] {
+        &self.lps[..self.lps.len().min(1)]
+    }
+
+    /// The CPUs of (managers, LPs) in `mode`.
+    pub fn for_mode(&self, mode: LoadMode) -> (&[usize], &[usize]) {
+        match mode {
+            LoadMode::Compact => (self.compact(), self.compact()),
+            LoadMode::Spread | LoadMode::Unset => (&self.managers, &self.lps),
+        }
     }
 }
 
@@ -216,6 +240,9 @@ mod tests {
         assert_eq!(CpuSplit::for_cpus(&[5], 4), None);
         // The allowed CPUs are used as given (a taskset of 2, 5, 7).
         let s = CpuSplit::for_cpus(&[2, 5, 7], 8).unwrap();
+        assert_eq!(s.compact(), &[2]);
+        assert_eq!(s.for_mode(LoadMode::Compact), (&[2][..], &[2][..]));
+        assert_eq!(s.for_mode(LoadMode::Spread), (&[7][..], &[2, 5][..]));
         assert_eq!((s.lps, s.managers), (vec![2, 5], vec![7]));
     }
 }

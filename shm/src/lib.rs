@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod doorbell;
+pub mod load;
 pub mod ring;
 pub(crate) mod sync;
 
@@ -24,5 +25,6 @@ pub mod registry;
 pub mod segment;
 
 pub use doorbell::{Doorbell, WaitStrategy};
+pub use load::LoadMode;
 #[cfg(not(loom))]
 pub use segment::{OpenError, Segment, SegmentKind, Session};

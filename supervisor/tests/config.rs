@@ -376,12 +376,20 @@ fn sync_values() {
 
 #[test]
 fn placement_values() {
-    let text = small("").replace("name = \"t\"\n", "name = \"t\"\nplacement = \"none\"\n");
-    assert_eq!(parse(&text).unwrap().plan().placement, Placement::None);
+    for (word, want) in [
+        ("none", Placement::None),
+        ("auto", Placement::Auto),
+        ("spread", Placement::Spread),
+        ("compact", Placement::Compact),
+    ] {
+        let line = format!("name = \"t\"\nplacement = \"{word}\"\n");
+        let text = small("").replace("name = \"t\"\n", &line);
+        assert_eq!(parse(&text).unwrap().plan().placement, want);
+    }
     let text = small("").replace("name = \"t\"\n", "name = \"t\"\nplacement = \"fast\"\n");
     let shown = error_at(&text, 2, 13, "field `placement`");
     assert!(
-        shown.ends_with("expected \"auto\" or \"none\", found \"fast\""),
+        shown.ends_with("expected \"auto\", \"spread\", \"compact\" or \"none\", found \"fast\""),
         "{shown}"
     );
 }

@@ -160,6 +160,12 @@ impl RxLink {
         self.c.prepare_wait()
     }
 
+    /// How the writer's side says this reader had best wait (untrusted; see
+    /// [`Consumer::wait_hint`]).
+    pub fn wait_hint(&self) -> u32 {
+        self.c.wait_hint()
+    }
+
     /// The doorbell producers ring after publishing.
     pub fn data_bell(&self) -> &Doorbell {
         self.c.data_bell()

@@ -69,6 +69,11 @@ impl TxLink {
         self.tx.heal().unwrap_or(false)
     }
 
+    /// Tell the reader how it had best wait (see [`Producer::set_wait_hint`]).
+    pub fn set_wait_hint(&self, hint: u32) {
+        self.tx.set_wait_hint(hint);
+    }
+
     /// Replace the sealer (a new key: the LP at the other end restarted).
     pub fn set_sealer(&mut self, sealer: Sealer) {
         self.sealer = sealer;

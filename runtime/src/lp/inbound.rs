@@ -13,9 +13,9 @@ use crate::ctl::LpCtl;
 use crate::link::{Resync, RxLink, Step, Wait};
 use crate::wire::{self, DirectStats};
 use shmcollab_shm::auth::{LinkKey, Opener, RxStats};
-use shmcollab_shm::doorbell::WaitStrategy;
 use shmcollab_shm::frame::kind;
 use shmcollab_shm::ring::{open_ring_fd, Consumer};
+use shmcollab_shm::LoadMode;
 use std::time::{Duration, Instant};
 
 /// How often at most an LP tells its manager what it took from direct rings.
@@ -200,11 +200,12 @@ impl Lp {
         }
         let rx = &self.rx;
         let waited = Instant::now();
-        rx.main
-            .data_bell()
-            .wait_until(WaitStrategy::default(), left, || {
-                (rx.main.has_data() || rx.direct.iter().any(|d| d.link.has_data())).then_some(())
-            });
+        // How to wait is the collaboration's load mode, which our manager
+        // copies into our inbound ring: sleep at once while it is light.
+        let strategy = LoadMode::from_u32(rx.main.wait_hint()).strategy();
+        rx.main.data_bell().wait_until(strategy, left, || {
+            (rx.main.has_data() || rx.direct.iter().any(|d| d.link.has_data())).then_some(())
+        });
         // For the supervisor's placement: time spent waiting is not work.
         self.view.add_wait(waited.elapsed());
     }

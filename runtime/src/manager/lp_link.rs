@@ -11,12 +11,15 @@ use shmcollab_shm::auth::{Opener, Sealer};
 use shmcollab_shm::frame::{kind, FrameHeader};
 use shmcollab_shm::ring::{create_ring, heal_ring, Consumer, Producer, RingError};
 use shmcollab_shm::segment::Segment;
+use shmcollab_shm::LoadMode;
 
 /// What a pump of the LP's ring did.
 #[derive(Debug, Default, Clone, Copy)]
 pub(super) struct Pumped {
     /// Frames taken out of the ring.
     pub frames: usize,
+    /// Messages in the frames that opened (a batch holds many).
+    pub messages: usize,
     /// Frames that did not open.
     pub rejected: usize,
     /// Batches with malformed entries.
@@ -122,7 +125,12 @@ impl LpLink {
             match step {
                 Step::Empty => break,
                 Step::Rejected => done.rejected += 1,
-                Step::Opened { malformed, .. } => done.malformed += usize::from(malformed),
+                Step::Opened {
+                    malformed, taken, ..
+                } => {
+                    done.malformed += usize::from(malformed);
+                    done.messages += taken;
+                }
             }
             done.frames += 1;
         }
@@ -138,6 +146,12 @@ impl LpLink {
         };
         self.tx.flush();
         d
+    }
+
+    /// Tell the LP how to wait: the load mode, in its inbound ring's wait
+    /// hint, which it reads at every wait (it maps nothing else of ours).
+    pub fn set_wait_hint(&self, mode: LoadMode) {
+        self.tx.set_wait_hint(mode.as_u32());
     }
 
     /// Publish what was written.

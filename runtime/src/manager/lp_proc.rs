@@ -8,6 +8,7 @@ use super::lp_access::Spawn;
 use crate::plan::{resolve_program, set_process_cpus};
 use crate::wire;
 use shmcollab_shm::auth::LinkKey;
+use shmcollab_shm::LoadMode;
 use std::os::fd::{AsFd, OwnedFd};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::Ordering;
@@ -132,11 +133,14 @@ impl LpProc {
         let _ = rustix::process::pidfd_send_signal(self.pidfd.as_fd(), sig);
     }
 
-    /// Apply the plan's CPU split to this manager and the LP.
-    pub fn place(&self, ctx: &Ctx) {
+    /// Place this manager and the LP as the load mode says: both on the
+    /// compact CPU while the load is light, else the plan's CPU split. (The
+    /// supervisor's governor moves every process when the mode changes.)
+    pub fn place(&self, ctx: &Ctx, mode: LoadMode) {
         if let Some(split) = &ctx.plan.cpus {
-            set_process_cpus(std::process::id(), &split.managers);
-            set_process_cpus(self.pid(), &split.lps);
+            let (me, lp) = split.for_mode(mode);
+            set_process_cpus(std::process::id(), me);
+            set_process_cpus(self.pid(), lp);
         }
     }
 }

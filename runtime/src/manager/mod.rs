@@ -16,6 +16,7 @@
 //! | direct path | `direct.rs` | the direct rings into our LP, as a state machine per ring |
 //! | coordinator | `coordinator.rs` | the role's election and the published aggregate |
 //! | reports | `reports.rs` | counters, what the LP told us, the report's cadence and content |
+//! | load | `load.rs` | the load mode as last read (how we and our LP wait), our LP's message count for the governor |
 //!
 //! [`run`] claims the slot, starts the LP and runs the loop: one thread,
 //! sleeping on the doorbell of our registry slot, which every peer rings
@@ -53,6 +54,7 @@ mod discovery;
 mod heal;
 mod lifecycle;
 mod lp_access;
+mod load;
 mod lp_link;
 mod lp_proc;
 mod peers;
@@ -87,7 +89,6 @@ use peers::Peers;
 use reports::{Counters, Inputs, Reports};
 use shmcollab_shm::frame::{kind, FrameHeader};
 use shmcollab_shm::registry::LpState;
-use shmcollab_shm::WaitStrategy;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -148,6 +149,8 @@ pub fn run(dir: &Path, slot: u32) -> anyhow::Result<i32> {
         txn_in: Vec::new(),
         healer: heal::Healer::default(),
         access: LpAccess::new(landlock),
+        load: load::Load::default(),
+        pumped: 0,
     };
     if let Err(e) = m.start_lp() {
         // Not a crash of the manager: restarting it would not help.
@@ -188,6 +191,9 @@ struct Manager {
     healer: heal::Healer,
     /// What our LP reaches, by descriptor.
     access: LpAccess,
+    load: load::Load,
+    /// Messages taken from our LP in this turn.
+    pumped: usize,
 }
 
 impl Manager {
@@ -238,6 +244,8 @@ impl Manager {
         self.maybe_report();
         // Peers' reports are published within 20 ms of their arrival.
         self.coord.publish(&self.ctx, false);
+        self.load
+            .turn(&self.ctx, &self.lp, std::mem::take(&mut self.pumped));
         Ok(work)
     }
 
@@ -277,10 +285,8 @@ impl Manager {
         t
     }
 
-    /// Sleep until a frame, a registry change, a signal or a deadline.
-    /// After a turn that moved something, spin and yield a little first (the
-    /// next frame often follows at once); after an idle one (a timer), go
-    /// straight to sleep: spinning there is what idle managers cost.
+    /// Sleep until a frame, a registry change, a signal or a deadline, as
+    /// the load mode says (see [`load::Load::strategy`]).
     fn sleep(&self, busy: bool) {
         let timeout = self.deadline().saturating_duration_since(Instant::now());
         let Ok(bell) = self.ctx.registry.doorbell(self.ctx.slot) else {
@@ -290,11 +296,7 @@ impl Manager {
         // registry): sleep on both.
         shmcollab_shm::Doorbell::wait_until_any(
             &[bell, self.lp.lp_bell()],
-            if busy {
-                WaitStrategy::default()
-            } else {
-                WaitStrategy::SLEEP
-            },
+            self.load.strategy(busy),
             Some(timeout),
             || self.any_input().then_some(()),
         );
@@ -361,7 +363,7 @@ impl Manager {
             }
             Action::Place => {
                 if let Some(p) = &self.proc_ {
-                    p.place(&self.ctx);
+                    p.place(&self.ctx, self.ctx.registry.load_mode());
                 }
             }
             Action::Terminate => self.signal(rustix::process::Signal::TERM),
@@ -453,6 +455,7 @@ impl Manager {
             .map_err(|e| anyhow!("LP ring: {e}"))?;
         let (ctl, framed) = (std::mem::take(&mut sink.ctl), sink.framed);
         self.counters.bad_batches += pumped.malformed as u64;
+        self.pumped += pumped.messages;
         if pumped.rejected > 0 {
             self.reports.mark();
         }

@@ -17,6 +17,8 @@ use std::sync::atomic::Ordering;
 /// Body offsets of the registry header's words that change at run time:
 /// the coordinator word (8 bytes at 32) and the change counter (8 at 40).
 const DYNAMIC: std::ops::Range<usize> = 32..48;
+/// The load mode (4 bytes at 116), which the supervisor writes itself.
+const LOAD_MODE: std::ops::Range<usize> = 116..120;
 
 /// A copy of a registry's fixed parts, taken by its creator.
 #[derive(Debug, Clone)]
@@ -43,10 +45,10 @@ unsafe fn copy_out(p: *const u8, len: usize) -> Vec<u8> {
 ///
 /// # Safety
 /// `p..p + want.len()` must lie inside a live, writable mapping.
-unsafe fn put_back(p: *mut u8, want: &[u8], skip: std::ops::Range<usize>) -> usize {
+unsafe fn put_back(p: *mut u8, want: &[u8], skip: &[std::ops::Range<usize>]) -> usize {
     let mut n = 0;
     for (i, w) in want.iter().enumerate() {
-        if skip.contains(&i) {
+        if skip.iter().any(|r| r.contains(&i)) {
             continue;
         }
         // SAFETY: per the contract; other processes may write here too,
@@ -88,9 +90,9 @@ impl Registry {
         let body = self.seg.body_ptr();
         // SAFETY: as in `golden`: the same ranges of the same mapping.
         unsafe {
-            put_back(body.sub(SEGMENT_HEADER_LEN), &g.segment_header, 0..0)
-                + put_back(body, &g.header, DYNAMIC)
-                + put_back(body.add(g.subfns_off), &g.subfns, 0..0)
+            put_back(body.sub(SEGMENT_HEADER_LEN), &g.segment_header, &[])
+                + put_back(body, &g.header, &[DYNAMIC, LOAD_MODE])
+                + put_back(body.add(g.subfns_off), &g.subfns, &[])
         }
     }
 

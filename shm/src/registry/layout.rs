@@ -65,7 +65,12 @@ pub(super) struct Header {
     pub(super) name_len: AtomicU32,
     /// Immutable after create.
     pub(super) name: [AtomicU8; 64],
-    _reserved: [AtomicU32; 3],
+    /// The collaboration's [`LoadMode`](crate::load::LoadMode), set by the
+    /// supervisor's placement governor, read by managers at every turn.
+    /// Untrusted (the supervisor writes it again every period). Publishes
+    /// nothing: Relaxed on both sides.
+    pub(super) load_mode: AtomicU32,
+    _reserved: [AtomicU32; 2],
 }
 const _: () = assert!(std::mem::size_of::<Header>() == HEADER_LEN);
 const _: () = assert!(std::mem::align_of::<Header>() == 128);
@@ -73,6 +78,8 @@ const _: () = assert!(std::mem::offset_of!(Header, coordinator) == 32);
 const _: () = assert!(std::mem::offset_of!(Header, changes) == 40);
 const _: () = assert!(std::mem::offset_of!(Header, name_len) == 48);
 const _: () = assert!(std::mem::offset_of!(Header, name) == 52);
+// `heal::LOAD_MODE` skips these bytes.
+const _: () = assert!(std::mem::offset_of!(Header, load_mode) == 116);
 
 /// One manager slot.
 #[repr(C, align(128))]
@@ -104,7 +111,12 @@ pub(super) struct Slot {
     pub(super) name_len: AtomicU32,
     /// Manager name bytes; as name_len.
     pub(super) name: [AtomicU8; 64],
-    _reserved0: [AtomicU32; 7],
+    _reserved0: AtomicU32,
+    /// Messages the slot's manager took from its LP (a batch counts each of its messages), summed (written by
+    /// the manager, read by the placement governor as the collaboration's
+    /// load). Publishes nothing: Relaxed.
+    pub(super) lp_msgs: AtomicU64,
+    _reserved0b: [AtomicU32; 4],
     /// The doorbell of this slot's manager.
     pub(super) doorbell: Doorbell,
     _reserved1: [AtomicU32; 14],
@@ -117,6 +129,7 @@ const _: () = assert!(std::mem::size_of::<Slot>() == SLOT_LEN);
 const _: () = assert!(std::mem::align_of::<Slot>() == 128);
 const _: () = assert!(std::mem::offset_of!(Slot, heartbeat_ms) == 24);
 const _: () = assert!(std::mem::offset_of!(Slot, name) == 36);
+const _: () = assert!(std::mem::offset_of!(Slot, lp_msgs) == 104);
 const _: () = assert!(std::mem::offset_of!(Slot, doorbell) == 128);
 const _: () = assert!(std::mem::offset_of!(Slot, lp_wait_ns) == 192);
 

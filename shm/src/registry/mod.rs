@@ -23,7 +23,8 @@
 //!     40    8 changes        Doorbell: the change counter
 //!     48    4 name_len       length of the collaboration name, 1..=63
 //!     52   64 name           UTF-8, zero padded
-//!    116   12 reserved
+//!    116    4 load_mode      LoadMode the supervisor chose: 0 unset, 1 compact, 2 spread
+//!    120    8 reserved
 //!
 //! Slot (256 bytes, align 128), max_slots of them at offset 128
 //!      0    4 state          FREE=0 CLAIMING=1 ACTIVE=2 STOPPING=3 DEAD=4
@@ -37,7 +38,9 @@
 //!     24    8 heartbeat_ms   CLOCK_MONOTONIC milliseconds of the last heartbeat
 //!     32    4 name_len       length of the manager name, 1..=63
 //!     36   64 name           UTF-8, zero padded
-//!    100   28 reserved
+//!    100    4 reserved
+//!    104    8 lp_msgs        messages the manager took from its LP, summed
+//!    112   16 reserved
 //!    128    8 doorbell       Doorbell the slot's manager sleeps on
 //!    136   56 reserved
 //!    192    8 lp_wait_ns     nanoseconds the LP spent waiting in the LP API
@@ -80,6 +83,7 @@
 //! - `subfns`: the sub-function assignment table;
 //! - `coordinator`: the coordinator epoch;
 //! - `status`: the seqlocked status area;
+//! - `load`: the load mode and the message counts the governor reads;
 //! - `error`: [`RegistryError`].
 //!
 //! This file holds the [`Registry`] handle: creating and opening the segment
@@ -89,6 +93,7 @@ mod coordinator;
 mod error;
 mod heal;
 mod layout;
+mod load;
 mod slots;
 mod status;
 mod subfns;

@@ -66,6 +66,14 @@ impl Consumer {
         self.strategy = s;
     }
 
+    /// The ring's wait hint, as the producer's side last set it (see
+    /// [`Producer::set_wait_hint`](super::Producer::set_wait_hint));
+    /// untrusted: any value may be here.
+    pub fn wait_hint(&self) -> u32 {
+        // Relaxed: a hint; it publishes nothing.
+        self.mem.hdr().meta.0.wait_hint.load(Ordering::Relaxed)
+    }
+
     /// Frames and bytes released through this handle.
     pub fn counters(&self) -> (u64, u64) {
         (self.frames, self.bytes)

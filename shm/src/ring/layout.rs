@@ -5,7 +5,7 @@
 //! The layout is drawn in the [module doc](super).
 
 use crate::doorbell::Doorbell;
-use crate::sync::AtomicU64;
+use crate::sync::{AtomicU32, AtomicU64};
 
 /// `b"SHMCRNG1"` as a little-endian u64.
 pub const RING_MAGIC: u64 = u64::from_le_bytes(*b"SHMCRNG1");
@@ -30,7 +30,15 @@ pub(super) struct Meta {
     pub(super) version: u32,
     pub(super) flags: u32,
     pub(super) capacity: u64,
+    /// How the consumer had best wait, as its owner last said (the manager
+    /// of an LP copies the collaboration's
+    /// [`LoadMode`](crate::load::LoadMode) here for its LP). Written by the
+    /// producer's side, read by the consumer's at each wait; untrusted
+    /// there. Publishes nothing: Relaxed on both sides.
+    pub(super) wait_hint: AtomicU32,
 }
+#[cfg(not(loom))]
+const _: () = assert!(std::mem::offset_of!(Meta, wait_hint) == 24);
 
 /// The ring's control block at the start of the segment body.
 #[repr(C)]

@@ -175,6 +175,7 @@ pub fn heap_ring(capacity: usize) -> (Producer, Consumer) {
                 version: RING_VERSION,
                 flags: 0,
                 capacity: capacity as u64,
+                wait_hint: crate::sync::AtomicU32::new(0),
             }),
             head: Line(AtomicU64::new(0)),
             tail: Line(AtomicU64::new(0)),

@@ -14,7 +14,9 @@
 //!      8    4  layout version (1)
 //!     12    4  flags (0)
 //!     16    8  capacity: data bytes, a power of two, 64 ..= 2^30
-//!     24  104  reserved
+//!     24    4  wait hint: how the consumer had best wait, set by the producer's
+//!                side (0: no hint; see `crate::load::LoadMode`), untrusted
+//!     28  100  reserved
 //!    128    8  head: consumer position (bytes ever released)      [own 128-byte line]
 //!    256    8  tail: producer position (bytes ever published)     [own line]
 //!    384    8  data doorbell: the consumer sleeps here (unless its owner uses an external one)

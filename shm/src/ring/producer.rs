@@ -89,6 +89,17 @@ impl Producer {
         max_frame_len(self.cap)
     }
 
+    /// Tell the consumer how it had best wait (a
+    /// [`LoadMode`](crate::load::LoadMode) as a word): it reads the ring's
+    /// wait hint at each wait. A store only when the value changed.
+    pub fn set_wait_hint(&self, hint: u32) {
+        let w = &self.mem.hdr().meta.0.wait_hint;
+        // Relaxed: a hint; it publishes nothing.
+        if w.load(Ordering::Relaxed) != hint {
+            w.store(hint, Ordering::Relaxed);
+        }
+    }
+
     /// Frames and bytes committed through this handle.
     pub fn counters(&self) -> (u64, u64) {
         (self.frames, self.bytes)

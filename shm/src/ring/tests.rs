@@ -240,3 +240,13 @@ fn a_corrupt_ring_is_reset_and_both_ends_go_on() {
         assert!(c.peek().unwrap().is_none(), "case {case}");
     }
 }
+
+#[test]
+fn the_wait_hint_goes_from_producer_to_consumer() {
+    let (p, c) = heap_ring(128);
+    assert_eq!(c.wait_hint(), 0, "a fresh ring has no hint");
+    p.set_wait_hint(2);
+    assert_eq!(c.wait_hint(), 2);
+    p.set_wait_hint(1);
+    assert_eq!(c.wait_hint(), 1);
+}

@@ -223,7 +223,7 @@ impl Segment {
     /// taken away, say) is not taken as proof: false.
     pub fn replaced(&self) -> bool {
         use std::os::unix::fs::MetadataExt;
-        let Ok(ours) = self.inner._file.metadata() else {
+        let Ok(ours) = self.inner.file.metadata() else {
             return false;
         };
         match std::fs::symlink_metadata(&self.inner.path) {

@@ -21,7 +21,10 @@
 //! ring_capacity = 262144        # default 262144; a power of two in 4096..=2^30
 //! grace_ms = 3000               # SIGTERM to SIGKILL; default 3000, 0..=600000
 //! placement = "auto"            # "auto" (default): with more processes than CPUs,
-//!                               # LPs on one half of the CPUs, managers on the other;
+//!                               # all on one CPU, waits sleeping, while the load is
+//!                               # light; LPs on one half of the CPUs, managers on the
+//!                               # other, waits spinning first, when it grows;
+//!                               # "spread" / "compact": always one of the two;
 //!                               # "none": wherever the kernel puts them
 //! build = ["cargo", "build", "--release", "--examples"]   # optional, run once first
 //!

@@ -236,11 +236,15 @@ impl Source<'_> {
             None => Ok(Placement::Auto),
             Some(p) => match p.get_ref().as_str() {
                 "auto" => Ok(Placement::Auto),
+                "spread" => Ok(Placement::Spread),
+                "compact" => Ok(Placement::Compact),
                 "none" => Ok(Placement::None),
                 other => Err(self.err(
                     p.span(),
                     top("placement"),
-                    format!("expected \"auto\" or \"none\", found {other:?}"),
+                    format!(
+                        "expected \"auto\", \"spread\", \"compact\" or \"none\", found {other:?}"
+                    ),
                 )),
             },
         }

@@ -121,7 +121,7 @@ impl<'a> Supervisor<'a> {
                 .collect(),
             managers: plan.lps.iter().map(|_| None).collect(),
             outputs: Outputs::new(width),
-            governor: plan.cpus.clone().map(Governor::new),
+            governor: (plan.cpus.clone()).map(|s| Governor::new(s, plan.placement)),
             failure: None,
             stop_requested: false,
             stop_order: None,
@@ -180,7 +180,10 @@ impl<'a> Supervisor<'a> {
         }
         if let Some(g) = &mut self.governor {
             if now >= g.due {
-                g.tick(self.registry, self.plan);
+                let managers: Vec<(u32, u32)> = (self.managers.iter().enumerate())
+                    .filter_map(|(s, m)| Some((s as u32, m.as_ref()?.child.id())))
+                    .collect();
+                g.tick(self.registry, self.plan, &managers);
             }
             timeout = timeout.min(g.due.saturating_duration_since(now));
         }

@@ -242,7 +242,7 @@ fn place(plan: &mut Plan) -> Vec<(&'static str, String)> {
         n => n,
     };
     let env = crowded_env(plan.lps.len(), cpus);
-    if plan.placement == Placement::Auto {
+    if plan.placement != Placement::None {
         plan.cpus = CpuSplit::for_cpus(&allowed, 2 * plan.lps.len());
         if let Some(c) = &plan.cpus {
             eprintln!(

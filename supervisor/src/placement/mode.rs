@@ -1,0 +1,282 @@
+//! The collaboration's load mode (see `shmcollab_shm::load`): compact (every
+//! process on one CPU, every wait a sleep) while its CPU use is light, spread
+//! (LPs and managers on separate CPUs, waits that spin and yield first) once
+//! it grows, with hysteresis.
+//!
+//! The two modes are judged by different measures, because in spread mode
+//! spinning waiters use CPU whatever the load:
+//! * compact -> spread: the CPU time of every process of the collaboration
+//!   (supervisor, managers, LPs) in one period, from their CPU clocks. While
+//!   compact every wait sleeps, so this is the work done. More than
+//!   [`SPREAD_AT`] of one core in [`HOT_PERIODS`] periods in a row spreads;
+//!   so does a short look between periods that finds the CPU full or a
+//!   burst of messages ([`Hysteresis::burst`]). (Time spent waiting for the
+//!   CPU behind other programs does not count: it made a light
+//!   collaboration spread on a busy machine; one starved that way stays
+//!   compact.)
+//! * spread -> compact: the messages the LPs sent in the period (each manager
+//!   counts its LP's in its registry slot) times what a message cost while
+//!   compact (learned there; [`DEFAULT_MSG_NS`] until then): the CPU the
+//!   same traffic would take compact. Below [`COMPACT_AT`] of one core for
+//!   [`COOL_PERIODS`] periods in a row, with no LP computing on every CPU,
+//!   goes back.
+//!
+//! The gap between the two thresholds and the longer wait before going back
+//! are the hysteresis: a back-to-back run spreads within a short look or two
+//! and stays spread; a paced one whose compact CPU stays below half a core stays
+//! compact.
+
+use shmcollab_shm::LoadMode;
+use std::time::Duration;
+
+/// Compact CPU use, as a share of one core, above which the collaboration
+/// spreads.
+pub const SPREAD_AT: f64 = 0.5;
+/// Estimated compact CPU use below which a spread collaboration goes back.
+pub const COMPACT_AT: f64 = 0.25;
+/// Periods in a row above [`SPREAD_AT`] before spreading.
+pub const HOT_PERIODS: u32 = 1;
+/// Periods in a row below [`COMPACT_AT`] before going back.
+pub const COOL_PERIODS: u32 = 8;
+/// CPU per message assumed before one was measured compact: about what a
+/// paced LP round trip (two messages) costs on the development VM.
+pub const DEFAULT_MSG_NS: f64 = 35_000.0;
+/// Messages in a period below which the cost per message is not learned from
+/// it (timers and the pacing sleeps would dominate).
+const LEARN_MIN_MSGS: u64 = 50;
+
+/// What the governor saw of the whole collaboration over one period.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    /// CPU time of all its processes, summed.
+    pub cpu_ns: u64,
+    /// Messages its LPs sent.
+    pub msgs: u64,
+    /// Length of the period.
+    pub dt: Duration,
+    /// An LP computes on every CPU (the per-LP governor widened it).
+    pub lp_wide: bool,
+}
+
+/// The mode and what decides the next one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hysteresis {
+    mode: LoadMode,
+    /// The mode never changes (`placement = "spread"` or `"compact"`).
+    fixed: bool,
+    hot: u32,
+    cool: u32,
+    msg_ns: f64,
+}
+
+impl Default for Hysteresis {
+    /// Starts compact: a typical service is light.
+    fn default() -> Self {
+        Hysteresis {
+            mode: LoadMode::Compact,
+            fixed: false,
+            hot: 0,
+            cool: 0,
+            msg_ns: DEFAULT_MSG_NS,
+        }
+    }
+}
+
+impl Hysteresis {
+    /// A mode that never changes.
+    pub fn fixed(mode: LoadMode) -> Hysteresis {
+        Hysteresis {
+            mode,
+            fixed: true,
+            ..Hysteresis::default()
+        }
+    }
+
+    /// The current mode.
+    pub fn mode(&self) -> LoadMode {
+        self.mode
+    }
+
+    /// While compact, a short look between periods: `msgs` sent in `dt`.
+    /// Spreads now if they would take more than [`SPREAD_AT`] of a core at
+    /// the cost per message learned compact. A back-to-back or flooding
+    /// run then spreads within a short look instead of a period.
+    pub fn burst(&mut self, msgs: u64, dt: Duration) -> bool {
+        let period_ns = dt.as_nanos().max(1) as f64;
+        let busy = msgs >= LEARN_MIN_MSGS && msgs as f64 * self.msg_ns > SPREAD_AT * period_ns;
+        if self.fixed || self.mode != LoadMode::Compact || !busy {
+            return false;
+        }
+        self.hot = 0;
+        self.mode = LoadMode::Spread;
+        true
+    }
+
+    /// Takes one period's sample; returns the mode from now on.
+    pub fn next(&mut self, s: Sample) -> LoadMode {
+        let period_ns = s.dt.as_nanos().max(1) as f64;
+        if self.fixed {
+            return self.mode;
+        }
+        match self.mode {
+            LoadMode::Compact => {
+                if s.msgs >= LEARN_MIN_MSGS {
+                    let ns = (s.cpu_ns as f64 / s.msgs as f64).clamp(100.0, 1e7);
+                    self.msg_ns = 0.5 * self.msg_ns + 0.5 * ns;
+                }
+                if s.cpu_ns as f64 > SPREAD_AT * period_ns {
+                    self.hot += 1;
+                } else {
+                    self.hot = 0;
+                }
+                if self.hot >= HOT_PERIODS {
+                    self.hot = 0;
+                    self.mode = LoadMode::Spread;
+                }
+            }
+            LoadMode::Spread | LoadMode::Unset => {
+                let compact_ns = s.msgs as f64 * self.msg_ns;
+                if !s.lp_wide && compact_ns < COMPACT_AT * period_ns {
+                    self.cool += 1;
+                } else {
+                    self.cool = 0;
+                }
+                if self.cool >= COOL_PERIODS {
+                    self.cool = 0;
+                    self.mode = LoadMode::Compact;
+                }
+            }
+        }
+        self.mode
+    }
+}
+
+/// CPU time of process `pid` so far (all its threads), in ns, from its CPU
+/// clock; `None` if it is gone.
+pub fn process_cpu_ns(pid: u32) -> Option<u64> {
+    if pid == 0 {
+        // Would be the calling process.
+        return None;
+    }
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).ok()?);
+    let clock = nix::time::clock_getcpuclockid(pid).ok()?;
+    let t = nix::time::clock_gettime(clock).ok()?;
+    let ns = i128::from(t.tv_sec()) * 1_000_000_000 + i128::from(t.tv_nsec());
+    u64::try_from(ns).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P: Duration = Duration::from_millis(250);
+
+    fn sample(cpu_ms: u64, msgs: u64) -> Sample {
+        Sample {
+            cpu_ns: cpu_ms * 1_000_000,
+            msgs,
+            dt: P,
+            lp_wide: false,
+        }
+    }
+
+    #[test]
+    fn a_paced_load_stays_compact_and_a_saturating_one_spreads_and_stays() {
+        let mut h = Hysteresis::default();
+        assert_eq!(h.mode(), LoadMode::Compact);
+        // 1,000 round trips a second (500 messages a period) at 66 µs each:
+        // 16.5 ms of CPU per 250 ms.
+        for _ in 0..20 {
+            assert_eq!(h.next(sample(16, 500)), LoadMode::Compact);
+        }
+        // Learned: about 32 µs a message.
+        assert!((h.msg_ns - 32_000.0).abs() < 2_000.0, "{}", h.msg_ns);
+        // Back to back: one CPU saturated.
+        assert_eq!(h.next(sample(250, 60_000)), LoadMode::Spread);
+        // Spinning now: two cores busy, and the traffic stays high.
+        for _ in 0..20 {
+            assert_eq!(h.next(sample(500, 200_000)), LoadMode::Spread);
+        }
+        // The run ends: it takes COOL_PERIODS quiet periods to go back.
+        for _ in 0..COOL_PERIODS - 1 {
+            assert_eq!(h.next(sample(400, 0)), LoadMode::Spread);
+        }
+        assert_eq!(h.next(sample(400, 0)), LoadMode::Compact);
+    }
+
+    #[test]
+    fn a_computing_lp_keeps_it_spread_and_one_idle_period_does_not_bring_it_back() {
+        let mut h = Hysteresis::default();
+        // A burner: CPU without messages.
+        assert_eq!(h.next(sample(240, 0)), LoadMode::Spread);
+        let wide = Sample {
+            lp_wide: true,
+            ..sample(500, 0)
+        };
+        for _ in 0..3 * COOL_PERIODS {
+            assert_eq!(h.next(wide), LoadMode::Spread);
+        }
+        // Traffic that would need 40% of a core compact, then a gap.
+        for _ in 0..COOL_PERIODS - 1 {
+            assert_eq!(h.next(sample(300, 0)), LoadMode::Spread);
+        }
+        assert_eq!(h.next(sample(300, 3_000)), LoadMode::Spread);
+        for _ in 0..COOL_PERIODS - 1 {
+            assert_eq!(h.next(sample(300, 100)), LoadMode::Spread);
+        }
+        assert_eq!(h.next(sample(300, 100)), LoadMode::Compact);
+    }
+
+    #[test]
+    fn a_burst_spreads_between_periods_and_a_trickle_does_not() {
+        let mut h = Hysteresis::default();
+        let fast = Duration::from_millis(20);
+        // 1,000 round trips a second: 40 messages in 20 ms.
+        assert!(!h.burst(40, fast));
+        // Back to back at 15 µs a round trip: some 2,600 messages.
+        assert!(h.burst(2_600, fast));
+        assert_eq!(h.mode(), LoadMode::Spread);
+        // Only compact bursts.
+        assert!(!h.burst(2_600, fast));
+        assert!(!h.burst(u64::MAX, Duration::ZERO));
+    }
+
+    #[test]
+    fn a_fixed_mode_stays() {
+        let mut h = Hysteresis::fixed(LoadMode::Compact);
+        assert!(!h.burst(u64::MAX, P));
+        assert_eq!(h.next(sample(250, 100_000)), LoadMode::Compact);
+        let mut h = Hysteresis::fixed(LoadMode::Spread);
+        for _ in 0..2 * COOL_PERIODS {
+            assert_eq!(h.next(sample(0, 0)), LoadMode::Spread);
+        }
+    }
+
+    #[test]
+    fn a_garbage_message_count_does_not_panic() {
+        let mut h = Hysteresis::default();
+        let huge = |cpu_ns| Sample {
+            cpu_ns,
+            msgs: u64::MAX,
+            dt: P,
+            lp_wide: false,
+        };
+        assert_eq!(h.next(huge(0)), LoadMode::Compact);
+        assert_eq!(h.next(huge(u64::MAX)), LoadMode::Spread);
+        assert_eq!(h.next(huge(0)), LoadMode::Spread);
+        assert!(h.msg_ns.is_finite() && h.msg_ns > 0.0);
+    }
+
+    #[test]
+    fn own_cpu_clock() {
+        let a = process_cpu_ns(std::process::id()).unwrap();
+        let mut x = 0u64;
+        for i in 0..1_000_000u64 {
+            x = x.wrapping_add(std::hint::black_box(i));
+        }
+        std::hint::black_box(x);
+        let b = process_cpu_ns(std::process::id()).unwrap();
+        assert!(b > a, "{a} {b}");
+        assert_eq!(process_cpu_ns(0), None);
+    }
+}
