@@ -19,6 +19,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod ctl;
+pub mod failpoint;
 pub mod link;
 pub mod lp;
 pub mod manager;
