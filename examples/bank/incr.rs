@@ -3,8 +3,19 @@
 //! With `INCR_LOG` set it appends `start V` (the value it found) when it
 //! starts and `ack V` after each commit of value V was acknowledged, so a
 //! test can check that no acknowledged commit was lost across a kill -9.
-use shmcollab::runtime::{Lp, TxnError};
+//! With `INCR_ALSO=<sub-function>` (hosted by another LP) each transaction
+//! increments the counter there too (a two-phase commit); the two must
+//! always be equal: it logs `torn A B` and fails if they are not, and
+//! broadcasts "stop" when it is done (an `idle` LP hosting the other one
+//! then exits).
+use shmcollab::runtime::{Lp, Txn, TxnError};
 use std::io::Write;
+
+fn counter(t: &mut Txn<'_>, subfn: &str) -> Result<u64, TxnError> {
+    let v = t.get(subfn, b"n")?;
+    Ok(v.and_then(|b| b.try_into().ok())
+        .map_or(0, u64::from_le_bytes))
+}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let n: u64 = std::env::args()
@@ -17,6 +28,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .first()
         .cloned()
         .ok_or("hosts no sub-function")?;
+    let also: Option<String> = std::env::var("INCR_ALSO").ok();
     let mut log = match std::env::var_os("INCR_LOG") {
         Some(p) => Some(
             std::fs::OpenOptions::new()
@@ -27,24 +39,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => None,
     };
     lp.ready()?;
-    let read = |lp: &mut Lp| -> Result<u64, TxnError> {
-        lp.transaction(|t| {
-            let v = t.get(&subfn, b"n")?;
-            Ok(v.and_then(|b| b.try_into().ok())
-                .map_or(0, u64::from_le_bytes))
-        })
-    };
-    let mut v = read(&mut lp)?;
+    let (mut v, other) = lp.transaction(|t| {
+        let other = match &also {
+            Some(s) => Some(counter(t, s)?),
+            None => None,
+        };
+        Ok((counter(t, &subfn)?, other))
+    })?;
     if let Some(f) = log.as_mut() {
         writeln!(f, "start {v}")?;
+        if other.is_some_and(|o| o != v) {
+            writeln!(f, "torn {v} {}", other.unwrap_or(0))?;
+        }
+    }
+    if other.is_some_and(|o| o != v) {
+        return Err(format!("torn: {v} here, {other:?} there").into());
     }
     while v < n {
         v = lp.transaction(|t| {
-            let cur = t.get(&subfn, b"n")?;
-            let cur = cur
-                .and_then(|b| b.try_into().ok())
-                .map_or(0, u64::from_le_bytes);
+            let cur = counter(t, &subfn)?;
             t.put(&subfn, b"n", &(cur + 1).to_le_bytes())?;
+            if let Some(s) = &also {
+                let o = counter(t, s)?;
+                t.put(s, b"n", &(o + 1).to_le_bytes())?;
+            }
             Ok(cur + 1)
         })?;
         if let Some(f) = log.as_mut() {
@@ -52,5 +70,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     println!("counter {v}");
+    if also.is_some() {
+        lp.broadcast(b"stop")?;
+    }
     Ok(())
 }

@@ -20,6 +20,7 @@
 
 pub mod child;
 pub mod ctl;
+pub mod failpoint;
 pub mod handover;
 pub mod link;
 pub mod lp;

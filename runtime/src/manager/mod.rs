@@ -66,6 +66,8 @@ mod syncer;
 #[cfg(test)]
 mod testctx;
 mod txn_2pc;
+mod txn_2pc_host;
+mod txn_checkpoint;
 mod txn_group;
 mod txn_server;
 
@@ -226,6 +228,11 @@ impl Manager {
         work |= self.serve_txn();
         work |= self.heal_rings();
         work |= self.flush_lp();
+        if let Some(p) = self.txn.point_after_send.take() {
+            // A crash test's kill -9 once this turn's frames are out.
+            self.peers.pump_out(&self.ctx);
+            crate::failpoint::hit(p);
+        }
         if self.ctx.flags.stopping() && !self.stop_sent {
             self.stop_sent = true;
             self.life_event(lifecycle::Event::Stop(Instant::now()));
@@ -522,10 +529,7 @@ impl Manager {
             };
             let outs = self.direct.peer_gone(&self.ctx, s, new_gen);
             self.send(outs);
-            let mut txn_out = Vec::new();
-            self.txn.host_gone(&self.ctx, s, &mut txn_out);
-            let back = self.send_txn(txn_out);
-            self.txn_in.extend(back);
+            self.txn.host_gone(s);
             if new_gen.is_some() {
                 self.offer_direct(s);
             }

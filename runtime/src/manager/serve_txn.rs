@@ -31,6 +31,12 @@ impl Manager {
             // Answers that need no fdatasync (reads, conflicts) go first:
             // they must not wait for the group's.
             frames = self.send_txn(std::mem::take(&mut out));
+            if !self.txn.groups.gathering.is_empty() {
+                // A group is about to be synced, maybe inline: what is
+                // queued goes out first (a two-phase commit's prepares, so
+                // that the hosts sync while we do; reads answered).
+                self.push_out();
+            }
             let lp_or_peers = || self.lp.has_input() || self.peers.has_input(|_| true);
             self.txn.sync_group(&self.ctx, &mut out, &lp_or_peers);
             frames.extend(self.send_txn(std::mem::take(&mut out)));
@@ -39,7 +45,19 @@ impl Manager {
             }
         }
         self.txn_in = frames;
+        // What the server sent to peers goes out now, not at the next
+        // turn's pump: a manager that sleeps after this turn would keep a
+        // vote, a decision or a read's answer queued until its poll timer
+        // (200 µs).
+        self.push_out();
         true
+    }
+
+    /// Write what is queued for peers and for our LP now.
+    fn push_out(&mut self) {
+        let (_, dropped) = self.peers.pump_out(&self.ctx);
+        self.counters.dropped += dropped;
+        self.flush_lp();
     }
 
     /// Send what the transaction server sent; returns the frames it sent

@@ -1,63 +1,115 @@
-//! Two-phase commit across managers, led by the manager of the LP that
-//! commits (presumed abort):
+//! Two-phase commit across managers as a parallel commit, led by the
+//! manager of the LP that commits; the leader's side here, the
+//! participants' in `txn_2pc_host.rs`.
 //!
-//! 1. The leader validates and locks its own part (if it hosts one), and
-//!    sends each other host its part (`Prepare`). A host validates and
-//!    locks it, logs a `Prepare` record, and once that is durable votes yes
-//!    (or no at once on a conflict).
-//! 2. All yes: the leader logs its own part's writes (a `Commit` record) and
-//!    its `Decision` (version 0) in one fdatasync; once they are durable the
-//!    transaction has committed (the commit point): it applies its part,
-//!    sends `Decide` to every other host and answers its LP. Any no:
-//!    `Decide(abort)`, nothing logged (no decision record means abort).
-//! 3. A host logs its own `Decision` (with its version), applies, and
-//!    acknowledges (`Decided`) once that is durable; the leader forgets the
-//!    decision when every host has acknowledged.
+//! One fdatasync on the critical path: the leader's own intent and the
+//! participants' prepares are made durable at the same time.
 //!
-//! Recovery: a host's `Prepare` without a `Decision` is in doubt (after a
-//! restart, or when the leader's `Decide` is late because the leader died):
-//! its keys stay locked and it asks the leader (`Outcome`, every 200 ms)
-//! until it gets an answer. The leader answers from its decisions (kept across
-//! checkpoints until acknowledged); a transaction it does not know and is
-//! not leading was never committed (presumed abort). A transaction id
-//! names its leader's slot in its top 16 bits.
+//! ```text
+//!  LP       leader L                              participant P (each)
+//!  Commit ─> validate + lock own part
+//!            append Staging{txid, version,  ─Prepare─> validate + lock,
+//!              participants, own part}                 append Prepare
+//!            fdatasync ║                               fdatasync ║
+//!            Staging durable                 <─Vote(yes)─ Prepare durable
+//!            ── every vote yes and Staging durable: COMMITTED ──
+//!  <─Committed apply own part                ─Decide──> apply, append
+//!            append Decision(commit, v 0):                Decision(version)
+//!              lazy, no fdatasync waited for  <─Decided─ (lazy fdatasync)
+//!            Decision durable and every host acknowledged:
+//!              forget the decision           ─Forget──> forget its answer
+//! ```
+//!
+//! The commit point is a state, not a record: the transaction is committed
+//! iff the Staging record and every participant's Prepare record are
+//! durable. Any no vote (a conflict, or a Prepare whose fdatasync failed,
+//! so it was cut from the log) means a participant never has a durable
+//! Prepare: abort at once (`Decide(abort)`; a lazy `Decision(abort)` here
+//! spares recovery the probes). A Staging whose fdatasync failed is cut
+//! from the log, so the transaction can never be committed: abort.
+//!
+//! Recovery rules (the transaction id names its leader's slot in its top
+//! 16 bits):
+//!
+//! | leader's log / state after restart | outcome |
+//! | --- | --- |
+//! | Staging and Decision(c) | c (own part applied or released) |
+//! | Staging, no Decision | in doubt: probe every participant (below) |
+//! | no Staging (never durable, or checkpointed with its decision kept) | the kept decision, else abort (presumed abort) |
+//!
+//! Probing (after a restart, when votes are late (2 s), or when a host
+//! restarted before it voted): the leader asks each participant that has
+//! not voted yes `Probe(txid)` every 200 ms until it answers, and the LP
+//! (if it still waits) is answered once it is resolved.
+//!
+//! | participant's state when probed | answer |
+//! | --- | --- |
+//! | Prepare in its log (after that record's fdatasync), or it applied the commit and the leader has not said Forget | prepared |
+//! | no Prepare | logs a refusal (Decision(abort) with version 0), answers refused once it is durable, and votes no to that Prepare for ever after |
+//!
+//! Committed iff every participant answers prepared (or voted yes) and the
+//! Staging is durable (it is, after a restart: recovery made the log
+//! durable). The outcome is a function of durable state, so probing again
+//! after another crash gives the same answer: a prepared participant stays
+//! prepared until decided; a refusal is durable; a participant that applied
+//! the commit remembers it (from its Decision record) until the leader's
+//! Decision is durable and it is told to forget. Participants in doubt ask
+//! the leader (`Outcome`): it answers from its decisions, `None` while it
+//! leads or probes, and abort for a transaction it does not know.
 
 use super::context::Ctx;
 use super::txn_server::{reply, to_manager, Outbox, Requester, TxnServer};
 use crate::txn::msg::{TxnReply, TxnRequest};
 use crate::txn::record::Record;
 use crate::txn::storage::Storage;
-use crate::txn::store::{Store, TxnSet, Version};
+use crate::txn::store::{TxnSet, Version};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-/// How often an in-doubt transaction's leader is asked.
-const ASK_EVERY: Duration = Duration::from_millis(200);
+/// How often an in-doubt transaction's leader, or a participant being
+/// probed, is asked.
+pub(super) const ASK_EVERY: Duration = Duration::from_millis(200);
 
-/// A two-phase commit whose hosts have not all voted by then is aborted (a
-/// host died): its other hosts must not keep their keys locked.
+/// A two-phase commit whose hosts have not all voted by then is resolved by
+/// probing them (a host may have died).
 const VOTE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Two-phase-commit steps that wait for the group's fdatasync.
 pub(super) enum AfterSync {
     /// A host: our Prepare is durable: vote yes.
     Vote { to: Requester, txid: u64 },
-    /// The leader: our commit decision (and our own part's writes, at
-    /// `version`) is durable.
-    Decision { txid: u64, version: Version },
+    /// The leader: our Staging record is durable.
+    Staged { txid: u64 },
+    /// The leader: our (lazy) Decision record is durable.
+    Logged { txid: u64 },
     /// A host: our Decision is durable: acknowledge.
     Ack { to: Requester, txid: u64 },
+    /// A host: answer a probe now that what it depends on is durable.
+    Probed { to: Requester, txid: u64 },
 }
 
-/// A two-phase commit we lead.
+/// A two-phase commit we lead (or resolve after a restart).
 struct Lead {
-    lp: Requester,
+    /// Who waits for the outcome (none after a restart).
+    lp: Option<Requester>,
     started: Instant,
-    /// Our own part's writes (locked in our store), if we host one.
-    own: Option<Vec<crate::txn::store::WriteItem>>,
+    /// The version our own writes carry.
+    version: Version,
     hosts: Vec<u32>,
+    /// Hosts not known to have a durable Prepare yet.
     waiting: Vec<u32>,
-    refused: Option<String>,
+    /// Our Staging record is durable.
+    staged: bool,
+    /// Resolving by probes: when the waiting hosts were last probed.
+    probing: Option<Option<Instant>>,
+}
+
+/// A committed transaction we led, until the hosts may forget it.
+struct Closing {
+    hosts: Vec<u32>,
+    unacked: Vec<u32>,
+    /// Our Decision record is durable.
+    logged: bool,
 }
 
 #[derive(Default)]
@@ -66,14 +118,20 @@ pub(super) struct TwoPhase {
     forwarded: HashMap<u32, Requester>,
     next_corr: u32,
     leading: HashMap<u64, Lead>,
-    /// Our commit decisions, until every host acknowledged them.
+    /// Outcomes this manager must be able to tell: as a leader, its
+    /// decisions until every host acknowledged them and they are durable
+    /// here; as a participant, the commits it applied until their leader
+    /// says forget, and its refusals (kept). Kept across checkpoints.
     pub(super) decided: HashMap<u64, bool>,
-    acks: HashMap<u64, Vec<u32>>,
+    closing: HashMap<u64, Closing>,
     /// Prepared here, outcome unknown: when we last asked the leader.
     pub(super) in_doubt: HashMap<u64, Option<Instant>>,
+    /// Staging records replayed (txid -> version, participants), until
+    /// recovery settles them.
+    pub(super) staged: HashMap<u64, (Version, Vec<u32>)>,
 }
 
-fn leader_of(txid: u64) -> u32 {
+pub(super) fn leader_of(txid: u64) -> u32 {
     (txid >> 48) as u32
 }
 
@@ -85,15 +143,19 @@ impl TwoPhase {
         self.next_corr
     }
 
+    /// The LP a forwarded commit's answer goes to.
+    pub fn forwarded(&mut self, corr: u32) -> Option<Requester> {
+        self.forwarded.remove(&corr)
+    }
+
     /// Something is in flight that a checkpoint must not cut.
     pub fn busy(&self) -> bool {
         !self.leading.is_empty()
     }
 
-    /// Start a two-phase commit of `set` over `hosts`. Our own part (if we
-    /// host one) is validated and locked here at once, and goes into our log
-    /// with the decision, in the same fdatasync: only the other hosts
-    /// prepare (the coordinator's own part costs no round of its own).
+    /// Start a parallel commit of `set` over `hosts`: our own part (if we
+    /// host one) is validated and locked at once and goes into our Staging
+    /// record, which is synced while the other hosts prepare.
     pub fn lead<S: Storage>(
         srv: &mut TxnServer<S>,
         ctx: &Ctx,
@@ -105,7 +167,7 @@ impl TwoPhase {
     ) {
         let own = if hosts.contains(&ctx.slot) {
             match srv.store.prepare(txid, &part_for(ctx, &set, ctx.slot)) {
-                Ok(part) => Some(part.writes),
+                Ok(part) => part,
                 Err(c) => {
                     srv.stats.conflicts += 1;
                     srv.stats.aborts += 1;
@@ -113,9 +175,25 @@ impl TwoPhase {
                 }
             }
         } else {
-            None
+            TxnSet::default()
         };
         let others: Vec<u32> = hosts.into_iter().filter(|&h| h != ctx.slot).collect();
+        let version = srv.next_version;
+        srv.next_version += 1;
+        let staging = Record::Staging {
+            txid,
+            version,
+            participants: others.clone(),
+            set: own,
+        };
+        if let Err(e) = srv.append(&staging) {
+            srv.store.decide(txid, false, 0);
+            srv.stats.aborts += 1;
+            return reply(ctx, out, lp, TxnReply::Failed(e));
+        }
+        crate::failpoint::hit("leader-staged");
+        // The prepares go out before our fdatasync starts (the loop sends
+        // the outbox first): both are made durable at the same time.
         for &h in &others {
             let part = part_for(ctx, &set, h);
             out.push(to_manager(
@@ -126,78 +204,16 @@ impl TwoPhase {
             ));
         }
         let lead = Lead {
-            lp,
+            lp: Some(lp),
             started: Instant::now(),
+            version,
             waiting: others.clone(),
             hosts: others,
-            own,
-            refused: None,
+            staged: false,
+            probing: None,
         };
         srv.two_phase.leading.insert(txid, lead);
-    }
-
-    /// A host's first phase.
-    pub fn prepare<S: Storage>(
-        srv: &mut TxnServer<S>,
-        ctx: &Ctx,
-        from: Requester,
-        txid: u64,
-        set: TxnSet,
-        out: &mut Outbox,
-    ) {
-        let part = match srv.store.prepare(txid, &set) {
-            Ok(p) => p,
-            Err(_) => return reply(ctx, out, from, TxnReply::Vote { txid, yes: false }),
-        };
-        let r = Record::Prepare {
-            txid,
-            coordinator: from.slot,
-            set: part,
-        };
-        if srv.append(&r).is_err() {
-            srv.store.decide(txid, false, 0);
-            return reply(ctx, out, from, TxnReply::Vote { txid, yes: false });
-        }
-        // In doubt until the leader decides: if its Decide does not come
-        // (it died), we ask it (its successor) for the outcome.
-        srv.two_phase.in_doubt.insert(txid, Some(Instant::now()));
-        srv.after_sync(AfterSync::Vote { to: from, txid });
-    }
-
-    /// A host's second phase.
-    pub fn decide<S: Storage>(
-        srv: &mut TxnServer<S>,
-        ctx: &Ctx,
-        from: Requester,
-        txid: u64,
-        commit: bool,
-        out: &mut Outbox,
-    ) {
-        if !srv.store.is_prepared(txid) {
-            // Refused at prepare, or decided already: nothing to do.
-            return reply(ctx, out, from, TxnReply::Decided { txid });
-        }
-        TwoPhase::resolve(srv, txid, commit);
-        // Nobody waits for the acknowledgement but the leader's memory: no
-        // fdatasync of its own for it.
-        srv.after_sync_lazy(AfterSync::Ack { to: from, txid });
-    }
-
-    /// Log and apply the outcome of a transaction prepared here; returns
-    /// its version here. If the record cannot be logged the outcome is
-    /// still applied: after a crash the Prepare is in doubt again and the
-    /// leader is asked again.
-    pub fn resolve<S: Storage>(srv: &mut TxnServer<S>, txid: u64, commit: bool) -> Version {
-        let version = srv.next_version;
-        srv.next_version += 1;
-        let _ = srv.append(&Record::Decision {
-            txid,
-            commit,
-            version,
-        });
-        srv.store.decide(txid, commit, version);
-        srv.two_phase.in_doubt.remove(&txid);
-        version
+        srv.after_sync(AfterSync::Staged { txid });
     }
 
     /// A reply to us: from a host we forwarded a commit to, or in a
@@ -210,35 +226,32 @@ impl TwoPhase {
         out: &mut Outbox,
     ) {
         match r {
-            TxnReply::Vote { txid, yes } => Self::on_vote(srv, ctx, from.slot, txid, yes, out),
+            TxnReply::Vote { txid, yes }
+            | TxnReply::Probed {
+                txid,
+                prepared: yes,
+            } => Self::on_vote(srv, ctx, from.slot, txid, yes, out),
             TxnReply::Decided { txid } => {
-                let tp = &mut srv.two_phase;
-                if let Some(left) = tp.acks.get_mut(&txid) {
-                    left.retain(|&h| h != from.slot);
-                    if left.is_empty() {
-                        tp.acks.remove(&txid);
-                        tp.decided.remove(&txid);
-                    }
+                if let Some(c) = srv.two_phase.closing.get_mut(&txid) {
+                    c.unacked.retain(|&h| h != from.slot);
                 }
+                srv.two_phase.maybe_forget(ctx, txid, out);
             }
             TxnReply::Outcome {
                 txid,
                 commit: Some(c),
-            } => {
-                if srv.two_phase.in_doubt.contains_key(&txid) {
-                    TwoPhase::resolve(srv, txid, c);
-                }
-            }
+            } => Self::on_outcome(srv, txid, c),
             TxnReply::Outcome { .. } => {}
             other => {
                 // The answer of a host we forwarded a commit to.
-                if let Some(lp) = srv.two_phase.forwarded.remove(&from.corr) {
+                if let Some(lp) = srv.two_phase.forwarded(from.corr) {
                     reply(ctx, out, lp, other);
                 }
             }
         }
     }
 
+    /// Host `host` has a durable Prepare (`yes`) or never will.
     fn on_vote<S: Storage>(
         srv: &mut TxnServer<S>,
         ctx: &Ctx,
@@ -250,43 +263,69 @@ impl TwoPhase {
         let Some(lead) = srv.two_phase.leading.get_mut(&txid) else {
             return;
         };
-        lead.waiting.retain(|&h| h != host);
-        if !yes {
-            lead.refused = Some(format!("slot {host} refused (a conflict)"));
-        }
-        if !lead.waiting.is_empty() {
+        if !lead.waiting.contains(&host) {
             return;
         }
-        if let Some(why) = lead.refused.clone() {
+        if !yes {
             srv.stats.conflicts += 1;
-            return Self::abort(srv, ctx, txid, TxnReply::Conflict(why), out);
+            let why = TxnReply::Conflict(format!("slot {host} refused (a conflict)"));
+            return Self::abort(srv, ctx, txid, why, out);
         }
-        // Our own writes first, then the decision: a torn tail that keeps
-        // the decision keeps the writes before it.
-        let version = srv.next_version;
-        srv.next_version += 1;
-        let own = lead.own.take().unwrap_or_default();
-        let logged = if own.is_empty() {
-            Ok(())
-        } else {
-            srv.append(&Record::Commit {
-                txid,
-                version,
-                writes: own,
-            })
+        lead.waiting.retain(|&h| h != host);
+        Self::settle(srv, ctx, txid, out);
+    }
+
+    /// Commit once every host voted yes and our Staging is durable.
+    fn settle<S: Storage>(srv: &mut TxnServer<S>, ctx: &Ctx, txid: u64, out: &mut Outbox) {
+        let Some(lead) = srv.two_phase.leading.get(&txid) else {
+            return;
         };
-        let decision = Record::Decision {
+        if !lead.waiting.is_empty() || !lead.staged {
+            return;
+        }
+        let Some(lead) = srv.two_phase.leading.remove(&txid) else {
+            return;
+        };
+        crate::failpoint::hit("leader-committed");
+        srv.store.decide(txid, true, lead.version);
+        for &h in &lead.hosts {
+            out.push(to_manager(
+                ctx,
+                h,
+                0,
+                &TxnRequest::Decide { txid, commit: true },
+            ));
+        }
+        let tp = &mut srv.two_phase;
+        tp.decided.insert(txid, true);
+        tp.closing.insert(
+            txid,
+            Closing {
+                unacked: lead.hosts.clone(),
+                hosts: lead.hosts,
+                logged: false,
+            },
+        );
+        // Nobody waits for our Decision: it rides along with a later
+        // group's fdatasync. Until it is durable, a restart probes.
+        let d = Record::Decision {
             txid,
             commit: true,
             version: 0,
         };
-        match logged.and_then(|()| srv.append(&decision)) {
-            Ok(()) => srv.after_sync(AfterSync::Decision { txid, version }),
-            Err(e) => Self::abort(srv, ctx, txid, TxnReply::Failed(e), out),
+        if srv.append(&d).is_ok() {
+            srv.after_sync_lazy(AfterSync::Logged { txid });
         }
+        srv.stats.commits += 1;
+        if let Some(lp) = lead.lp {
+            reply(ctx, out, lp, TxnReply::Committed { version: txid });
+        }
+        // With the answer sent, before the Decision is durable.
+        srv.point_after_send = Some("leader-acknowledged");
     }
 
-    /// End a transaction we lead without committing it.
+    /// End a transaction we lead without committing it (it cannot commit:
+    /// a host refused, or our Staging is not durable).
     fn abort<S: Storage>(
         srv: &mut TxnServer<S>,
         ctx: &Ctx,
@@ -297,7 +336,6 @@ impl TwoPhase {
         let Some(lead) = srv.two_phase.leading.remove(&txid) else {
             return;
         };
-        // Our own part, if any, was only locked.
         srv.store.decide(txid, false, 0);
         for &h in &lead.hosts {
             let req = TxnRequest::Decide {
@@ -306,8 +344,16 @@ impl TwoPhase {
             };
             out.push(to_manager(ctx, h, 0, &req));
         }
+        // Spares a restart the probes; presumed abort holds without it.
+        let _ = srv.append(&Record::Decision {
+            txid,
+            commit: false,
+            version: 0,
+        });
         srv.stats.aborts += 1;
-        reply(ctx, out, lead.lp, why);
+        if let Some(lp) = lead.lp {
+            reply(ctx, out, lp, why);
+        }
     }
 
     /// A step whose records the group's fdatasync made durable (or not).
@@ -319,44 +365,49 @@ impl TwoPhase {
         out: &mut Outbox,
     ) {
         match (a, synced) {
-            (AfterSync::Vote { to, txid }, Ok(())) => {
-                reply(ctx, out, to, TxnReply::Vote { txid, yes: true })
-            }
-            (AfterSync::Vote { to, txid }, Err(_)) => {
-                srv.store.decide(txid, false, 0);
-                reply(ctx, out, to, TxnReply::Vote { txid, yes: false })
-            }
-            (AfterSync::Decision { txid, version }, Ok(())) => {
-                let Some(lead) = srv.two_phase.leading.remove(&txid) else {
-                    return;
-                };
-                srv.store.decide(txid, true, version);
-                for &h in &lead.hosts {
-                    let req = TxnRequest::Decide { txid, commit: true };
-                    out.push(to_manager(ctx, h, 0, &req));
+            (AfterSync::Staged { txid }, Ok(())) => {
+                if let Some(lead) = srv.two_phase.leading.get_mut(&txid) {
+                    lead.staged = true;
+                    Self::settle(srv, ctx, txid, out);
                 }
-                srv.two_phase.decided.insert(txid, true);
-                if !lead.hosts.is_empty() {
-                    srv.two_phase.acks.insert(txid, lead.hosts);
-                } else {
-                    srv.two_phase.decided.remove(&txid);
-                }
-                srv.stats.commits += 1;
-                reply(ctx, out, lead.lp, TxnReply::Committed { version: txid });
             }
-            (AfterSync::Decision { txid, .. }, Err(e)) => {
+            // Cut from the log: it can never commit.
+            (AfterSync::Staged { txid }, Err(e)) => {
                 Self::abort(srv, ctx, txid, TxnReply::Failed(e.clone()), out)
             }
-            (AfterSync::Ack { to, txid }, Ok(())) => {
-                reply(ctx, out, to, TxnReply::Decided { txid })
+            (AfterSync::Logged { txid }, Ok(())) => {
+                if let Some(c) = srv.two_phase.closing.get_mut(&txid) {
+                    c.logged = true;
+                }
+                srv.two_phase.maybe_forget(ctx, txid, out);
             }
-            // Not durable: no acknowledgement, so the leader keeps the
-            // decision for when we ask after a restart.
-            (AfterSync::Ack { .. }, Err(_)) => {}
+            // Not durable: the hosts keep their answers (a restart probes).
+            (AfterSync::Logged { .. }, Err(_)) => {}
+            (a, synced) => Self::host_after_sync(srv, ctx, a, synced, out),
         }
     }
 
-    /// The leader's answer about `txid`: `None` while it is still voting.
+    /// A decision every host applied and that is durable here: nobody
+    /// asks about it any more.
+    fn maybe_forget(&mut self, ctx: &Ctx, txid: u64, out: &mut Outbox) {
+        let Some(c) = self.closing.get(&txid) else {
+            return;
+        };
+        if !c.logged || !c.unacked.is_empty() {
+            return;
+        }
+        let Some(c) = self.closing.remove(&txid) else {
+            return;
+        };
+        self.decided.remove(&txid);
+        for h in c.hosts {
+            let req = TxnRequest::Forget { txids: vec![txid] };
+            out.push(to_manager(ctx, h, 0, &req));
+        }
+    }
+
+    /// The leader's answer about `txid`: `None` while it is still voting
+    /// or probing.
     pub fn outcome(&self, txid: u64) -> Option<bool> {
         if let Some(&c) = self.decided.get(&txid) {
             return Some(c);
@@ -364,82 +415,83 @@ impl TwoPhase {
         if self.leading.contains_key(&txid) {
             return None;
         }
-        // Never decided to commit: presumed abort.
+        // Never staged durably, or aborted: presumed abort.
         Some(false)
     }
 
-    pub fn replay_prepare(&mut self, store: &mut Store, txid: u64, set: TxnSet) {
-        store.restore_prepared(txid, set);
-        self.in_doubt.insert(txid, None);
-    }
-
-    pub fn replay_decision(
+    /// Recovery: a Staging record.
+    pub fn replay_staging(
         &mut self,
-        store: &mut Store,
+        store: &mut crate::txn::store::Store,
         txid: u64,
-        commit: bool,
         version: Version,
+        participants: Vec<u32>,
+        set: TxnSet,
     ) {
-        if version == 0 {
-            // Our decision as the leader.
-            self.decided.insert(txid, commit);
-        } else {
-            store.decide(txid, commit, version);
-            self.in_doubt.remove(&txid);
+        if !set.is_empty() {
+            store.restore_prepared(txid, set);
         }
+        self.staged.insert(txid, (version, participants));
     }
 
-    /// In-doubt transactions we led ourselves, with their outcome.
-    pub fn own_in_doubt(&self, ctx: &Ctx) -> Vec<(u64, bool)> {
-        let own = self.in_doubt.keys().filter(|&&t| leader_of(t) == ctx.slot);
-        own.map(|&t| (t, self.decided.get(&t).copied().unwrap_or(false)))
-            .collect()
+    /// Recovery, after the replay: the Staging records without a Decision
+    /// (those with one were settled when it was replayed) are in doubt:
+    /// resolved by probing. Returns the highest version they carry.
+    pub fn settle_staged(&mut self) -> Version {
+        let mut max = 0;
+        for (txid, (version, hosts)) in std::mem::take(&mut self.staged) {
+            max = max.max(version);
+            let lead = Lead {
+                lp: None,
+                started: Instant::now(),
+                version,
+                waiting: hosts.clone(),
+                hosts,
+                staged: true,
+                probing: Some(None),
+            };
+            self.leading.insert(txid, lead);
+        }
+        max
     }
 
-    /// Abort the two-phase commits we lead whose votes are late, and ask
-    /// the leaders of in-doubt transactions.
+    /// Probe the hosts of commits we lead whose votes are late; ask the
+    /// leaders of in-doubt transactions.
     pub fn tick<S: Storage>(srv: &mut TxnServer<S>, ctx: &Ctx, out: &mut Outbox) {
         let now = Instant::now();
-        let late: Vec<u64> = srv
-            .two_phase
-            .leading
-            .iter()
-            .filter(|(_, l)| now >= l.started + VOTE_TIMEOUT)
-            .map(|(&t, _)| t)
-            .collect();
-        for txid in late {
-            let why = TxnReply::Failed("a host did not vote in time (it may have died)".into());
-            Self::abort(srv, ctx, txid, why, out);
+        let mut settle = Vec::new();
+        for (&txid, lead) in srv.two_phase.leading.iter_mut() {
+            if lead.probing.is_none() && now >= lead.started + VOTE_TIMEOUT {
+                lead.probing = Some(None);
+            }
+            let Some(last) = &mut lead.probing else {
+                continue;
+            };
+            if last.is_some_and(|t| now < t + ASK_EVERY) {
+                continue;
+            }
+            *last = Some(now);
+            for &h in &lead.waiting {
+                if h < ctx.slots() {
+                    out.push(to_manager(ctx, h, 0, &TxnRequest::Probe { txid }));
+                }
+            }
+            if lead.waiting.is_empty() {
+                settle.push(txid);
+            }
+        }
+        for txid in settle {
+            Self::settle(srv, ctx, txid, out);
         }
         srv.two_phase.ask(ctx, now, out);
     }
 
-    /// Manager `slot` restarted or left: the two-phase commits we lead that
-    /// wait for its vote will not get it (its Prepare, if logged, is in
-    /// doubt there and presumed aborted): abort them now.
-    pub fn host_gone<S: Storage>(srv: &mut TxnServer<S>, ctx: &Ctx, slot: u32, out: &mut Outbox) {
-        let waiting: Vec<u64> = srv
-            .two_phase
-            .leading
-            .iter()
-            .filter(|(_, l)| l.waiting.contains(&slot))
-            .map(|(&t, _)| t)
-            .collect();
-        for txid in waiting {
-            let why = TxnReply::Failed(format!("slot {slot}'s manager restarted before it voted"));
-            Self::abort(srv, ctx, txid, why, out);
-        }
-    }
-
-    fn ask(&mut self, ctx: &Ctx, now: Instant, out: &mut Outbox) {
-        for (&txid, asked) in self.in_doubt.iter_mut() {
-            if asked.is_some_and(|t| now < t + ASK_EVERY) {
-                continue;
-            }
-            *asked = Some(now);
-            let leader = leader_of(txid);
-            if leader < ctx.slots() {
-                out.push(to_manager(ctx, leader, 0, &TxnRequest::Outcome { txid }));
+    /// Manager `slot` restarted or left: the commits we lead that wait for
+    /// its vote will not get it: probe it (its Prepare may be durable).
+    pub fn host_gone<S: Storage>(srv: &mut TxnServer<S>, slot: u32) {
+        for lead in srv.two_phase.leading.values_mut() {
+            if lead.waiting.contains(&slot) && lead.probing.is_none() {
+                lead.probing = Some(None);
             }
         }
     }
@@ -447,74 +499,30 @@ impl TwoPhase {
     pub fn deadline(&self) -> Option<Instant> {
         let next = |a: &Option<Instant>| a.map_or_else(Instant::now, |t| t + ASK_EVERY);
         let ask = self.in_doubt.values().map(next);
-        let votes = self.leading.values().map(|l| l.started + VOTE_TIMEOUT);
+        let votes = self.leading.values().map(|l| match &l.probing {
+            Some(p) => next(p),
+            None => l.started + VOTE_TIMEOUT,
+        });
         ask.chain(votes).min()
+    }
+
+    /// Tests: every timer is due.
+    #[cfg(test)]
+    pub fn rush(&mut self) {
+        for a in self.in_doubt.values_mut() {
+            *a = None;
+        }
+        for l in self.leading.values_mut() {
+            l.probing = Some(None);
+        }
     }
 }
 
 /// The part of `set` hosted by slot `host`.
 fn part_for(ctx: &Ctx, set: &TxnSet, host: u32) -> TxnSet {
-    let here = |s: u32| ctx.assign.owner(s) == Some(host);
-    TxnSet {
-        reads: set
-            .reads
-            .iter()
-            .filter(|r| here(r.subfn))
-            .cloned()
-            .collect(),
-        scans: set
-            .scans
-            .iter()
-            .filter(|s| here(s.subfn))
-            .cloned()
-            .collect(),
-        writes: set
-            .writes
-            .iter()
-            .filter(|w| here(w.subfn))
-            .cloned()
-            .collect(),
-    }
+    set.filter(|s| ctx.assign.owner(s) == Some(host))
 }
 
-/// Magic of a checkpoint (layout version 1).
-const CHECKPOINT_MAGIC: &[u8; 8] = b"SHMCCKP1";
-
-/// A checkpoint: the store and the decisions not yet acknowledged.
-///
-/// ```text
-/// 0   8  magic "SHMCCKP1"
-/// 8   4  n: decisions, u32 LE
-/// 12  9n (txid u64 LE, commit u8) each
-/// ..     the store's snapshot (`Store::encode_snapshot`)
-/// ```
-pub(super) fn encode_checkpoint(store: &Store, decided: &HashMap<u64, bool>) -> Vec<u8> {
-    let mut b = CHECKPOINT_MAGIC.to_vec();
-    b.extend_from_slice(&(decided.len() as u32).to_le_bytes());
-    for (&t, &c) in decided {
-        b.extend_from_slice(&t.to_le_bytes());
-        b.push(u8::from(c));
-    }
-    b.extend_from_slice(&store.encode_snapshot());
-    b
-}
-
-/// Reads a checkpoint (a file: untrusted).
-pub(super) fn decode_checkpoint(b: &[u8]) -> Result<(Store, HashMap<u64, bool>), String> {
-    let bad = || "checkpoint: bad header".to_string();
-    let rest = b.strip_prefix(CHECKPOINT_MAGIC).ok_or_else(bad)?;
-    let (n, mut rest) = rest.split_first_chunk::<4>().ok_or_else(bad)?;
-    let n = u32::from_le_bytes(*n) as usize;
-    if n > rest.len() / 9 {
-        return Err(bad());
-    }
-    let mut decided = HashMap::with_capacity(n);
-    for _ in 0..n {
-        let (t, r) = rest.split_first_chunk::<8>().ok_or_else(bad)?;
-        let (&c, r) = r.split_first().ok_or_else(bad)?;
-        decided.insert(u64::from_le_bytes(*t), c != 0);
-        rest = r;
-    }
-    let store = Store::decode_snapshot(rest).map_err(|e| format!("checkpoint: {e}"))?;
-    Ok((store, decided))
-}
+#[cfg(test)]
+#[path = "txn_2pc_tests.rs"]
+mod tests;

@@ -70,6 +70,9 @@ pub(super) struct TxnServer<S: Storage = FsStorage> {
     pub(super) groups: Groups,
     pub(super) two_phase: TwoPhase,
     pub(super) stats: TxnReport,
+    /// A crash point to pass once the frames of this turn are sent
+    /// (`crate::failpoint`; crash tests).
+    pub(super) point_after_send: Option<&'static str>,
 }
 
 /// This manager's state directory.
@@ -78,6 +81,20 @@ pub(super) fn state_dir(ctx: &Ctx) -> PathBuf {
         .state_dir
         .join(&ctx.plan.name)
         .join(format!("m{}", ctx.slot))
+}
+
+/// Open the log (in unit tests with a small preallocation: their storage
+/// keeps files in memory and copies them at each simulated crash).
+fn open_wal<S: Storage>(
+    storage: S,
+    dir: &std::path::Path,
+    sync: crate::plan::SyncMode,
+) -> Result<(Wal<S>, crate::txn::wal::Recovered), crate::txn::wal::WalError> {
+    let mut opts = crate::txn::wal::WalOptions::new(sync);
+    if cfg!(test) {
+        opts.prealloc_chunk = 64 << 10;
+    }
+    Wal::open_with(storage, dir, opts)
 }
 
 /// Take the directory's lock: one owner at a time.
@@ -123,6 +140,7 @@ impl<S: Storage> TxnServer<S> {
             groups: Groups::new(ctx),
             two_phase: TwoPhase::default(),
             stats: TxnReport::default(),
+            point_after_send: None,
         };
         // Hosted before the log is replayed: replay skips what is not.
         for &i in ctx.assign.subfns_of(ctx.slot) {
@@ -145,7 +163,7 @@ impl<S: Storage> TxnServer<S> {
             s.deferred = Some((storage, dir, ctx.plan.sync));
             return s;
         }
-        match Wal::open(storage, &dir, ctx.plan.sync) {
+        match open_wal(storage, &dir, ctx.plan.sync) {
             Ok((wal, rec)) => {
                 s.wal = Ok(wal);
                 if let Err(e) = s.recover(ctx, rec) {
@@ -171,7 +189,7 @@ impl<S: Storage> TxnServer<S> {
     fn recover(&mut self, ctx: &Ctx, rec: crate::txn::wal::Recovered) -> Result<(), String> {
         let started = Instant::now();
         if let Some(snap) = rec.snapshot {
-            let (store, decided) = super::txn_2pc::decode_checkpoint(&snap)?;
+            let (store, decided) = super::txn_checkpoint::decode_checkpoint(&snap)?;
             self.store = store;
             self.two_phase.decided = decided;
             for &i in ctx.assign.subfns_of(ctx.slot) {
@@ -186,11 +204,10 @@ impl<S: Storage> TxnServer<S> {
             let r = Record::decode(&payload).map_err(|e| format!("a log record: {e}"))?;
             self.replay(r);
         }
-        self.next_version = self.store.max_version() + 1;
-        // In-doubt transactions we led ourselves: our log has the answer.
-        for (txid, commit) in self.two_phase.own_in_doubt(ctx) {
-            TwoPhase::resolve(self, txid, commit);
-        }
+        // Our Staging records: settled by their Decision, or in doubt
+        // (probed from the first tick).
+        let staged = self.two_phase.settle_staged();
+        self.next_version = self.store.max_version().max(staged) + 1;
         if n > 0 || rec.cut_bytes > 0 {
             eprintln!(
                 "shmcollab: {}: recovered {n} log records in {} ms{}",
@@ -221,6 +238,14 @@ impl<S: Storage> TxnServer<S> {
             } => self
                 .two_phase
                 .replay_decision(&mut self.store, txid, commit, version),
+            Record::Staging {
+                txid,
+                version,
+                participants,
+                set,
+            } => self
+                .two_phase
+                .replay_staging(&mut self.store, txid, version, participants, set),
         }
     }
 
@@ -242,7 +267,7 @@ impl<S: Storage> TxnServer<S> {
         }
         if let Some((storage, dir, sync)) = self.deferred.take() {
             // The first record: make the log (empty: nothing to recover).
-            self.wal = Wal::open(storage, &dir, sync)
+            self.wal = open_wal(storage, &dir, sync)
                 .map(|(w, _)| w)
                 .map_err(|e| format!("cannot make the log: {e}"));
         }
@@ -339,6 +364,8 @@ impl<S: Storage> TxnServer<S> {
                 let commit = self.two_phase.outcome(txid);
                 reply(ctx, out, from, TxnReply::Outcome { txid, commit })
             }
+            TxnRequest::Probe { txid } if from.manager => TwoPhase::probe(self, from, txid),
+            TxnRequest::Forget { txids } if from.manager => TwoPhase::forget(self, from, &txids),
             _ => reply(
                 ctx,
                 out,
@@ -419,8 +446,8 @@ impl<S: Storage> TxnServer<S> {
     }
 
     /// Manager `slot` restarted or left.
-    pub fn host_gone(&mut self, ctx: &Ctx, slot: u32, out: &mut Outbox) {
-        TwoPhase::host_gone(self, ctx, slot, out);
+    pub fn host_gone(&mut self, slot: u32) {
+        TwoPhase::host_gone(self, slot);
     }
 
     /// When `tick` (or a lazy fdatasync) wants to run next.

@@ -16,9 +16,10 @@
 //!  5 Prepare      u64 txid | TxnSet      4 Conflict   bytes text (UTF-8)
 //!  6 Decide       u64 txid | u8 commit   5 Failed     bytes text (UTF-8)
 //!  7 Outcome      u64 txid               6 Vote       u64 txid | u8 yes
-//!                                        7 Decided    u64 txid
-//!                                        8 Outcome    u64 txid | u8 outcome
+//!  8 Probe        u64 txid               7 Decided    u64 txid
+//!  9 Forget       u32 n, n x u64 txid    8 Outcome    u64 txid | u8 outcome
 //!                                                     (0 unknown, 1 commit, 2 abort)
+//!                                        9 Probed     u64 txid | u8 prepared
 //! ```
 //!
 //! Keys and prefixes are at most 64 KiB, values 1 MiB, texts 64 KiB. An
@@ -80,6 +81,19 @@ pub enum TxnRequest {
         /// The transaction.
         txid: u64,
     },
+    /// A leader resolving a transaction it staged asks a participant
+    /// whether its Prepare is durable; a participant that has none refuses
+    /// the transaction for ever (a late Prepare then votes no).
+    Probe {
+        /// The transaction.
+        txid: u64,
+    },
+    /// A leader whose decisions are durable in its own log: the
+    /// participant may forget its answers about them.
+    Forget {
+        /// The transactions.
+        txids: Vec<u64>,
+    },
 }
 
 /// A reply to a [`TxnRequest`].
@@ -122,6 +136,14 @@ pub enum TxnReply {
         /// `Some(commit)` once decided, `None`: unknown yet.
         commit: Option<bool>,
     },
+    /// A participant's answer to a probe: `prepared` (its Prepare is
+    /// durable, or it applied the commit) or refused for ever.
+    Probed {
+        /// The transaction.
+        txid: u64,
+        /// Durably prepared (or committed) here.
+        prepared: bool,
+    },
 }
 
 mod tag {
@@ -132,6 +154,8 @@ mod tag {
     pub const PREPARE: u8 = 5;
     pub const DECIDE: u8 = 6;
     pub const OUTCOME: u8 = 7;
+    pub const PROBE: u8 = 8;
+    pub const FORGET: u8 = 9;
 
     pub const VALUE: u8 = 1;
     pub const ENTRIES: u8 = 2;
@@ -141,6 +165,7 @@ mod tag {
     pub const VOTE: u8 = 6;
     pub const DECIDED: u8 = 7;
     pub const OUTCOME_REPLY: u8 = 8;
+    pub const PROBED: u8 = 9;
 }
 
 const MIN_ENTRY: usize = 4 + 4 + 8;
@@ -188,6 +213,17 @@ impl TxnRequest {
                 w.u8(tag::OUTCOME);
                 w.u64(*txid);
             }
+            TxnRequest::Probe { txid } => {
+                w.u8(tag::PROBE);
+                w.u64(*txid);
+            }
+            TxnRequest::Forget { txids } => {
+                w.u8(tag::FORGET);
+                w.count(txids.len());
+                for &t in txids {
+                    w.u64(t);
+                }
+            }
         }
         w.finish()
     }
@@ -223,6 +259,16 @@ impl TxnRequest {
             tag::OUTCOME => TxnRequest::Outcome {
                 txid: r.u64("txid")?,
             },
+            tag::PROBE => TxnRequest::Probe {
+                txid: r.u64("txid")?,
+            },
+            tag::FORGET => {
+                // Bounded by the bytes left (8 each).
+                let n = r.count(8, "txids")?;
+                TxnRequest::Forget {
+                    txids: (0..n).map(|_| r.u64("txid")).collect::<Result<_, _>>()?,
+                }
+            }
             tag => {
                 return Err(DecodeError::BadTag {
                     what: "request",
@@ -284,6 +330,11 @@ impl TxnReply {
                     Some(false) => 2,
                 });
             }
+            TxnReply::Probed { txid, prepared } => {
+                w.u8(tag::PROBED);
+                w.u64(*txid);
+                w.bool(*prepared);
+            }
         }
         w.finish()
     }
@@ -320,6 +371,10 @@ impl TxnReply {
             tag::OUTCOME_REPLY => TxnReply::Outcome {
                 txid: r.u64("txid")?,
                 commit: decode_outcome(&mut r)?,
+            },
+            tag::PROBED => TxnReply::Probed {
+                txid: r.u64("txid")?,
+                prepared: r.bool("prepared")?,
             },
             tag => return Err(DecodeError::BadTag { what: "reply", tag }),
         };

@@ -6,7 +6,8 @@
 //!
 //! ```text
 //!  off  size  field
-//!    0     1  tag: 1 Commit, 2 Prepare, 3 Decision (never renumber)
+//!    0     1  tag: 1 Commit, 2 Prepare, 3 Decision, 4 Staging (never
+//!             renumber)
 //!
 //!  Commit     1  8  txid u64
 //!             9  8  version u64
@@ -17,7 +18,16 @@
 //!  Decision   1  8  txid u64
 //!             9  1  commit u8 (0 abort, 1 commit)
 //!            10  8  version u64 (meaningful when commit = 1)
+//!  Staging    1  8  txid u64
+//!             9  8  version u64 (of the leader's own writes)
+//!            17  4  n u32: participants
+//!            21 4n  participant manager slots, u32 each
+//!         21+4n  -  TxnSet (the leader's own hosted part; may be empty)
 //! ```
+//!
+//! A Decision with version 0 carries no writes here: it is a leader's
+//! decision (or, with commit = 0, a participant's refusal of a transaction
+//! it never prepared: see `manager/txn_2pc.rs`).
 //!
 //! A record is exactly its bytes: trailing bytes are an error.
 
@@ -27,6 +37,7 @@ use super::set::{decode_writes, encode_writes, TxnSet, Version, WriteItem};
 const COMMIT: u8 = 1;
 const PREPARE: u8 = 2;
 const DECISION: u8 = 3;
+const STAGING: u8 = 4;
 
 /// One write-ahead log record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +70,19 @@ pub enum Record {
         commit: bool,
         /// The version its writes carry (when committed).
         version: Version,
+    },
+    /// A two-phase commit this manager leads (a parallel commit): its own
+    /// part, locked, and the participants whose durable Prepare records,
+    /// with this record durable, make the transaction committed.
+    Staging {
+        /// The transaction.
+        txid: u64,
+        /// The version the leader's own writes carry.
+        version: Version,
+        /// The participants' manager slots (the leader not among them).
+        participants: Vec<u32>,
+        /// The leader's own hosted part of the set (its locks, its writes).
+        set: TxnSet,
     },
 }
 
@@ -97,6 +121,21 @@ impl Record {
                 w.bool(*commit);
                 w.u64(*version);
             }
+            Record::Staging {
+                txid,
+                version,
+                participants,
+                set,
+            } => {
+                w.u8(STAGING);
+                w.u64(*txid);
+                w.u64(*version);
+                w.count(participants.len());
+                for &p in participants {
+                    w.u32(p);
+                }
+                set.encode_into(&mut w);
+            }
         }
         w.finish()
     }
@@ -120,6 +159,21 @@ impl Record {
                 commit: r.bool("commit")?,
                 version: r.u64("version")?,
             },
+            STAGING => {
+                let txid = r.u64("txid")?;
+                let version = r.u64("version")?;
+                // Bounded by the bytes left (4 each).
+                let n = r.count(4, "participants")?;
+                let participants = (0..n)
+                    .map(|_| r.u32("participant"))
+                    .collect::<Result<_, _>>()?;
+                Record::Staging {
+                    txid,
+                    version,
+                    participants,
+                    set: TxnSet::decode_from(&mut r)?,
+                }
+            }
             tag => {
                 return Err(DecodeError::BadTag {
                     what: "record",

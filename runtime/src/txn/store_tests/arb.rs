@@ -59,6 +59,14 @@ pub fn record() -> impl Strategy<Value = Record> {
                 version,
             }
         }),
+        (any::<u64>(), any::<u64>(), vec(any::<u32>(), 0..4), set()).prop_map(
+            |(txid, version, participants, set)| Record::Staging {
+                txid,
+                version,
+                participants,
+                set
+            }
+        ),
     ]
 }
 
@@ -78,6 +86,8 @@ pub fn request() -> impl Strategy<Value = TxnRequest> {
         (any::<u64>(), any::<bool>())
             .prop_map(|(txid, commit)| TxnRequest::Decide { txid, commit }),
         any::<u64>().prop_map(|txid| TxnRequest::Outcome { txid }),
+        any::<u64>().prop_map(|txid| TxnRequest::Probe { txid }),
+        vec(any::<u64>(), 0..4).prop_map(|txids| TxnRequest::Forget { txids }),
     ]
 }
 
@@ -93,6 +103,8 @@ pub fn reply() -> impl Strategy<Value = TxnReply> {
         any::<u64>().prop_map(|txid| TxnReply::Decided { txid }),
         (any::<u64>(), option::of(any::<bool>()))
             .prop_map(|(txid, commit)| TxnReply::Outcome { txid, commit }),
+        (any::<u64>(), any::<bool>())
+            .prop_map(|(txid, prepared)| TxnReply::Probed { txid, prepared }),
     ]
 }
 

@@ -12,8 +12,9 @@ use std::path::Path;
 
 impl<S: Storage> Wal<S> {
     /// Open or create the log in `dir` (creating `dir`), recover (stop at the
-    /// first torn or corrupt record and zero the log from there, durably),
-    /// and be ready to append after the last valid record.
+    /// first torn or corrupt record and zero the log from there), make what
+    /// it recovered durable (one fdatasync), and be ready to append after
+    /// the last valid record.
     pub fn open(storage: S, dir: &Path, sync: SyncMode) -> Result<(Wal<S>, Recovered), WalError> {
         Self::open_with(storage, dir, WalOptions::new(sync))
     }
@@ -124,9 +125,14 @@ fn open_log<S: Storage>(
     }
     if scan.dirty_end > scan.end {
         zero_range(&mut file, scan.end, scan.dirty_end)
-            .and_then(|()| file.sync_data())
             .map_err(io_err("cut the log's torn tail"))?;
     }
+    // What recovery read may be in the page cache only (a kill -9 before
+    // the fdatasync): make it durable before anything acts on it (a
+    // two-phase commit decided from recovered records must not lose them
+    // to a later power loss).
+    file.sync_data()
+        .map_err(io_err("make the recovered log durable"))?;
     Ok((file, Some(scan)))
 }
 
