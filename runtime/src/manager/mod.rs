@@ -149,9 +149,14 @@ pub fn run(dir: &Path, slot: u32) -> anyhow::Result<i32> {
         let _ = m.ctx.registry.release_slot(slot, m.ctx.generation);
         return Ok(EXIT_LP_FAILED);
     }
-    // Tell the others we are here.
+    // Tell the others we are here: the change counter for whoever looks,
+    // the coordinator's doorbell (a lower slot takes the role over with
+    // `coordinator = "auto"`). Nobody else needs waking: who waits for us
+    // asked us for a ring, which our first turn makes.
     m.ctx.registry.changes().notify();
-    m.ctx.ring_all_peers();
+    if let Some((_, s)) = m.ctx.registry.coordinator() {
+        Ctx::wake(&m.ctx.registry, s);
+    }
     m.event_loop()
 }
 
@@ -256,6 +261,7 @@ impl Manager {
             self.coord.deadline(&self.ctx),
             self.txn.deadline(),
             Some(self.healer.next),
+            self.peers.connect_deadline(),
         ];
         t = parts.into_iter().flatten().fold(t, Instant::min);
         let lp_blocked = !self.queue.is_empty() && self.life.is_up();
@@ -304,14 +310,14 @@ impl Manager {
         let reg = &self.ctx.registry;
         let _ = reg.release_slot(self.ctx.slot, self.ctx.generation);
         reg.changes().notify();
-        self.ctx.ring_all_peers();
+        self.peers.ring_known(&self.ctx);
         code
     }
 
     // ---- the LP -------------------------------------------------------
 
     /// Start a new generation of our LP, with new keys, and offer it a
-    /// direct ring from every live peer.
+    /// direct ring from every live peer that talked to our LP.
     fn start_lp(&mut self) -> Result<(), SpawnError> {
         self.lp_gen += 1;
         let keys = self.ctx.lp_keys(self.lp_gen);
@@ -319,7 +325,7 @@ impl Manager {
         let p = LpProc::spawn(&self.ctx, &keys, self.lp.ring_names())?;
         self.proc_ = Some(p);
         self.life_event(lifecycle::Event::Spawned);
-        for s in self.peers.live() {
+        for s in self.peers.talkers() {
             self.offer_direct(s);
         }
         Ok(())
@@ -502,9 +508,6 @@ impl Manager {
             self.txn.host_gone(&self.ctx, s, &mut txn_out);
             let back = self.send_txn(txn_out);
             self.txn_in.extend(back);
-            if new_gen.is_some() {
-                self.offer_direct(s);
-            }
         }
         self.coord.elect(&self.ctx);
         self.reports.mark();
@@ -539,12 +542,21 @@ impl Manager {
             live_lp: self.life.is_up().then_some(self.lp_gen),
             later: Vec::new(),
             outs: Vec::new(),
+            talkers: Vec::new(),
         };
         let read = self.peers.pump_in(&self.ctx, &mut self.scratch, &mut sink);
-        let (later, outs) = (
+        let (later, outs, talkers) = (
             std::mem::take(&mut sink.later),
             std::mem::take(&mut sink.outs),
+            std::mem::take(&mut sink.talkers),
         );
+        // A peer that first talks to our LP gets a direct ring into it (its
+        // first messages came the 6-hop way, in order before the SWITCH).
+        for s in talkers {
+            if self.peers.talked(s) {
+                self.offer_direct(s);
+            }
+        }
         work |= read.work;
         self.counters.bad_batches += read.malformed as u64;
         self.counters.bad_rings += read.corrupt as u64;

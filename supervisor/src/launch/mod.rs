@@ -217,7 +217,7 @@ fn create_registry(session: &Session, plan: &Plan) -> Result<Registry, LaunchErr
         &plan.name,
         plan.lps.len() as u32,
         &subfns,
-        DEFAULT_STATUS_CAP,
+        status_cap(plan.lps.len()),
     )
     .map_err(LaunchError::CreateRegistry)?;
     registry.set_secure(plan.secure);
@@ -230,6 +230,16 @@ fn create_registry(session: &Session, plan: &Plan) -> Result<Registry, LaunchErr
         }
     }
     Ok(registry)
+}
+
+/// Bytes of status area for `lps` LPs: the coordinator's aggregate is a
+/// few hundred bytes an LP (more with custom values and many links); the
+/// area is fully allocated in /dev/shm like every segment, so it grows with
+/// the LPs instead of being the largest for all.
+fn status_cap(lps: usize) -> usize {
+    const PER_LP: usize = 4096;
+    lps.saturating_mul(PER_LP)
+        .clamp(DEFAULT_STATUS_CAP, shmcollab_shm::registry::MAX_STATUS_CAP)
 }
 
 /// The CPUs launch may use, and what follows from there being more
