@@ -192,6 +192,10 @@ impl Manager {
     fn event_loop(&mut self) -> anyhow::Result<i32> {
         loop {
             let work = self.turn()?;
+            if work {
+                self.reports.activity();
+                self.healer.active_at = Instant::now();
+            }
             if let Some(code) = self.life.done() {
                 return Ok(self.shutdown(code));
             }
