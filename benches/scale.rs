@@ -180,7 +180,7 @@ fn segments(dir: &Path) -> (usize, u64) {
 
 /// The pids of `root` and its descendants.
 fn tree(root: u32) -> Vec<u32> {
-    let mut parent = Vec::new();
+    let mut parent: Vec<(u32, u32)> = Vec::new();
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
             continue;

@@ -10,7 +10,7 @@
 //! | router | `router.rs` | the pure function from a header to a route |
 //! | delivery | `deliver.rs` | what each route does, for frames from the LP and from peers |
 //! | peers | `peers.rs` | the rings to and from each peer manager, their queues, the direct rings we write |
-//! | discovery | `discovery.rs` | the registry's slots and change counter -> peers up and gone |
+//! | discovery | `discovery.rs` | the registry's slots and change counter -> the known peers up and gone; ring requests (rings are made when a pair first talks) |
 //! | direct path | `direct.rs` | the direct rings into our LP, as a state machine per ring |
 //! | coordinator | `coordinator.rs` | the role's election and the published aggregate |
 //! | reports | `reports.rs` | counters, what the LP told us, the report's cadence and content |
@@ -192,10 +192,6 @@ impl Manager {
     fn event_loop(&mut self) -> anyhow::Result<i32> {
         loop {
             let work = self.turn()?;
-            if work {
-                self.reports.activity();
-                self.healer.active_at = Instant::now();
-            }
             if let Some(code) = self.life.done() {
                 return Ok(self.shutdown(code));
             }
@@ -212,7 +208,16 @@ impl Manager {
     fn turn(&mut self) -> anyhow::Result<bool> {
         self.discover();
         let mut work = self.pump_lp(false)?;
-        work |= self.pump_peers();
+        let lp_work = work;
+        let (peers_work, read) = self.pump_peers();
+        work |= peers_work;
+        // Traffic in from our LP or a peer (not our own report going out,
+        // which would keep an idle manager "active" for ever): the report
+        // and heal timers stay short while there is some.
+        if lp_work || read {
+            self.reports.activity();
+            self.healer.active_at = Instant::now();
+        }
         // Only rings we read ourselves (rare: a dead or failing LP).
         if self.direct.draining() {
             work |= self.drain_direct();
@@ -531,8 +536,9 @@ impl Manager {
         self.send(outs);
     }
 
-    /// Write to peers, then read their rings.
-    fn pump_peers(&mut self) -> bool {
+    /// Write to peers, then read their rings: (anything moved, anything
+    /// was read).
+    fn pump_peers(&mut self) -> (bool, bool) {
         let (mut work, dropped) = self.peers.pump_out(&self.ctx);
         self.counters.dropped += dropped;
         let mut sink = FromPeers {
@@ -571,7 +577,7 @@ impl Manager {
         for (from, m) in later {
             self.on_peer_ctl(from, m);
         }
-        work
+        (work, read.work)
     }
 
     /// Peer control that acts on our links to the peers.

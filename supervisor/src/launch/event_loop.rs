@@ -247,10 +247,15 @@ impl<'a> Supervisor<'a> {
         };
         let _ = self.registry.mark_dead(slot as u32);
         self.registry.changes().notify();
-        // Managers sleep on their own doorbells: wake them to see it.
-        for s in 0..self.children.len() as u32 {
-            if let Ok(b) = self.registry.doorbell(s) {
-                b.notify();
+        // Managers sleep on their own doorbells: wake them to see it. Not
+        // while the collaboration stops, one manager at a time: each exit
+        // woke every other manager, n^2 wake-ups for nothing (they stop
+        // next, and see the change at their next timer).
+        if !self.shutting_down() {
+            for s in 0..self.children.len() as u32 {
+                if let Ok(b) = self.registry.doorbell(s) {
+                    b.notify();
+                }
             }
         }
         self.feed(slot, Event::Exited(status));
