@@ -266,3 +266,62 @@ impl Peers {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manager::peers::Sink;
+    use crate::manager::testctx;
+    use shmcollab_shm::frame::FrameHeader;
+
+    /// What a peer's rings delivered: (from, dst).
+    #[derive(Default)]
+    struct Got(Vec<(u32, u32)>);
+
+    impl Sink for Got {
+        fn full(&self) -> bool {
+            false
+        }
+        fn take(&mut self, from: u32, h: FrameHeader, _: &[u8]) {
+            self.0.push((from, h.dst));
+        }
+    }
+
+    fn segments(ctx: &Ctx) -> usize {
+        std::fs::read_dir(ctx.session.dir()).unwrap().count()
+    }
+
+    #[test]
+    fn a_ring_is_made_when_a_pair_first_talks_and_its_first_messages_wait_in_order() {
+        let a = testctx::ctx(0, 4);
+        let b = testctx::peer_of(&a, 1);
+        let (mut pa, mut pb) = (Peers::default(), Peers::default());
+        pa.discover(&a);
+        pb.discover(&b);
+        pa.pump_out(&a);
+        let before = segments(&a);
+        for dst in 0..3 {
+            let h = FrameHeader {
+                kind: kind::DATA,
+                dst,
+                ..Default::default()
+            };
+            assert!(pa.send(1, &h, b"m"));
+        }
+        // No ring yet: a asks b for one, the messages wait.
+        pa.pump_out(&a);
+        assert_eq!(segments(&a), before, "the ring is b's to make");
+        assert!(b.registry.has_requests(1) && pb.registry_changed(&b));
+        pb.discover(&b);
+        assert_eq!(segments(&a), before + 1, "b made the ring a -> b");
+        assert!(!b.registry.has_requests(1));
+        assert!(pa.registry_changed(&a), "b told a");
+        pa.pump_out(&a);
+        let mut got = Got::default();
+        pb.pump_in(&b, &mut Vec::new(), &mut got);
+        assert_eq!(got.0, [(0, 0), (0, 1), (0, 2)]);
+        // Nothing for slots 2 and 3, nothing back from b: no other ring.
+        pb.pump_out(&b);
+        assert_eq!(segments(&a), before + 1);
+    }
+}

@@ -407,9 +407,15 @@ impl Peers {
         self.map.values().any(Peer::blocked)
     }
 
-    /// Something waits for a live peer.
+    /// Something waits for a live peer (or one not looked at yet): for
+    /// room in its ring, or for the ring itself (rings are made when a pair
+    /// first talks: the last words of an LP that ends may be the first to a
+    /// peer).
     pub fn unsent(&self) -> bool {
-        self.map.values().any(|p| p.up && p.blocked())
+        let waits = |p: &Peer| p.tx.is_none() && p.wants_tx() && !p.finished;
+        self.map
+            .values()
+            .any(|p| (p.up && p.blocked()) || ((p.up || !p.seen) && waits(p)))
     }
 
     /// Rejected frames on every peer ring.
