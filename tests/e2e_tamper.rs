@@ -96,22 +96,60 @@ fn forged_frame_is_rejected_counted_and_the_collaboration_goes_on() {
     assert!(stdout.contains("round trips of 64 B"), "{stdout}");
 }
 
-/// In an `idle_pingpong` session: the name of the direct ring from ping's
-/// manager (slot 0) into pong (slot 1), and the doorbell pong waits on
-/// (its main ring's), which that ring's writer rings.
+/// A pingpong whose ping did `WARM` round trips (so the pair has talked:
+/// direct rings are made when a pair first talks), then waits for the file
+/// `go` before 100 more; launched, and the warm-up counted by pong:
+/// (launch, go file, session dir).
+fn warm_pingpong(dir: &TempDir, name: &str) -> (Launched, PathBuf, PathBuf) {
+    let go = dir.0.join("go");
+    let go_arg = go.display().to_string();
+    let warm = WARM.to_string();
+    let cfg_path = pingpong_config(&dir.0, name, &["warm-wait", &warm, &go_arg], "", false);
+    let run = Launched::start(&cfg_path, name);
+    wait_status(name, "the warm-up round trips counted by pong", |v| {
+        lp_entry(v, "pong").is_some_and(|l| l["msgs_in"].as_u64() == Some(WARM))
+    });
+    let sdir = session_dirs(name).pop().expect("session directory");
+    (run, go, sdir)
+}
+
+/// Round trips before a test tampers with the direct ring.
+const WARM: u64 = 20;
+
+/// In a `warm_pingpong` session: the name of the direct ring from ping's
+/// manager (slot 0) into pong (slot 1), once ping's manager wrote into it
+/// (its tail moved: it is the ring's writer from now on), and the doorbell
+/// pong waits on (its main ring's), which that ring's writer rings.
 fn direct_ring_into_pong(sdir: &Path) -> (String, shmcollab::shm::ring::BellRef) {
     use shmcollab::shm::ring::{data_bell_ref, open_ring};
     use shmcollab::shm::segment::Session;
-    let names = segment_names(sdir);
-    let direct = names
-        .iter()
-        .find(|n| {
+    use std::os::unix::fs::FileExt;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let direct = loop {
+        let names = segment_names(sdir);
+        let found = names.into_iter().find(|n| {
             matches!(
                 RingName::parse(n),
                 Some(RingName::Direct { from: 0, lp: 1, .. })
             )
-        })
-        .unwrap_or_else(|| panic!("no direct ring into pong among {names:?}"));
+        });
+        // The ring's tail (segment header, meta and head lines before it).
+        let written = found.as_ref().is_some_and(|n| {
+            let f = std::fs::File::open(sdir.join(n)).unwrap();
+            let mut b = [0u8; 8];
+            f.read_exact_at(&mut b, 128 + 256).is_ok() && u64::from_le_bytes(b) > 0
+        });
+        if let (true, Some(n)) = (written, found) {
+            break n;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "watchdog: no direct ring into pong written by ping's manager"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let direct = &direct;
+    let names = segment_names(sdir);
     let main_in = names
         .iter()
         .find(|n| matches!(RingName::parse(n), Some(RingName::LpIn { slot: 1, .. })))
@@ -129,7 +167,7 @@ fn forged_frame_in_a_direct_ring_is_rejected_and_counted() {
     use shmcollab::shm::segment::Session;
     let dir = TempDir::new("forged");
     let name = unique("fd");
-    let (run, go, sdir) = idle_pingpong(&dir, &name);
+    let (run, go, sdir) = warm_pingpong(&dir, &name);
     // ping (slot 0) waits for the go file, so its manager writes nothing
     // into pong's (slot 1) direct ring from it: the test may.
     let (direct, bell) = direct_ring_into_pong(&sdir);
@@ -145,7 +183,7 @@ fn forged_frame_in_a_direct_ring_is_rejected_and_counted() {
     // Counted by the LP on its direct ring, told to its manager in STATS,
     // and broken down like the manager's own rejects.
     assert_eq!(l["rejected"]["forged"], 1, "{l}");
-    assert_eq!(l["msgs_in"], 0, "{l}");
+    assert_eq!(l["msgs_in"], WARM, "{l}");
     // The ring still carries ping's real requests.
     let (stdout, _) = go_and_finish(run, &go);
     assert!(stdout.contains("100 round trips of 64 B"), "{stdout}");
@@ -159,7 +197,7 @@ fn corrupt_direct_ring_is_dropped_and_traffic_goes_the_long_way() {
     use std::os::unix::fs::FileExt;
     let dir = TempDir::new("corrupt");
     let name = unique("cr");
-    let (run, go, sdir) = idle_pingpong(&dir, &name);
+    let (run, go, sdir) = warm_pingpong(&dir, &name);
     let (direct, bell) = direct_ring_into_pong(&sdir);
     // The ring's tail index (segment header 128 bytes, then the ring's
     // meta and head lines of 128 bytes each): a misaligned position.
@@ -173,7 +211,7 @@ fn corrupt_direct_ring_is_dropped_and_traffic_goes_the_long_way() {
     let v = wait_status(&name, "the corrupt ring counted", |v| {
         lp_entry(v, "pong").is_some_and(|l| l["bad_rings"].as_u64() >= Some(1))
     });
-    assert_eq!(lp_entry(&v, "pong").unwrap()["msgs_in"], 0);
+    assert_eq!(lp_entry(&v, "pong").unwrap()["msgs_in"], WARM);
     // ping's requests now go through pong's manager, and all get answers.
     let (stdout, stderr) = go_and_finish(run, &go);
     assert!(stdout.contains("100 round trips of 64 B"), "{stdout}");

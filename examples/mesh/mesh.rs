@@ -4,12 +4,35 @@
 //! the workload of the hostile-memory harness (`tests/e2e_hostile.rs`),
 //! which checks that every link carries traffic again after an attack.
 //! Runs until stopped (`shmcollab stop`, or the broadcast "stop").
+//!
+//! `mesh flood K M GO`: the workload of `cargo bench --bench scale`. Once
+//! the file GO exists, sends M messages of 64 B to each of the K LPs after
+//! this one (in sub-function order, wrapping), without blocking, while
+//! taking in what the K before it send; exits 0 once all is sent and
+//! received, after printing a JSON line: what it received, and when the
+//! first and the last arrived (CLOCK_MONOTONIC µs).
+//!
+//! `mesh first GO`: the LPs pair up (sub-functions 2p and 2p+1); once GO
+//! exists, and 20 ms more per pair before it (one pair at a time), the
+//! first of each pair sends the second one message carrying the time it
+//! was sent; the second prints how long it took as a JSON line. Nothing
+//! went between them before: this is a pair's first message.
 use shmcollab::runtime::{Lp, LpError, MessageKind};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 fn main() -> Result<(), LpError> {
     let mut lp = Lp::connect()?;
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("flood") {
+        let num = |i: usize| args.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(1);
+        let go = args.get(4).cloned().unwrap_or_default();
+        return flood(&mut lp, num(2) as usize, num(3), std::path::Path::new(&go));
+    }
+    if args.get(1).map(String::as_str) == Some("first") {
+        let go = args.get(2).cloned().unwrap_or_default();
+        return first(&mut lp, std::path::Path::new(&go));
+    }
     let me = lp.subfunctions().first().cloned().unwrap_or_default();
     let peers: Vec<String> = lp
         .all_subfunctions()
@@ -53,5 +76,105 @@ fn main() -> Result<(), LpError> {
             // cannot mend is an error worth seeing, not an exit.
             Err(e) => eprintln!("mesh: receive: {e}"),
         }
+    }
+}
+
+/// CLOCK_MONOTONIC in µs (the clock the bench reads too).
+fn monotonic_us() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000
+}
+
+/// `mesh flood K M GO` (see the module doc).
+fn flood(lp: &mut Lp, k: usize, m: u64, go: &std::path::Path) -> Result<(), LpError> {
+    let all = lp.all_subfunctions();
+    let me = lp.subfunctions().first().cloned().unwrap_or_default();
+    let i = all.iter().position(|s| *s == me).unwrap_or(0);
+    let k = k.min(all.len().saturating_sub(1));
+    let to: Vec<String> = (1..=k).map(|j| all[(i + j) % all.len()].clone()).collect();
+    lp.ready()?;
+    while !go.exists() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let want = k as u64 * m;
+    let msg = [0x5au8; 64];
+    let (mut sent, mut got) = (vec![0u64; k], 0u64);
+    let (mut first, mut last) = (0u64, 0u64);
+    while sent.iter().any(|&n| n < m) || got < want {
+        let mut moved = false;
+        for (n, dst) in sent.iter_mut().zip(&to) {
+            while *n < m {
+                match lp.try_send(dst, &msg) {
+                    Ok(()) => *n += 1,
+                    Err(LpError::WouldBlock) => break,
+                    Err(e) => return Err(e),
+                }
+                moved = true;
+                if *n % 64 == 0 {
+                    break;
+                }
+            }
+        }
+        loop {
+            let r = if moved {
+                lp.try_recv()?
+            } else {
+                lp.recv_timeout(Duration::from_millis(1))?
+            };
+            let Some(msg) = r else { break };
+            if msg.kind == MessageKind::Broadcast {
+                continue;
+            }
+            let now = monotonic_us();
+            if got == 0 {
+                first = now;
+            }
+            last = now;
+            got += 1;
+            moved = true;
+        }
+    }
+    println!("{{\"flood_lp\":{i},\"received\":{got},\"first_us\":{first},\"last_us\":{last}}}");
+    Ok(())
+}
+
+/// `mesh first GO` (see the module doc).
+fn first(lp: &mut Lp, go: &std::path::Path) -> Result<(), LpError> {
+    let all = lp.all_subfunctions();
+    let me = lp.subfunctions().first().cloned().unwrap_or_default();
+    let i = all.iter().position(|s| *s == me).unwrap_or(0);
+    lp.ready()?;
+    while !go.exists() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    if i % 2 == 0 {
+        let Some(to) = all.get(i + 1) else {
+            return Ok(());
+        };
+        std::thread::sleep(Duration::from_millis(20 * (i as u64 / 2)));
+        lp.send(to, &monotonic_us().to_le_bytes())?;
+        return Ok(());
+    }
+    loop {
+        let m = lp.recv()?;
+        if m.kind == MessageKind::Broadcast {
+            continue;
+        }
+        let now = monotonic_us();
+        let sent = m
+            .payload
+            .get(..8)
+            .and_then(|b| b.try_into().ok())
+            .map_or(now, u64::from_le_bytes);
+        println!(
+            "{{\"first_lp\":{i},\"first_message_us\":{}}}",
+            now.saturating_sub(sent)
+        );
+        return Ok(());
     }
 }

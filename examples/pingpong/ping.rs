@@ -11,6 +11,9 @@
 //! `ping flood N [SIZE]`: N one-way messages as fast as they go; prints msgs/s.
 //! `ping wait FILE`: says ready, waits until FILE exists, then does 100
 //! round trips (used by a test that tampers with the rings meanwhile).
+//! `ping warm-wait N FILE`: N round trips first (the pair has talked: the
+//! direct ring into pong exists, rings are made when a pair first talks),
+//! then as `wait`.
 //! `ping afterlife N FILE`: ends pong, then sends N messages to the
 //! sub-function it hosted (they cannot be delivered: they must neither
 //! block nor vanish uncounted), then waits until FILE exists.
@@ -31,6 +34,13 @@ fn main() -> Result<(), LpError> {
         "wait" => {
             wait_for(args.get(2).expect("ping wait FILE"));
             rtt(&mut lp, 100, size())
+        }
+        "warm-wait" => {
+            for _ in 0..n {
+                lp.request("pong", &[0u8; 64], Duration::from_secs(60))?;
+            }
+            wait_for(args.get(3).expect("ping warm-wait N FILE"));
+            rtt(&mut lp, 100, 64)
         }
         "afterlife" => afterlife(&mut lp, n, args.get(3).expect("ping afterlife N FILE")),
         "flood" => flood(&mut lp, n, size()),

@@ -24,8 +24,9 @@
 //! sees `sleepers` zeroed by someone else skips its FUTEX_WAKE, so no sleep
 //! trusts the handshake alone: each futex wait lasts at most
 //! [`MAX_SLEEP`], after which the sleeper re-checks its condition (a wait
-//! "forever" is a loop of such sleeps). A lost wake-up costs latency, never
-//! a hang.
+//! "forever" is a loop of such sleeps); each sleep of one wait that ends
+//! with nothing to do doubles that, up to [`MAX_IDLE_SLEEP`]. A lost
+//! wake-up costs latency, never a hang.
 
 use crate::sync::{fence, futex_wait_any, futex_wake, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -35,6 +36,13 @@ use std::time::{Duration, Instant};
 /// enough that such a loss is a hiccup, long enough that an idle process
 /// costs nothing measurable (ten wake-ups a second).
 pub const MAX_SLEEP: Duration = Duration::from_millis(100);
+
+/// The longest futex sleep of a wait that has been idle for a while: ten
+/// wake-ups a second per process were most of what 256 idle LPs and their
+/// managers cost (5,000 a second). A wake-up lost to an overwritten
+/// `sleepers` word then costs up to this much, once a process was idle for
+/// over a second.
+pub const MAX_IDLE_SLEEP: Duration = Duration::from_secs(1);
 
 /// The shared doorbell word pair. Lives in shared memory; all-zero is a valid
 /// initial state.
@@ -204,6 +212,7 @@ impl Doorbell {
             }
         }
         // Phase 3: sleep.
+        let mut cap = MAX_SLEEP;
         loop {
             let remaining = match deadline {
                 Some(d) => {
@@ -211,9 +220,9 @@ impl Doorbell {
                     if now >= d {
                         return ready();
                     }
-                    (d - now).min(MAX_SLEEP)
+                    (d - now).min(cap)
                 }
-                None => MAX_SLEEP,
+                None => cap,
             };
             // SYNC: SeqCst increment, then the re-check below; pairs with the
             // fence in `ring`.
@@ -240,6 +249,7 @@ impl Doorbell {
             if let Some(v) = ready() {
                 return Some(v);
             }
+            cap = (cap * 2).min(MAX_IDLE_SLEEP);
         }
     }
 

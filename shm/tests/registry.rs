@@ -147,7 +147,7 @@ fn registry_subfn_table() {
         Err(RegistryError::BadConfig(_))
     ));
     assert!(matches!(
-        Registry::create(&s2, "c", 257, &[], 0),
+        Registry::create(&s2, "c", 1025, &[], 0),
         Err(RegistryError::BadConfig(_))
     ));
 }

@@ -249,7 +249,7 @@ mod tests {
         );
         assert_eq!(budget_for(u64::MAX, 1), None);
         assert_eq!(budget_for(600_001, 1), None);
-        assert_eq!(budget_for(3000, 257), None);
+        assert_eq!(budget_for(3000, 1025), None);
         assert_eq!(budget_for(3000, usize::MAX), None);
         assert_eq!(budget_for(3000, 0), None);
     }

@@ -323,7 +323,7 @@ fn wrong_type() {
     let text = small("instances = \"four\"\n");
     let shown = error_at(&text, 10, 13, "process \"p\", field `instances`");
     assert!(shown.contains("invalid type: string \"four\""), "{shown}");
-    assert!(shown.contains("an integer between 1 and 256"), "{shown}");
+    assert!(shown.contains("an integer between 1 and 1024"), "{shown}");
 
     let text = small("").replace("hosts = [\"a\"]", "hosts = [\"a\", 3]");
     error_at(&text, 9, 15, "process \"p\", field `hosts` (item 2)");
@@ -351,7 +351,7 @@ fn instances_zero() {
     assert_eq!(
         shown,
         "/nonexistent/cfg/config.toml:10:13: process \"p\", field `instances`: \
-         expected an integer between 1 and 256, found 0"
+         expected an integer between 1 and 1024, found 0"
     );
 }
 
@@ -582,13 +582,17 @@ fn too_many_lps() {
     // q's "a" also selects what p took: first, that error.
     let shown = parse(&text).unwrap_err().to_string();
     assert!(shown.contains("already hosts"), "{shown}");
-    let text = text.replace(
-        "hosts = [\"a\"]",
-        "hosts = [\"a/0\", \"a/3*\", \"a/4*\", \"a/5*\", \"a/6*\", \"a/7*\", \"a/8*\", \"a/9*\"]",
+    let mut text = String::from("name = \"t\"\n[[subfunction]]\nname = \"a\"\npartitions = 1000\n");
+    text.push_str("[[subfunction]]\nname = \"b\"\npartitions = 100\n");
+    text.push_str(
+        "[[process]]\nname = \"p\"\ncommand = [\"x\"]\ninstances = 1000\nhosts = [\"a\"]\n",
     );
-    let shown = error_at(&text, 13, 13, "process \"q\", field `instances`");
+    text.push_str(
+        "[[process]]\nname = \"q\"\ncommand = [\"x\"]\ninstances = 30\nhosts = [\"b\"]\n",
+    );
+    let shown = error_at(&text, 16, 13, "process \"q\", field `instances`");
     assert!(
-        shown.contains("expected at most 256 logical processes in all, found 260"),
+        shown.contains("expected at most 1024 logical processes in all, found 1030"),
         "{shown}"
     );
 }

@@ -13,8 +13,17 @@ use shmcollab_shm::registry::{monotonic_ms, LpState, SlotState, SlotView};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-/// Publications are at least this far apart.
+/// Publications are at least this far apart...
 const PUBLISH_EVERY: Duration = Duration::from_millis(20);
+/// ... plus this much per LP: each rewrites the whole aggregate (about
+/// 0.5 KB an LP), which with hundreds of LPs reporting as they start would
+/// otherwise take the coordinator's core (1,024 LPs: every 225 ms).
+const PUBLISH_PER_LP: Duration = Duration::from_micros(200);
+
+/// How far apart publications are for the collaboration of `ctx`.
+fn publish_every(ctx: &Ctx) -> Duration {
+    PUBLISH_EVERY + PUBLISH_PER_LP * ctx.slots()
+}
 
 /// The lowercase name of an LP state, as `status` shows it.
 pub(super) fn state_name(s: LpState) -> String {
@@ -95,8 +104,15 @@ impl Coordinator {
             return;
         }
         if let Ok(r) = serde_json::from_slice::<LpReport>(payload) {
+            // A report that says nothing new but its time does not make a
+            // publication (hundreds of idle managers would keep the
+            // aggregate, all of it, being written 50 times a second).
+            let news = self
+                .aggregate
+                .get(&src)
+                .is_none_or(|old| !same_but_time(old, &r));
             self.aggregate.insert(src, r);
-            self.dirty = true;
+            self.dirty |= news;
         }
     }
 
@@ -113,7 +129,7 @@ impl Coordinator {
         }
         Some(
             self.last_publish
-                .map_or_else(Instant::now, |t| t + PUBLISH_EVERY),
+                .map_or_else(Instant::now, |t| t + publish_every(ctx)),
         )
     }
 
@@ -125,7 +141,7 @@ impl Coordinator {
         }
         let recent = self
             .last_publish
-            .is_some_and(|t| t.elapsed() < PUBLISH_EVERY);
+            .is_some_and(|t| t.elapsed() < publish_every(ctx));
         if recent && !force {
             return;
         }
@@ -172,6 +188,21 @@ impl Coordinator {
                 let _ = ctx.registry.resign_coordinator(ctx.slot, e);
             }
         }
+    }
+}
+
+/// The two reports differ at most in when they were made.
+fn same_but_time(a: &LpReport, b: &LpReport) -> bool {
+    match (&a.report, &b.report) {
+        (Some(x), Some(y)) => {
+            let mut y = y.clone();
+            y.at_ms = x.at_ms;
+            let (mut a, mut b) = (a.clone(), b.clone());
+            a.report = None;
+            b.report = None;
+            a == b && *x == y
+        }
+        _ => a == b,
     }
 }
 

@@ -97,6 +97,8 @@ pub(super) struct FromPeers<'a> {
     pub later: Vec<(u32, PeerCtl)>,
     /// Control to send.
     pub outs: Vec<Out>,
+    /// Peers that sent our LP a message in this read.
+    pub talkers: Vec<u32>,
 }
 
 impl FromPeers<'_> {
@@ -160,7 +162,12 @@ impl Sink for FromPeers<'_> {
             owners: &ctx.assign,
         };
         match route(&here, Origin::Peer(from), &h) {
-            Route::Local => self.queue.push(&h, p),
+            Route::Local => {
+                if !self.talkers.contains(&from) {
+                    self.talkers.push(from);
+                }
+                self.queue.push(&h, p)
+            }
             // Reports of a stale epoch are ignored.
             Route::Report => self.coord.on_report(ctx, from, h.aux, p),
             Route::PeerControl => match PeerCtl::decode(p) {

@@ -5,13 +5,23 @@
 //! (the fixed fields that a process attaching later checks, our own
 //! position that the other end needs to make progress) would leave a link
 //! dead. So every [`HEAL_EVERY`] the manager puts back what it owns in the
-//! rings it made and the positions it writes in every ring it uses.
+//! rings it made and the positions it writes in every ring it uses; a
+//! manager that moved nothing for a second does so every [`HEAL_IDLE`]
+//! (rings are made when a pair first talks, so what it checks follows what
+//! exists; how often, what moves).
 
 use super::Manager;
 use std::time::{Duration, Instant};
 
-/// How often the rings are checked (each check reads a few words per ring).
+/// How often the rings are checked (each check reads a few words per ring)
+/// while the manager works or was written into lately.
 pub(super) const HEAL_EVERY: Duration = Duration::from_millis(100);
+/// How often when the manager moved nothing for [`QUIET_AFTER`]: the cost of
+/// an idle collaboration is its managers' timers, 10 wake-ups a second each
+/// was most of it (256 idle managers: several % of a core).
+pub(super) const HEAL_IDLE: Duration = Duration::from_secs(1);
+/// See [`HEAL_IDLE`].
+pub(super) const QUIET_AFTER: Duration = Duration::from_secs(1);
 
 /// When to heal next, and what was healed.
 pub(super) struct Healer {
@@ -23,6 +33,8 @@ pub(super) struct Healer {
     last_said: Option<Instant>,
     /// Fields put back since start.
     pub healed: u64,
+    /// When a turn last moved something (or healing put something back).
+    pub active_at: Instant,
 }
 
 impl Default for Healer {
@@ -33,6 +45,7 @@ impl Default for Healer {
             restarts: 0,
             last_said: None,
             healed: 0,
+            active_at: Instant::now(),
         }
     }
 }
@@ -44,7 +57,8 @@ impl Manager {
         if now < self.healer.next {
             return false;
         }
-        self.healer.next = now + HEAL_EVERY;
+        let quiet = now.duration_since(self.healer.active_at) >= QUIET_AFTER;
+        self.healer.next = now + if quiet { HEAL_IDLE } else { HEAL_EVERY };
         // Not healing, but on the same timer: the LP's view.
         self.access.sync(&self.ctx);
         let name = &self.ctx.lp_plan().name;
@@ -65,6 +79,8 @@ impl Manager {
             return false;
         }
         self.healer.healed += n as u64;
+        self.healer.active_at = now;
+        self.healer.next = now + HEAL_EVERY;
         // Said at most once a second: an attack must not flood the log.
         if self
             .healer

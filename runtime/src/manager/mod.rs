@@ -12,7 +12,7 @@
 //! | delivery | `deliver.rs` | what each route does, for frames from the LP and from peers |
 //! | back-pressure | `backlog.rs` | how much is queued per source and per peer before frames wait in their rings |
 //! | peers | `peers.rs` | the rings to and from each peer manager, their queues, the direct rings we write |
-//! | discovery | `discovery.rs` | the registry's slots and change counter -> peers up and gone |
+//! | discovery | `discovery.rs` | the registry's slots and change counter -> the known peers up and gone; ring requests (rings are made when a pair first talks) |
 //! | direct path | `direct.rs` | the direct rings into our LP, as a state machine per ring |
 //! | coordinator | `coordinator.rs` | the role's election and the published aggregate |
 //! | reports | `reports.rs` | counters, what the LP told us, the report's cadence and content |
@@ -53,8 +53,8 @@ mod direct;
 mod discovery;
 mod heal;
 mod lifecycle;
-mod lp_access;
 mod load;
+mod lp_access;
 mod lp_link;
 mod lp_proc;
 mod peers;
@@ -161,9 +161,14 @@ pub fn run(dir: &Path, slot: u32) -> anyhow::Result<i32> {
         let _ = m.ctx.registry.release_slot(slot, m.ctx.generation);
         return Ok(EXIT_LP_FAILED);
     }
-    // Tell the others we are here.
+    // Tell the others we are here: the change counter for whoever looks,
+    // the coordinator's doorbell (a lower slot takes the role over with
+    // `coordinator = "auto"`). Nobody else needs waking: who waits for us
+    // asked us for a ring, which our first turn makes.
     m.ctx.registry.changes().notify();
-    m.ctx.ring_all_peers();
+    if let Some((_, s)) = m.ctx.registry.coordinator() {
+        Ctx::wake(&m.ctx.registry, s);
+    }
     m.event_loop()
 }
 
@@ -220,7 +225,16 @@ impl Manager {
     fn turn(&mut self) -> anyhow::Result<bool> {
         self.discover();
         let mut work = self.pump_lp(false)?;
-        work |= self.pump_peers();
+        let lp_work = work;
+        let (peers_work, read) = self.pump_peers();
+        work |= peers_work;
+        // Traffic in from our LP or a peer (not our own report going out,
+        // which would keep an idle manager "active" for ever): the report
+        // and heal timers stay short while there is some.
+        if lp_work || read {
+            self.reports.activity();
+            self.healer.active_at = Instant::now();
+        }
         // Only rings we read ourselves (rare: a dead or failing LP).
         if self.direct.draining() {
             work |= self.drain_direct();
@@ -280,6 +294,7 @@ impl Manager {
             self.coord.deadline(&self.ctx),
             self.txn.deadline(),
             Some(self.healer.next),
+            self.peers.connect_deadline(),
         ];
         t = parts.into_iter().flatten().fold(t, Instant::min);
         let lp_blocked = !self.queue.is_empty() && self.life.is_up();
@@ -326,14 +341,14 @@ impl Manager {
         let reg = &self.ctx.registry;
         let _ = reg.release_slot(self.ctx.slot, self.ctx.generation);
         reg.changes().notify();
-        self.ctx.ring_all_peers();
+        self.peers.ring_known(&self.ctx);
         code
     }
 
     // ---- the LP -------------------------------------------------------
 
     /// Start a new generation of our LP, with new keys, and offer it a
-    /// direct ring from every live peer.
+    /// direct ring from every live peer that talked to our LP.
     fn start_lp(&mut self) -> Result<(), SpawnError> {
         self.lp_gen += 1;
         let keys = self.ctx.lp_keys(self.lp_gen);
@@ -342,7 +357,7 @@ impl Manager {
         let p = LpProc::spawn(&self.ctx, &keys, access)?;
         self.proc_ = Some(p);
         self.life_event(lifecycle::Event::Spawned);
-        for s in self.peers.live() {
+        for s in self.peers.talkers() {
             self.offer_direct(s);
         }
         Ok(())
@@ -530,9 +545,6 @@ impl Manager {
             let outs = self.direct.peer_gone(&self.ctx, s, new_gen);
             self.send(outs);
             self.txn.host_gone(s);
-            if new_gen.is_some() {
-                self.offer_direct(s);
-            }
         }
         self.coord.elect(&self.ctx);
         self.reports.mark();
@@ -552,8 +564,9 @@ impl Manager {
         self.send(outs);
     }
 
-    /// Write to peers, then read their rings.
-    fn pump_peers(&mut self) -> bool {
+    /// Write to peers, then read their rings: (anything moved, anything
+    /// was read).
+    fn pump_peers(&mut self) -> (bool, bool) {
         let (mut work, dropped) = self.peers.pump_out(&self.ctx);
         self.counters.dropped += dropped;
         let mut sink = FromPeers {
@@ -567,12 +580,21 @@ impl Manager {
             live_lp: self.life.is_up().then_some(self.lp_gen),
             later: Vec::new(),
             outs: Vec::new(),
+            talkers: Vec::new(),
         };
         let read = self.peers.pump_in(&self.ctx, &mut self.scratch, &mut sink);
-        let (later, outs) = (
+        let (later, outs, talkers) = (
             std::mem::take(&mut sink.later),
             std::mem::take(&mut sink.outs),
+            std::mem::take(&mut sink.talkers),
         );
+        // A peer that first talks to our LP gets a direct ring into it (its
+        // first messages came the 6-hop way, in order before the SWITCH).
+        for s in talkers {
+            if self.peers.talked(s) {
+                self.offer_direct(s);
+            }
+        }
         work |= read.work;
         self.counters.bad_batches += read.malformed as u64;
         self.counters.bad_rings += read.corrupt as u64;
@@ -583,7 +605,7 @@ impl Manager {
         for (from, m) in later {
             self.on_peer_ctl(from, m);
         }
-        work
+        (work, read.work)
     }
 
     /// Peer control that acts on our links to the peers.

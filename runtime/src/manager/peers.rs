@@ -1,11 +1,12 @@
 //! Links to the other managers: per peer, the ring it writes to us (made
-//! by us when we discover it; old generations' rings drained to the end),
+//! by us when it asks for one; old generations' rings drained to the end),
 //! the ring we write to it (made by it), the queue of what waits for room
 //! or for that ring, the newest state report for it (the coordinator), and
 //! the writer's side of the direct path: the ring into the peer's LP that
 //! the peer offered, with its own queue.
 //!
-//! Discovery (who is up, in which generation) is in `discovery.rs`.
+//! Discovery (who is up, in which generation) and getting a ring when a
+//! pair first talks are in `discovery.rs`.
 
 use super::context::Ctx;
 use crate::ctl::PeerCtl;
@@ -46,6 +47,13 @@ pub(super) struct Peer {
     pub generation: u32,
     /// Its registry slot is active.
     pub up: bool,
+    /// We looked at its registry slot at least once.
+    pub seen: bool,
+    /// It sent a message to our LP in its current generation (we offer it
+    /// a direct ring into our LP then, not before).
+    pub talked: bool,
+    /// We asked it for a ring to write to it: (its generation, when).
+    pub requested: Option<(u32, std::time::Instant)>,
     /// Its LP ended for good: nothing is queued for it any more.
     pub finished: bool,
     /// Frames from the peer.
@@ -98,6 +106,9 @@ impl Peer {
             slot,
             generation: 0,
             up: false,
+            seen: false,
+            talked: false,
+            requested: None,
             finished: false,
             rx: None,
             draining: Vec::new(),
@@ -177,6 +188,12 @@ impl Peer {
         (work, dropped)
     }
 
+    /// Something is queued for the peer's manager (a state report
+    /// included): it needs a ring to it.
+    pub fn wants_tx(&self) -> bool {
+        !self.pending.is_empty() || self.report.is_some()
+    }
+
     /// Something is queued (a state report included) and has a ring to go
     /// to.
     fn blocked(&self) -> bool {
@@ -212,6 +229,12 @@ pub(super) struct Peers {
     pub(super) map: BTreeMap<u32, Peer>,
     /// The registry's change counter when we last looked.
     pub(super) changes_seen: Option<u32>,
+    /// Our slot's counter of rings made for us, when we last looked.
+    pub(super) made_seen: u32,
+    /// The counter moved since `discover` last returned.
+    pub(super) looked: bool,
+    /// Changes found since `discover` last returned (also while connecting).
+    pub(super) found: super::discovery::Discovered,
 }
 
 impl Peers {
@@ -262,10 +285,34 @@ impl Peers {
         self.map.get(&s).is_some_and(|p| p.finished)
     }
 
-    /// Slots of the peers that are up and not finished.
-    pub fn live(&self) -> Vec<u32> {
-        let live = self.map.values().filter(|p| p.up && !p.finished);
+    /// Slots of the peers that are up, not finished, and sent our LP a
+    /// message in their current generation.
+    pub fn talkers(&self) -> Vec<u32> {
+        let live = self
+            .map
+            .values()
+            .filter(|p| p.up && !p.finished && p.talked);
         live.map(|p| p.slot).collect()
+    }
+
+    /// Peer `s` sent our LP a message: true the first time in its
+    /// generation (offer it a direct ring then).
+    pub fn talked(&mut self, s: u32) -> bool {
+        match self.map.get_mut(&s) {
+            Some(p) if p.up && !p.finished && !p.talked => {
+                p.talked = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Ring the doorbells of the peers we have links with (we leave, or
+    /// our coordinator role moved).
+    pub fn ring_known(&self, ctx: &Ctx) {
+        for &s in self.map.keys() {
+            Ctx::wake(&ctx.registry, s);
+        }
     }
 
     /// Payload bytes queued towards peers: the most for one peer, and all.
@@ -305,8 +352,10 @@ impl Peers {
         n
     }
 
-    /// Write what waits for every peer; returns (work, dropped).
+    /// Write what waits for every peer (asking for the rings missing
+    /// first); returns (work, dropped).
     pub fn pump_out(&mut self, ctx: &Ctx) -> (bool, u64) {
+        self.connect(ctx);
         let mut work = false;
         let mut dropped = 0;
         for peer in self.map.values_mut() {
@@ -379,9 +428,15 @@ impl Peers {
         self.map.values().any(Peer::blocked)
     }
 
-    /// Something waits for a live peer.
+    /// Something waits for a live peer (or one not looked at yet): for
+    /// room in its ring, or for the ring itself (rings are made when a pair
+    /// first talks: the last words of an LP that ends may be the first to a
+    /// peer).
     pub fn unsent(&self) -> bool {
-        self.map.values().any(|p| p.up && p.blocked())
+        let waits = |p: &Peer| p.tx.is_none() && p.wants_tx() && !p.finished;
+        self.map
+            .values()
+            .any(|p| (p.up && p.blocked()) || ((p.up || !p.seen) && waits(p)))
     }
 
     /// Rejected frames on every peer ring.
@@ -488,7 +543,7 @@ impl Peers {
             }
         }
         if n > 0 {
-            self.open_outbound(ctx);
+            self.connect(ctx);
         }
         n
     }

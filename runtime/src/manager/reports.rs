@@ -14,6 +14,10 @@ use std::time::{Duration, Instant};
 
 /// A changed state is reported at most this often.
 const DIRTY_EVERY: Duration = Duration::from_millis(20);
+/// A manager that moved nothing since its last report reports this often
+/// (or at its interval if longer): an idle collaboration of hundreds of
+/// managers must not wake each of them 5 times a second to say nothing new.
+const IDLE_EVERY: Duration = Duration::from_secs(2);
 /// Custom values an LP may publish, and their sizes: so that a report
 /// always fits a frame and the status area.
 const MAX_CUSTOM: usize = 64;
@@ -51,6 +55,8 @@ pub(super) struct Inputs {
 pub(super) struct Reports {
     last: Option<Instant>,
     dirty: bool,
+    /// Something moved (a turn did work) since the last report.
+    active: bool,
     custom: BTreeMap<String, String>,
     /// What our current LP says it took from and rejected on its direct
     /// rings, and the totals of its dead predecessors.
@@ -74,6 +80,11 @@ impl Reports {
         self.dirty = true;
     }
 
+    /// A turn moved something: the next report comes at the interval.
+    pub fn activity(&mut self) {
+        self.active = true;
+    }
+
     /// When the next report is due.
     pub fn deadline(&self, interval: Duration) -> Instant {
         self.due_at(interval).unwrap_or_else(Instant::now)
@@ -82,7 +93,11 @@ impl Reports {
     /// When the next report is due; `None`: now (none made yet).
     fn due_at(&self, interval: Duration) -> Option<Instant> {
         let last = self.last?;
-        let regular = last + interval;
+        let regular = if self.active || self.dirty {
+            last + interval
+        } else {
+            last + interval.max(IDLE_EVERY)
+        };
         Some(if self.dirty {
             regular.min(last + DIRTY_EVERY)
         } else {
@@ -97,6 +112,7 @@ impl Reports {
         }
         self.last = Some(Instant::now());
         self.dirty = false;
+        self.active = false;
         true
     }
 

@@ -14,11 +14,11 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 /// `b"SHMCREG1"` read as a little-endian u64.
 pub const REGISTRY_MAGIC: u64 = u64::from_le_bytes(*b"SHMCREG1");
 /// Version of the registry layout.
-pub const REGISTRY_VERSION: u32 = 1;
+pub const REGISTRY_VERSION: u32 = 2;
 /// Value of the header's `init` field once the body is written (`"INIT"`).
 pub const REGISTRY_INIT: u32 = u32::from_le_bytes(*b"INIT");
 /// Most manager slots a registry can have.
-pub const MAX_SLOTS: u32 = 256;
+pub const MAX_SLOTS: u32 = 1024;
 /// Most sub-functions a registry can have.
 pub const MAX_SUBFNS: u32 = 4096;
 /// Longest collaboration or manager name, in bytes.
@@ -31,7 +31,9 @@ pub const MAX_STATUS_CAP: usize = 16 * 1024 * 1024;
 pub const NO_SLOT: u32 = u32::MAX;
 
 pub(super) const HEADER_LEN: usize = 128;
-pub(super) const SLOT_LEN: usize = 256;
+pub(super) const SLOT_LEN: usize = 384;
+/// u64 words of a slot's ring request bitmap: one bit per possible slot.
+pub(super) const REQUEST_WORDS: usize = MAX_SLOTS as usize / 64;
 pub(super) const SUBFN_LEN: usize = 64;
 pub(super) const STATUS_HEADER_LEN: usize = 16;
 
@@ -111,7 +113,11 @@ pub(super) struct Slot {
     pub(super) name_len: AtomicU32,
     /// Manager name bytes; as name_len.
     pub(super) name: [AtomicU8; 64],
-    _reserved0: AtomicU32,
+    /// Bumped by a peer manager after it made a ring this slot's manager
+    /// writes (the answer to a ring request). Untrusted: a change only makes
+    /// the manager look again. Publishes nothing (the ring's segment is
+    /// published by its own ready flag): Relaxed.
+    pub(super) made: AtomicU32,
     /// Messages the slot's manager took from its LP (a batch counts each of its messages), summed (written by
     /// the manager, read by the placement governor as the collaboration's
     /// load). Publishes nothing: Relaxed.
@@ -124,6 +130,11 @@ pub(super) struct Slot {
     /// Written by the LP, untrusted. Publishes nothing: Relaxed.
     pub(super) lp_wait_ns: AtomicU64,
     _reserved2: [AtomicU32; 14],
+    /// Ring requests: bit `x` set by manager `x` that has frames for this
+    /// slot's manager and no ring to write them into. Set with `fetch_or`,
+    /// taken with `swap(0)` by this slot's manager. Untrusted: a bit only
+    /// makes the manager look at slot `x`. Publishes nothing: Relaxed.
+    pub(super) requests: [AtomicU64; REQUEST_WORDS],
 }
 const _: () = assert!(std::mem::size_of::<Slot>() == SLOT_LEN);
 const _: () = assert!(std::mem::align_of::<Slot>() == 128);
@@ -132,6 +143,9 @@ const _: () = assert!(std::mem::offset_of!(Slot, name) == 36);
 const _: () = assert!(std::mem::offset_of!(Slot, lp_msgs) == 104);
 const _: () = assert!(std::mem::offset_of!(Slot, doorbell) == 128);
 const _: () = assert!(std::mem::offset_of!(Slot, lp_wait_ns) == 192);
+const _: () = assert!(std::mem::offset_of!(Slot, made) == 100);
+const _: () = assert!(std::mem::offset_of!(Slot, requests) == 256);
+const _: () = assert!(REQUEST_WORDS * 8 == 128);
 
 /// One sub-function table entry.
 #[repr(C)]
@@ -366,15 +380,15 @@ mod tests {
 
     #[test]
     fn layout_is_bounded() {
-        let l = Layout::new(256, 4096, MAX_STATUS_CAP).unwrap();
-        assert_eq!(l.subfns_off, 128 + 256 * 256);
+        let l = Layout::new(1024, 4096, MAX_STATUS_CAP).unwrap();
+        assert_eq!(l.subfns_off, 128 + 384 * 1024);
         assert_eq!(l.status_off % 128, 0);
         assert!(Layout::new(0, 0, 0).is_err());
-        assert!(Layout::new(257, 0, 0).is_err());
+        assert!(Layout::new(1025, 0, 0).is_err());
         assert!(Layout::new(1, 4097, 0).is_err());
         assert!(Layout::new(1, 0, MAX_STATUS_CAP + 1).is_err());
         let small = Layout::new(1, 0, 5).unwrap();
-        assert_eq!(small.total, 128 + 256 + 16 + 8);
+        assert_eq!(small.total, 128 + 384 + 16 + 8);
     }
 
     #[test]
@@ -399,7 +413,7 @@ mod tests {
                 magic_ok in any::<bool>(),
                 version in prop_oneof![Just(REGISTRY_VERSION), any::<u32>()],
                 init in prop_oneof![Just(REGISTRY_INIT), any::<u32>()],
-                max_slots in prop_oneof![0u32..300, any::<u32>()],
+                max_slots in prop_oneof![0u32..1100, any::<u32>()],
                 max_subfns in prop_oneof![0u32..5000, any::<u32>()],
                 status_cap in prop_oneof![0u32..100_000, any::<u32>()],
                 name_len in prop_oneof![0u32..80, any::<u32>()],

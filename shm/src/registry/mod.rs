@@ -15,7 +15,7 @@
 //!      0    8 magic          b"SHMCREG1"
 //!      8    4 version        REGISTRY_VERSION
 //!     12    4 init           REGISTRY_INIT once create has written the body
-//!     16    4 max_slots      1..=256
+//!     16    4 max_slots      1..=1024
 //!     20    4 max_subfns     0..=4096 (= number of sub-functions)
 //!     24    4 status_cap     0..=MAX_STATUS_CAP bytes of status data
 //!     28    4 secure         1 if frames must be authenticated, else 0
@@ -26,7 +26,7 @@
 //!    116    4 load_mode      LoadMode the supervisor chose: 0 unset, 1 compact, 2 spread
 //!    120    8 reserved
 //!
-//! Slot (256 bytes, align 128), max_slots of them at offset 128
+//! Slot (384 bytes, align 128), max_slots of them at offset 128
 //!      0    4 state          FREE=0 CLAIMING=1 ACTIVE=2 STOPPING=3 DEAD=4
 //!      4    4 generation     bumped on every claim
 //!               (state and generation form one 64-bit atomic word,
@@ -38,7 +38,8 @@
 //!     24    8 heartbeat_ms   CLOCK_MONOTONIC milliseconds of the last heartbeat
 //!     32    4 name_len       length of the manager name, 1..=63
 //!     36   64 name           UTF-8, zero padded
-//!    100    4 reserved
+//!    100    4 made           bumped by a peer that made a ring this manager
+//!                            writes (answer to a ring request)
 //!    104    8 lp_msgs        messages the manager took from its LP, summed
 //!    112   16 reserved
 //!    128    8 doorbell       Doorbell the slot's manager sleeps on
@@ -47,8 +48,11 @@
 //!                            (written by the LP; read by the supervisor's
 //!                            placement governor; its own cache line)
 //!    200   56 reserved
+//!    256  128 requests       ring requests: bit x (word x / 64, bit x % 64)
+//!                            set by manager x, which has frames for this
+//!                            manager and no ring to write them into
 //!
-//! Sub-function entry (64 bytes), max_subfns of them at 128 + 256 * max_slots
+//! Sub-function entry (64 bytes), max_subfns of them at 128 + 384 * max_slots
 //!      0    1 name_len       1..=55
 //!      1   55 name           UTF-8, zero padded; written at create time only
 //!     56    4 owner          slot index, u32::MAX = unassigned
@@ -81,6 +85,8 @@
 //!   assertions, and the one decoder of the untrusted header;
 //! - `slots`: manager slots (claim, release, mark dead, heartbeat, LP state);
 //! - `subfns`: the sub-function assignment table;
+//! - `requests`: ring requests between managers (rings are made when a
+//!   pair first talks);
 //! - `coordinator`: the coordinator epoch;
 //! - `status`: the seqlocked status area;
 //! - `load`: the load mode and the message counts the governor reads;
@@ -94,6 +100,7 @@ mod error;
 mod heal;
 mod layout;
 mod load;
+mod requests;
 mod slots;
 mod status;
 mod subfns;

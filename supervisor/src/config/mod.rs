@@ -44,7 +44,7 @@
 //! [[process]]
 //! name = "counter"
 //! command = ["../../target/release/examples/wc", "count"]
-//! instances = 4                 # default 1, 1..=256
+//! instances = 4                 # default 1, 1..=1024
 //! hosts = ["count/*"]
 //! env = { RUST_LOG = "info" }   # optional
 //! restart = "transient"         # "permanent" | "transient" (default) | "temporary"
@@ -74,7 +74,7 @@
 //! * Each `[[process]]` group gives `instances` logical processes (LPs), named
 //!   `name` when `instances = 1`, else `name.0` .. `name.{n-1}`, in declaration
 //!   order; the index of an LP in [`Plan::lps`] is its registry slot. At most
-//!   256 LPs in all.
+//!   1024 LPs in all.
 //! * `hosts` patterns select sub-functions: an exact name (`"split"`,
 //!   `"count/3"`), the base name of a partitioned family (`"count"` selects
 //!   every `count/N`), or a prefix followed by a single trailing `*`
@@ -93,7 +93,7 @@
 //! columns counted in characters) of the offending key or value, e.g.
 //!
 //! ```text
-//! config.toml:12:13: process "counter", field `instances`: expected an integer between 1 and 256, found 0
+//! config.toml:12:13: process "counter", field `instances`: expected an integer between 1 and 1024, found 0
 //! ```
 //!
 //! # Parts

@@ -10,7 +10,7 @@
 
 use super::machine::{Action, Child, Cx, Event, State};
 use super::output::{Outputs, OUT_BASE};
-use super::spawn::{Manager, SpawnError, Spawner};
+use super::spawn::{spawn_all, Manager, SpawnError, Spawner};
 use crate::placement::Governor;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -71,7 +71,7 @@ pub(super) struct Outcome {
 pub(super) struct Supervisor<'a> {
     plan: &'a Plan,
     registry: &'a Registry,
-    spawner: Spawner<'a>,
+    spawner: Spawner,
     ep: OwnedFd,
     sigfd: SignalFd,
     /// The state machine of each slot's manager.
@@ -96,7 +96,7 @@ impl<'a> Supervisor<'a> {
     pub(super) fn new(
         plan: &'a Plan,
         registry: &'a Registry,
-        spawner: Spawner<'a>,
+        spawner: Spawner,
         sigfd: SignalFd,
     ) -> rustix::io::Result<Supervisor<'a>> {
         let ep = epoll::create(epoll::CreateFlags::CLOEXEC)?;
@@ -131,10 +131,13 @@ impl<'a> Supervisor<'a> {
         })
     }
 
-    /// Spawn every manager, in slot order; the first failure ends the launch.
+    /// Spawn every manager (large collaborations by several threads at
+    /// once), then watch them in slot order; the first failure ends the
+    /// launch.
     pub(super) fn start_all(&mut self) -> Result<(), SpawnError> {
-        for slot in 0..self.children.len() {
-            self.spawn(slot)?;
+        let spawned = spawn_all(&self.spawner, self.children.len());
+        for (slot, m) in spawned.into_iter().enumerate() {
+            self.watch(slot, m?)?;
             self.feed(slot, Event::Spawned);
         }
         Ok(())
@@ -247,10 +250,15 @@ impl<'a> Supervisor<'a> {
         };
         let _ = self.registry.mark_dead(slot as u32);
         self.registry.changes().notify();
-        // Managers sleep on their own doorbells: wake them to see it.
-        for s in 0..self.children.len() as u32 {
-            if let Ok(b) = self.registry.doorbell(s) {
-                b.notify();
+        // Managers sleep on their own doorbells: wake them to see it. Not
+        // while the collaboration stops, one manager at a time: each exit
+        // woke every other manager, n^2 wake-ups for nothing (they stop
+        // next, and see the change at their next timer).
+        if !self.shutting_down() {
+            for s in 0..self.children.len() as u32 {
+                if let Ok(b) = self.registry.doorbell(s) {
+                    b.notify();
+                }
             }
         }
         self.feed(slot, Event::Exited(status));
@@ -312,7 +320,12 @@ impl<'a> Supervisor<'a> {
 
     /// Spawn the manager of `slot` and watch its pidfd and pipes.
     fn spawn(&mut self, slot: usize) -> Result<(), SpawnError> {
-        let mut m = self.spawner.spawn(slot as u32)?;
+        let m = self.spawner.spawn(slot as u32)?;
+        self.watch(slot, m)
+    }
+
+    /// Watch the pidfd and pipes of the manager just spawned for `slot`.
+    fn watch(&mut self, slot: usize, mut m: Manager) -> Result<(), SpawnError> {
         epoll::add(
             &self.ep,
             &m.pidfd,

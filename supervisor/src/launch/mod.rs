@@ -32,7 +32,7 @@ use spawn::{crowded_env, Spawner};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Exit codes of `launch`.
 pub mod code {
@@ -163,13 +163,20 @@ fn run(cfg: &Config) -> Result<i32, LaunchError> {
     )?;
     let master = MasterKey::generate();
     let spawner = Spawner {
-        session: &session,
-        master: &master,
+        session: session.dir().to_path_buf(),
+        master: std::sync::Arc::new(master),
         secure: plan.secure,
-        env: &env,
+        env: std::sync::Arc::new(env),
     };
     let mut supervisor = Supervisor::new(&plan, &registry, spawner, sigfd)?;
     supervisor.start_all()?;
+    if plan.lps.len() >= PROGRESS_FROM {
+        eprintln!(
+            "shmcollab: {} managers spawned after {:.1} ms",
+            plan.lps.len(),
+            started.elapsed().as_secs_f64() * 1e3
+        );
+    }
     spawn_ready_watch(registry.clone(), plan.lps.len(), started);
     let Outcome {
         failure,
@@ -217,7 +224,7 @@ fn create_registry(session: &Session, plan: &Plan) -> Result<Registry, LaunchErr
         &plan.name,
         plan.lps.len() as u32,
         &subfns,
-        DEFAULT_STATUS_CAP,
+        status_cap(plan.lps.len()),
     )
     .map_err(LaunchError::CreateRegistry)?;
     registry.set_secure(plan.secure);
@@ -230,6 +237,16 @@ fn create_registry(session: &Session, plan: &Plan) -> Result<Registry, LaunchErr
         }
     }
     Ok(registry)
+}
+
+/// Bytes of status area for `lps` LPs: the coordinator's aggregate is a
+/// few hundred bytes an LP (more with custom values and many links); the
+/// area is fully allocated in /dev/shm like every segment, so it grows with
+/// the LPs instead of being the largest for all.
+fn status_cap(lps: usize) -> usize {
+    const PER_LP: usize = 4096;
+    lps.saturating_mul(PER_LP)
+        .clamp(DEFAULT_STATUS_CAP, shmcollab_shm::registry::MAX_STATUS_CAP)
 }
 
 /// The CPUs launch may use, and what follows from there being more
@@ -269,26 +286,42 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Print once when every LP has said ready.
+/// Collaborations of at least this many LPs get progress lines while they
+/// start.
+const PROGRESS_FROM: usize = 64;
+/// Progress lines are this far apart.
+const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+/// The ready count is taken at most this often (it reads every slot; the
+/// change counter moves twice per LP while they start).
+const COUNT_EVERY: Duration = Duration::from_millis(5);
+
+/// Print once when every LP has said ready, and for large collaborations
+/// how many are ready every [`PROGRESS_EVERY`] until then.
 fn spawn_ready_watch(reg: Registry, n: usize, started: Instant) {
     let _ = std::thread::Builder::new()
         .name("ready".into())
         .spawn(move || {
             let mut seen = reg.changes().seq();
+            let mut said = Instant::now();
             loop {
                 let ready = (0..n as u32)
                     .filter(|&s| reg.slot(s).is_ok_and(|v| v.lp_state == LpState::Ready))
                     .count();
+                let ms = started.elapsed().as_secs_f64() * 1e3;
                 if ready == n {
-                    eprintln!(
-                        "shmcollab: all {n} LPs ready after {:.1} ms",
-                        started.elapsed().as_secs_f64() * 1e3
-                    );
+                    eprintln!("shmcollab: all {n} LPs ready after {ms:.1} ms");
                     return;
                 }
+                if n >= PROGRESS_FROM && said.elapsed() >= PROGRESS_EVERY {
+                    said = Instant::now();
+                    eprintln!("shmcollab: {ready} of {n} LPs ready after {ms:.0} ms");
+                }
+                std::thread::sleep(COUNT_EVERY);
                 // `seen` was read before the check: a change in between
-                // makes this return at once. Sleeps until the next change.
-                if let Some(s) = reg.changes().wait_change(seen, None) {
+                // makes this return at once. Sleeps until the next change,
+                // or the next progress line.
+                let wait = (n >= PROGRESS_FROM).then_some(PROGRESS_EVERY);
+                if let Some(s) = reg.changes().wait_change(seen, wait) {
                     seen = s;
                 }
             }

@@ -3,15 +3,27 @@
 //! on an inherited pipe (never argv, env or disk), stdout and stderr piped
 //! to the supervisor, and a pidfd to watch it by.
 //!
+//! Large collaborations are spawned by a few threads at once
+//! ([`spawn_all`]): each spawn waits for the child's exec, about 0.8 ms on
+//! an idle machine and several under load, which made spawning most of the
+//! launch of 256 LPs.
+//!
 //! Also the environment every manager (and so its LP) gets when there are
 //! more processes than CPUs: decided once per launch, at the top, and
 //! passed down.
 
 use shmcollab_runtime::wire;
 use shmcollab_shm::auth::MasterKey;
-use shmcollab_shm::segment::Session;
 use std::os::fd::OwnedFd;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Arc};
+
+/// Collaborations of at least this many managers are spawned by
+/// [`SPAWN_THREADS`] threads.
+const PARALLEL_FROM: usize = 32;
+/// Threads that spawn managers at launch.
+const SPAWN_THREADS: usize = 4;
 
 /// Why a manager could not be spawned.
 #[derive(Debug, thiserror::Error)]
@@ -47,23 +59,25 @@ pub(super) struct Manager {
 }
 
 /// What every manager of one launch is spawned with.
-pub(super) struct Spawner<'a> {
-    pub(super) session: &'a Session,
-    pub(super) master: &'a MasterKey,
+#[derive(Clone)]
+pub(super) struct Spawner {
+    /// The session directory.
+    pub(super) session: PathBuf,
+    pub(super) master: Arc<MasterKey>,
     /// Whether frames are sealed (else no key is handed down).
     pub(super) secure: bool,
     /// Extra environment ([`crowded_env`]).
-    pub(super) env: &'a [(&'static str, String)],
+    pub(super) env: Arc<Vec<(&'static str, String)>>,
 }
 
-impl Spawner<'_> {
+impl Spawner {
     /// Spawn the manager of `slot`.
     pub(super) fn spawn(&self, slot: u32) -> Result<Manager, SpawnError> {
         let exe = std::env::current_exe().map_err(SpawnError::Exe)?;
         let mut cmd = Command::new(exe);
         cmd.arg("manager")
             .arg("--session")
-            .arg(self.session.dir())
+            .arg(&self.session)
             .arg("--slot")
             .arg(slot.to_string())
             .stdin(Stdio::null())
@@ -83,6 +97,55 @@ impl Spawner<'_> {
             pidfd,
         })
     }
+}
+
+/// Spawn the managers of slots `0..n`, in parallel for large
+/// collaborations; the results in slot order.
+///
+/// The threads that spawned a manager never end: a manager's parent-death
+/// signal (`PR_SET_PDEATHSIG`) fires when the *thread* that forked it exits,
+/// so they park for the supervisor's life once done.
+pub(super) fn spawn_all(spawner: &Spawner, n: usize) -> Vec<Result<Manager, SpawnError>> {
+    if n < PARALLEL_FROM {
+        return (0..n as u32).map(|s| spawner.spawn(s)).collect();
+    }
+    let (done_tx, done_rx) = mpsc::channel();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut started = 0;
+    for t in 0..SPAWN_THREADS {
+        let (spawner, next, done) = (spawner.clone(), next.clone(), done_tx.clone());
+        let work = move || {
+            use std::sync::atomic::Ordering::Relaxed;
+            loop {
+                let slot = next.fetch_add(1, Relaxed);
+                if slot >= n {
+                    break;
+                }
+                if done.send((slot, spawner.spawn(slot as u32))).is_err() {
+                    break;
+                }
+            }
+            drop((done, spawner));
+            loop {
+                std::thread::park();
+            }
+        };
+        let named = std::thread::Builder::new().name(format!("spawn-{t}"));
+        if named.spawn(work).is_ok() {
+            started += 1;
+        }
+    }
+    drop(done_tx);
+    if started == 0 {
+        return (0..n as u32).map(|s| spawner.spawn(s)).collect();
+    }
+    let mut out: Vec<Option<Result<Manager, SpawnError>>> = (0..n).map(|_| None).collect();
+    for (slot, r) in done_rx {
+        out[slot] = Some(r);
+    }
+    out.into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(SpawnError::Spawn(std::io::Error::other("not spawned")))))
+        .collect()
 }
 
 /// Environment for managers and LPs when there are more of them than CPUs
