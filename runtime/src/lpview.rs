@@ -4,7 +4,13 @@
 //! never maps the registry (issue 11, the LP sandbox):
 //!
 //! - the collaboration state the coordinator published, copied here by
-//!   the manager when it changes (read by [`crate::Lp::collaboration_state`]);
+//!   the manager when the LP asks for it (read by
+//!   [`crate::Lp::collaboration_state`]): the LP bumps `want` and wakes its
+//!   manager, which copies the document in and sets `served` to `want`.
+//!   Copying on demand keeps an idle collaboration's cost linear: the
+//!   document grows with the LPs, and copying it into every LP's view at
+//!   every change was O(n^2) in memory and CPU. The view is sparse (only the
+//!   pages written take memory), so an LP that never asks costs a page;
 //! - the time the LP spent waiting for input (for the supervisor's
 //!   placement), which the manager adds to its registry slot.
 //!
@@ -24,7 +30,9 @@
 //!     16    4 seq         seqlock of the state copy: odd while the manager
 //!                         writes it
 //!     20    4 len         bytes of the state document
-//!     24   40 reserved
+//!     24    4 want        bumped by the LP to ask for a fresh copy
+//!     28    4 served      `want` as the manager last served it
+//!     32   32 reserved
 //!     64  cap state       the coordinator's document (JSON), `len` bytes
 //! ```
 //!
@@ -53,7 +61,13 @@ struct ViewHeader {
     /// loads in `ViewReader::state` before and after its copy.
     seq: AtomicU32,
     len: AtomicU32,
-    _reserved: [u8; 40],
+    /// SYNC: the LP's fetch_add (Release) orders nothing it needs; the
+    /// manager compares it with `served` (Relaxed) and serves any change.
+    want: AtomicU32,
+    /// SYNC: stored with Release by the manager after the document's seq
+    /// went even; the LP's Acquire load then sees that document.
+    served: AtomicU32,
+    _reserved: [u8; 32],
 }
 const _: () = assert!(std::mem::size_of::<ViewHeader>() == DOC_OFF);
 const _: () = assert!(std::mem::align_of::<ViewHeader>() <= 128);
@@ -84,11 +98,12 @@ pub struct ViewWriter {
 impl ViewWriter {
     /// Make the view `name` with room for a state document of `cap` bytes.
     pub fn create(session: &Session, name: &str, cap: usize) -> Result<ViewWriter, CreateError> {
-        let seg = Segment::create(session, name, SegmentKind::Blob, DOC_OFF + cap, |p, _| {
-            // SAFETY: `p` is the zeroed, 128-aligned body of DOC_OFF + cap
-            // bytes, not yet visible to anyone.
-            unsafe { p.cast::<u64>().write(MAGIC.to_le()) }
-        })?;
+        let seg =
+            Segment::create_sparse(session, name, SegmentKind::Blob, DOC_OFF + cap, |p, _| {
+                // SAFETY: `p` is the zeroed, 128-aligned body of DOC_OFF + cap
+                // bytes, not yet visible to anyone.
+                unsafe { p.cast::<u64>().write(MAGIC.to_le()) }
+            })?;
         Ok(ViewWriter {
             seg,
             cap,
@@ -132,6 +147,23 @@ impl ViewWriter {
         // ViewReader::state.
         h.seq.store(odd.wrapping_add(1), Ordering::Release);
         self.last = doc.to_vec();
+    }
+
+    /// Whether the LP asked for a copy of the state since the last one
+    /// (one load each; the LP may write anything here: any change is one
+    /// request).
+    pub fn wanted(&self) -> bool {
+        let h = header(&self.seg);
+        h.want.load(Ordering::Relaxed) != h.served.load(Ordering::Relaxed)
+    }
+
+    /// Serve the LP's request: copy `doc` in (when it changed) and say so.
+    pub fn serve(&mut self, doc: &[u8]) {
+        let want = header(&self.seg).want.load(Ordering::Relaxed);
+        self.publish(doc);
+        // SYNC: after publish's Release of the even seq; pairs with the
+        // LP's Acquire load of `served` in ViewReader::served.
+        header(&self.seg).served.store(want, Ordering::Release);
     }
 
     /// The LP's waiting time since the last call, clamped to the time that
@@ -208,6 +240,19 @@ impl ViewReader {
         header(&self.seg).wait_ns.fetch_add(ns, Ordering::Relaxed);
     }
 
+    /// Ask the manager for a fresh copy of the state; returns the ticket
+    /// that [`ViewReader::served`] then waits for.
+    pub fn request(&self) -> u32 {
+        let h = header(&self.seg);
+        h.want.fetch_add(1, Ordering::Release).wrapping_add(1)
+    }
+
+    /// Whether the manager served request `ticket` (or a later one).
+    pub fn served(&self, ticket: u32) -> bool {
+        let served = header(&self.seg).served.load(Ordering::Acquire);
+        served.wrapping_sub(ticket) < u32::MAX / 2
+    }
+
     /// A copy of the state document (empty: none published yet).
     pub fn state(&self) -> Result<Vec<u8>, ViewReadError> {
         let h = header(&self.seg);
@@ -277,5 +322,24 @@ mod tests {
         assert!(matches!(r.state(), Err(ViewReadError::Torn)));
         w.publish(b"{}");
         assert_eq!(r.state().unwrap(), b"{}");
+    }
+
+    /// The state is copied when the LP asks, not before: an LP that never
+    /// asks costs its manager nothing, one that asks gets the document.
+    #[test]
+    fn the_state_is_copied_when_the_lp_asks() {
+        let session = Session::create(&format!("viewask{}", std::process::id())).unwrap();
+        let mut w = ViewWriter::create(&session, "lp0.g1.view", 1 << 20).unwrap();
+        let r = reopen(&w, &session);
+        assert!(!w.wanted());
+        let ticket = r.request();
+        assert!(w.wanted() && !r.served(ticket));
+        w.serve(b"{\"doc\":1}");
+        assert!(!w.wanted() && r.served(ticket));
+        assert_eq!(r.state().unwrap(), b"{\"doc\":1}");
+        // Sparse: a view sized for 1 MiB holds a page or two.
+        use std::os::unix::fs::MetadataExt;
+        let blocks = std::fs::metadata(w.segment().path()).unwrap().blocks();
+        assert!(blocks * 512 < 64 << 10, "{blocks} blocks");
     }
 }

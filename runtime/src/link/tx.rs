@@ -69,6 +69,11 @@ impl TxLink {
         self.tx.heal().unwrap_or(false)
     }
 
+    /// Wake the reader (see [`Producer::wake_reader`]).
+    pub fn wake_reader(&self) {
+        self.tx.wake_reader();
+    }
+
     /// Tell the reader how it had best wait (see [`Producer::set_wait_hint`]).
     pub fn set_wait_hint(&self, hint: u32) {
         self.tx.set_wait_hint(hint);

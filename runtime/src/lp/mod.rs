@@ -457,8 +457,17 @@ impl Lp {
     }
 
     /// The coordinator's view of the collaboration (see the README).
+    ///
+    /// The manager copies it into the LP's view when asked (this call asks
+    /// and waits up to 1 s for it, then reads what the view holds).
     pub fn collaboration_state(&self) -> Result<CollaborationState, LpError> {
         let state = |e: StateError| LpError::State(e);
+        let ticket = self.view.request();
+        self.tx.wake_reader();
+        let until = Instant::now() + Duration::from_secs(1);
+        while !self.view.served(ticket) && Instant::now() < until {
+            std::thread::sleep(Duration::from_micros(50));
+        }
         let bytes = self.view.state().map_err(|e| state(e.into()))?;
         if bytes.is_empty() {
             return Err(state(StateError::NotPublished));

@@ -145,19 +145,32 @@ impl LpAccess {
         }
     }
 
-    /// Copy the coordinator's state into the view and the LP's waiting
-    /// time into our registry slot.
+    /// Copy the LP's waiting time into our registry slot (the state is
+    /// copied when the LP asks: [`LpAccess::serve_view`]).
     pub fn sync(&mut self, ctx: &Ctx) {
         let Some(v) = self.view.as_mut() else {
             return;
         };
-        if let Ok(doc) = ctx.registry.read_status() {
-            v.publish(&doc);
-        }
         let waited = v.take_wait();
         if waited > 0 {
             let _ = ctx.registry.add_lp_wait(ctx.slot, waited);
         }
+    }
+
+    /// The LP asked for the collaboration state.
+    pub fn view_wanted(&self) -> bool {
+        self.view.as_ref().is_some_and(ViewWriter::wanted)
+    }
+
+    /// Copy the collaboration state into the view if the LP asked for it;
+    /// true if it did.
+    pub fn serve_view(&mut self, ctx: &Ctx) -> bool {
+        let Some(v) = self.view.as_mut().filter(|v| v.wanted()) else {
+            return false;
+        };
+        let doc = ctx.registry.read_status().unwrap_or_default();
+        v.serve(&doc);
+        true
     }
 
     /// Remove the view (the manager ends).

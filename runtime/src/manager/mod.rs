@@ -240,6 +240,7 @@ impl Manager {
             work |= self.drain_direct();
         }
         work |= self.serve_txn();
+        work |= self.access.serve_view(&self.ctx);
         work |= self.heal_rings();
         work |= self.flush_lp();
         if let Some(p) = self.txn.point_after_send.take() {
@@ -282,6 +283,7 @@ impl Manager {
             || flags.lp_exited.load(Ordering::Relaxed)
             || self.peers.registry_changed(&self.ctx)
             || self.txn.groups.sync_done()
+            || self.access.view_wanted()
     }
 
     /// The earliest time a part wants a turn.

@@ -312,6 +312,17 @@ impl Producer {
         }
     }
 
+    /// Wake the consumer if it sleeps, with nothing new in the ring (it has
+    /// something else to look at).
+    pub fn wake_reader(&self) {
+        #[cfg(not(loom))]
+        if let Some(b) = &self.bell {
+            b.get().ring();
+            return;
+        }
+        self.mem.hdr().data_bell.0.ring();
+    }
+
     /// Copy `frame` in and publish it, failing at once if the ring is full.
     pub fn try_send(&mut self, frame: &[u8]) -> Result<(), SendError> {
         let mut slot = self.reserve(frame.len())?;

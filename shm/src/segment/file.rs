@@ -53,6 +53,32 @@ impl Segment {
         body_len: usize,
         init: impl FnOnce(*mut u8, usize),
     ) -> Result<Segment, CreateError> {
+        Self::create_in(session, name, kind, body_len, true, init)
+    }
+
+    /// As [`Segment::create`], but only the pages written take memory: for
+    /// a segment sized for the worst case that is mostly unused (an LP's
+    /// view of a large collaboration). A full /dev/shm then shows at a
+    /// write, as a SIGBUS the handler turns into a lost segment
+    /// ([`Segment::is_lost`]), not at creation.
+    pub fn create_sparse(
+        session: &Session,
+        name: &str,
+        kind: SegmentKind,
+        body_len: usize,
+        init: impl FnOnce(*mut u8, usize),
+    ) -> Result<Segment, CreateError> {
+        Self::create_in(session, name, kind, body_len, false, init)
+    }
+
+    fn create_in(
+        session: &Session,
+        name: &str,
+        kind: SegmentKind,
+        body_len: usize,
+        full: bool,
+        init: impl FnOnce(*mut u8, usize),
+    ) -> Result<Segment, CreateError> {
         if !valid_name(name, 100, true) {
             return Err(CreateError::BadName(name.to_owned()));
         }
@@ -75,7 +101,12 @@ impl Segment {
             .open(&path)
             .map_err(io)?;
         let total = (HEADER_LEN + body_len) as u64;
-        if let Err(source) = preallocate(&file, total) {
+        let sized = if full {
+            preallocate(&file, total)
+        } else {
+            file.set_len(total)
+        };
+        if let Err(source) = sized {
             // Leave no half-made segment behind to refuse the next try.
             let _ = std::fs::remove_file(&path);
             return Err(no_space_or(session, &path, total, source));
