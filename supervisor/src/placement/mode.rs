@@ -21,6 +21,12 @@
 //!   [`COOL_PERIODS`] periods in a row, with no LP computing on every CPU,
 //!   goes back.
 //!
+//! A collaboration that spreads again by CPU soon after going back (busy
+//! without messages: LPs polling, or computing inside their waits) would
+//! flap every few periods; each such flap doubles the quiet periods needed
+//! to go back next time (up to [`MAX_COOL_PERIODS`]), and a long compact
+//! stay resets it.
+//!
 //! The gap between the two thresholds and the longer wait before going back
 //! are the hysteresis: a back-to-back run spreads within a short look or two
 //! and stays spread; a paced one whose compact CPU stays below half a core stays
@@ -38,6 +44,13 @@ pub const COMPACT_AT: f64 = 0.25;
 pub const HOT_PERIODS: u32 = 1;
 /// Periods in a row below [`COMPACT_AT`] before going back.
 pub const COOL_PERIODS: u32 = 8;
+/// The most quiet periods a flapping collaboration must wait to go back
+/// (64 s at 250 ms).
+pub const MAX_COOL_PERIODS: u32 = 256;
+/// Compact periods after going back within which spreading again by CPU
+/// counts as a flap.
+const FLAP_WITHIN: u32 = 16;
+
 /// CPU per message assumed before one was measured compact: about what a
 /// paced LP round trip (two messages) costs on the development VM.
 pub const DEFAULT_MSG_NS: f64 = 35_000.0;
@@ -67,6 +80,10 @@ pub struct Hysteresis {
     hot: u32,
     cool: u32,
     msg_ns: f64,
+    /// Quiet periods needed to go back now (doubles at each flap).
+    cool_needed: u32,
+    /// Periods since the last change of mode.
+    since: u32,
 }
 
 impl Default for Hysteresis {
@@ -78,6 +95,9 @@ impl Default for Hysteresis {
             hot: 0,
             cool: 0,
             msg_ns: DEFAULT_MSG_NS,
+            cool_needed: COOL_PERIODS,
+            // Starting is not a change of mode: the first spread is no flap.
+            since: u32::MAX / 2,
         }
     }
 }
@@ -118,6 +138,7 @@ impl Hysteresis {
         if self.fixed {
             return self.mode;
         }
+        self.since = self.since.saturating_add(1);
         match self.mode {
             LoadMode::Compact => {
                 if s.msgs >= LEARN_MIN_MSGS {
@@ -129,9 +150,16 @@ impl Hysteresis {
                 } else {
                     self.hot = 0;
                 }
+                if self.since > 4 * FLAP_WITHIN {
+                    self.cool_needed = COOL_PERIODS;
+                }
                 if self.hot >= HOT_PERIODS {
                     self.hot = 0;
+                    if self.since <= FLAP_WITHIN {
+                        self.cool_needed = (self.cool_needed * 2).min(MAX_COOL_PERIODS);
+                    }
                     self.mode = LoadMode::Spread;
+                    self.since = 0;
                 }
             }
             LoadMode::Spread | LoadMode::Unset => {
@@ -141,9 +169,10 @@ impl Hysteresis {
                 } else {
                     self.cool = 0;
                 }
-                if self.cool >= COOL_PERIODS {
+                if self.cool >= self.cool_needed {
                     self.cool = 0;
                     self.mode = LoadMode::Compact;
+                    self.since = 0;
                 }
             }
         }
@@ -239,6 +268,31 @@ mod tests {
         // Only compact bursts.
         assert!(!h.burst(2_600, fast));
         assert!(!h.burst(u64::MAX, Duration::ZERO));
+    }
+
+    /// Busy without messages (LPs polling): compact finds the CPU full,
+    /// spread sees no messages; each flap doubles the wait to go back.
+    #[test]
+    fn a_collaboration_busy_without_messages_flaps_ever_more_slowly() {
+        let mut h = Hysteresis::default();
+        let mut switches = Vec::new();
+        let mut last = h.mode();
+        for i in 0..400 {
+            let m = h.next(sample(200, 0));
+            if m != last {
+                switches.push(i);
+                last = m;
+            }
+        }
+        let gaps: Vec<u32> = switches.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(switches.len() >= 4, "{switches:?}");
+        // The gaps alternate: periods spread (waiting to go back), compact.
+        let back: Vec<u32> = gaps.iter().step_by(2).copied().collect();
+        assert!(back.windows(2).all(|w| w[1] >= w[0]), "{gaps:?}");
+        assert!(
+            back.last().copied().unwrap_or(0) >= 4 * COOL_PERIODS,
+            "{gaps:?}"
+        );
     }
 
     #[test]
