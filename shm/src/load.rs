@@ -60,6 +60,22 @@ impl LoadMode {
     }
 }
 
+/// The mode this process follows, as last applied by [`follow`].
+static FOLLOWED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// Make this process follow `mode` in the wake-ups it makes: while
+/// compact, a wake-up hands the CPU over
+/// ([`crate::doorbell::set_hand_over`]), so that each hop of a round trip
+/// on the one CPU runs as soon as it is woken, before the rest of its
+/// waker's turn. Cheap (an atomic swap): callers call it at every turn or
+/// wait.
+pub fn follow(mode: LoadMode) {
+    use std::sync::atomic::Ordering::Relaxed;
+    if FOLLOWED.swap(mode.as_u32(), Relaxed) != mode.as_u32() {
+        crate::doorbell::set_hand_over(mode == LoadMode::Compact);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,5 +88,19 @@ mod tests {
         assert_eq!(LoadMode::from_u32(3), LoadMode::Unset);
         assert_eq!(LoadMode::from_u32(u32::MAX), LoadMode::Unset);
         assert_eq!(LoadMode::Compact.strategy(), WaitStrategy::SLEEP);
+    }
+
+    /// Only compact hands the CPU over after a wake-up; the mode read from
+    /// a garbage word (`Unset`) does not.
+    #[test]
+    fn only_compact_hands_over() {
+        use crate::doorbell::hand_over;
+        follow(LoadMode::Compact);
+        assert!(hand_over());
+        follow(LoadMode::Spread);
+        assert!(!hand_over());
+        follow(LoadMode::Compact);
+        follow(LoadMode::from_u32(0xdead));
+        assert!(!hand_over());
     }
 }

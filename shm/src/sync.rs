@@ -148,11 +148,11 @@ fn futex_waitv(
     Ok(())
 }
 
-/// Wake up to `n` sleepers on `word`.
+/// Wake up to `n` sleepers on `word`; how many were woken (0 on an error).
 #[cfg(not(loom))]
-pub(crate) fn futex_wake(word: &AtomicU32, n: u32) {
+pub(crate) fn futex_wake(word: &AtomicU32, n: u32) -> usize {
     use rustix::thread::futex;
-    let _ = futex::wake(word, futex::Flags::empty(), n);
+    futex::wake(word, futex::Flags::empty(), n).unwrap_or(0)
 }
 
 #[cfg(loom)]
@@ -163,7 +163,9 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, _timeout: Option<Durat
 }
 
 #[cfg(loom)]
-pub(crate) fn futex_wake(_word: &AtomicU32, _n: u32) {}
+pub(crate) fn futex_wake(_word: &AtomicU32, _n: u32) -> usize {
+    0
+}
 
 #[cfg(loom)]
 pub(crate) fn futex_wait_any(_words: &[(&AtomicU32, u32)], _timeout: Option<Duration>) {
@@ -174,6 +176,35 @@ pub(crate) fn futex_wait_any(_words: &[(&AtomicU32, u32)], _timeout: Option<Dura
 mod tests {
     use super::*;
     use std::sync::Arc;
+
+    /// `futex_wake` says how many it woke: the doorbell hands the CPU over
+    /// only after a wake that woke someone.
+    #[test]
+    fn a_wake_counts_the_sleepers_it_woke() {
+        let word = Arc::new(AtomicU32::new(0));
+        assert_eq!(futex_wake(&word, u32::MAX), 0, "nobody sleeps yet");
+        let w = word.clone();
+        let t = std::thread::spawn(move || {
+            while w.load(Ordering::SeqCst) == 0 {
+                futex_wait(&w, 0, Some(Duration::from_secs(120)));
+            }
+        });
+        // The sleeper may not be asleep yet: wake until a wake finds it
+        // (10 s of 1 ms tries: a hang guard).
+        let mut woke = 0;
+        for _ in 0..10_000 {
+            woke = futex_wake(&word, u32::MAX);
+            if woke > 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(woke, 1, "one sleeper, woken once");
+        word.store(1, Ordering::SeqCst);
+        futex_wake(&word, u32::MAX);
+        t.join().unwrap();
+        assert_eq!(futex_wake(&word, u32::MAX), 0, "the sleeper is gone");
+    }
 
     /// A wake on the second of two words ends one `futex_wait_any` (a
     /// manager sleeping on its registry doorbell and its LP's).

@@ -202,7 +202,11 @@ impl Lp {
         let waited = Instant::now();
         // How to wait is the collaboration's load mode, which our manager
         // copies into our inbound ring: sleep at once while it is light.
-        let strategy = LoadMode::from_u32(rx.main.wait_hint()).strategy();
+        let mode = LoadMode::from_u32(rx.main.wait_hint());
+        // While compact, a wake-up we make hands the CPU over
+        // (`shmcollab_shm::load::follow`; a request does not, for its own).
+        shmcollab_shm::load::follow(mode);
+        let strategy = mode.strategy();
         rx.main.data_bell().wait_until(strategy, left, || {
             (rx.main.has_data() || rx.direct.iter().any(|d| d.link.has_data())).then_some(())
         });

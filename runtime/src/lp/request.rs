@@ -5,7 +5,9 @@
 
 use super::{Lp, LpError, Message, MessageKind};
 use crate::link::Wait;
+use shmcollab_shm::doorbell;
 use shmcollab_shm::frame::kind;
+use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
 impl Lp {
@@ -21,11 +23,18 @@ impl Lp {
         // Unpredictable: another LP cannot aim a reply at a request it
         // cannot see (sequential ids from 1 could be sprayed in advance).
         let corr = fresh_corr();
-        self.emit(
+        // We wait for the reply at once: no hand-over after this wake-up
+        // (see `set_hand_over`), a yield would only put us behind the
+        // processes that will answer us and delay our own wait.
+        let hand_over = doorbell::hand_over();
+        doorbell::set_hand_over(false);
+        let sent = self.emit(
             Self::header(kind::REQUEST, dst, corr),
             bytes,
             Wait::For(timeout),
-        )?;
+        );
+        doorbell::set_hand_over(hand_over);
+        sent?;
         let deadline = Instant::now() + timeout;
         loop {
             // The owner of the sub-function, now: only its reply counts (the
@@ -65,14 +74,46 @@ impl Lp {
     }
 }
 
-/// A fresh correlation id for a request: random, never 0.
-fn fresh_corr() -> u32 {
-    loop {
-        let c = shmcollab_shm::auth::random_u64() as u32;
-        if c != 0 {
-            return c;
+/// Correlation ids drawn from the OS at a time: one `getrandom` system
+/// call per this many requests instead of one each (it was one of the ten
+/// system calls of a round trip, before the request left).
+const CORR_POOL: usize = 64;
+
+/// Random ids not handed out yet. Private to the process (nothing another
+/// LP can read); an id leaves the pool when it is used.
+struct CorrPool {
+    next: usize,
+    ids: [u32; CORR_POOL],
+}
+
+impl CorrPool {
+    fn take(&mut self) -> u32 {
+        loop {
+            if self.next >= CORR_POOL {
+                let mut b = [0u8; CORR_POOL * 4];
+                shmcollab_shm::auth::random_bytes(&mut b);
+                for (id, c) in self.ids.iter_mut().zip(b.chunks_exact(4)) {
+                    *id = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                }
+                self.next = 0;
+            }
+            let c = std::mem::take(&mut self.ids[self.next]);
+            self.next += 1;
+            if c != 0 {
+                return c;
+            }
         }
     }
+}
+
+/// A fresh correlation id for a request: random, never 0.
+fn fresh_corr() -> u32 {
+    thread_local! {
+        static POOL: RefCell<CorrPool> = const {
+            RefCell::new(CorrPool { next: CORR_POOL, ids: [0; CORR_POOL] })
+        };
+    }
+    POOL.with_borrow_mut(CorrPool::take)
 }
 
 /// What a message in the inbox is to a request waiting for `corr` to a
@@ -132,5 +173,30 @@ mod tests {
         assert!(ids.iter().all(|&c| c != 0));
         let sequential = ids.windows(2).filter(|w| w[1] == w[0].wrapping_add(1));
         assert!(sequential.count() < 4, "{ids:?}");
+    }
+
+    /// Ids come from a pool refilled from the OS: across 16 refills none
+    /// is 0 and at most one repeats (two repeats among 1,024 random u32s:
+    /// odds of about 10^-8; a pool that handed an id out twice, or did not
+    /// refill, repeats 63 times per fill).
+    #[test]
+    fn pooled_ids_are_fresh_across_refills() {
+        let n = CORR_POOL * 16;
+        let ids: Vec<u32> = (0..n).map(|_| fresh_corr()).collect();
+        assert!(ids.iter().all(|&c| c != 0));
+        let distinct: std::collections::HashSet<u32> = ids.iter().copied().collect();
+        assert!(
+            distinct.len() >= n - 1,
+            "{} of {n} distinct",
+            distinct.len()
+        );
+        // A pool whose fill is all zeros (what `take` zeroes behind it)
+        // refills instead of returning 0.
+        let mut p = CorrPool {
+            next: 0,
+            ids: [0; CORR_POOL],
+        };
+        assert_ne!(p.take(), 0);
+        assert!(p.next <= CORR_POOL);
     }
 }

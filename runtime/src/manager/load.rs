@@ -23,6 +23,7 @@ impl Load {
     /// turn added (a store only when there were some).
     pub fn turn(&mut self, ctx: &Ctx, lp: &LpLink, pumped: usize) {
         self.mode = ctx.registry.load_mode();
+        shmcollab_shm::load::follow(self.mode);
         lp.set_wait_hint(self.mode);
         self.msgs = self.msgs.wrapping_add(pumped as u64);
         if self.msgs != self.published {
