@@ -99,9 +99,9 @@ impl LpAccess {
         if plan.sandbox {
             let root = ctx.session.dir().parent().unwrap_or(ctx.session.dir());
             let landlock = self.landlock;
-            let sb = self
-                .sandbox
-                .get_or_insert_with(|| Sandbox::prepare(root, landlock));
+            let sb = self.sandbox.get_or_insert_with(|| {
+                Sandbox::inherited(landlock).unwrap_or_else(|| Sandbox::prepare(root, landlock))
+            });
             if let Level::Degraded(why) = sb.level() {
                 eprintln!(
                     "shmcollab: warning: {} runs in a degraded sandbox: {why}",

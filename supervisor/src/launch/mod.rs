@@ -156,7 +156,24 @@ fn run(cfg: &Config) -> Result<i32, LaunchError> {
     let started = Instant::now();
     let session = Session::create(&plan.name).map_err(LaunchError::Session)?;
     let registry = create_registry(&session, &plan)?;
-    let env = place(&mut plan);
+    let mut env = place(&mut plan);
+    // One Landlock ruleset for every manager (each building its own was a
+    // measurable part of launch); kept open as long as the supervisor runs.
+    let landlock = std::env::var("SHMCOLAB_LANDLOCK").map_or(true, |v| v != "0");
+    let ruleset = (landlock && plan.lps.iter().any(|l| l.sandbox))
+        .then(|| {
+            shmcollab_runtime::sandbox::ruleset_for_children(
+                session.dir().parent().unwrap_or(session.dir()),
+            )
+        })
+        .flatten();
+    if let Some(fd) = &ruleset {
+        use std::os::fd::AsRawFd;
+        env.push((
+            shmcollab_runtime::sandbox::LANDLOCK_FD_ENV,
+            fd.as_raw_fd().to_string(),
+        ));
+    }
     write_private(
         &session.dir().join(Plan::FILE),
         &serde_json::to_vec_pretty(&plan)?,
@@ -167,6 +184,7 @@ fn run(cfg: &Config) -> Result<i32, LaunchError> {
         master: std::sync::Arc::new(master),
         secure: plan.secure,
         env: std::sync::Arc::new(env),
+        _ruleset: ruleset.map(std::sync::Arc::new),
     };
     let mut supervisor = Supervisor::new(&plan, &registry, spawner, sigfd)?;
     supervisor.start_all()?;

@@ -66,8 +66,11 @@ pub(super) struct Spawner {
     pub(super) master: Arc<MasterKey>,
     /// Whether frames are sealed (else no key is handed down).
     pub(super) secure: bool,
-    /// Extra environment ([`crowded_env`]).
+    /// Extra environment ([`crowded_env`], the Landlock ruleset's
+    /// descriptor).
     pub(super) env: Arc<Vec<(&'static str, String)>>,
+    /// The Landlock ruleset managers inherit (open while we spawn them).
+    pub(super) _ruleset: Option<Arc<std::os::fd::OwnedFd>>,
 }
 
 impl Spawner {
