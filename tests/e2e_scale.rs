@@ -63,8 +63,10 @@ fn three_hundred_idle_lps_start_cost_segments_per_lp_and_stop() {
         .flatten()
         .filter(|e| !fixed.iter().any(|f| e.file_name() == *f))
         .count();
+    // A few more when some pairs talked (the coordinator's answers,
+    // a stop broadcast): linear, where every pair's rings were n^2.
     assert!(
-        files <= 4 * LPS,
+        files <= 4 * LPS + 16,
         "{files} files in the session directory for {LPS} idle LPs"
     );
     assert!(files >= 2 * LPS, "{files} files: the LPs' rings missing?");
