@@ -113,17 +113,6 @@ env = {{ INCR_LOG = {log:?} }}
     )
 }
 
-/// `start V` / `ack V` lines of the incr LP's log.
-fn incr_log(log: &Path) -> Vec<(String, u64)> {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    text.lines()
-        .filter_map(|l| {
-            let (k, v) = l.split_once(' ')?;
-            Some((k.to_owned(), v.parse().ok()?))
-        })
-        .collect()
-}
-
 #[test]
 fn acknowledged_commits_survive_kill_9_of_the_manager_and_the_collaboration() {
     let dir = TempDir::new("incr");

@@ -48,18 +48,6 @@ restart = "transient"
     )
 }
 
-/// `start V` / `ack V` / `torn A B` lines of the incr LP's log.
-fn entries(log: &Path) -> Vec<(String, u64)> {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    text.lines()
-        .filter_map(|l| {
-            let (k, v) = l.split_once(' ')?;
-            let v = v.split(' ').next()?;
-            Some((k.to_owned(), v.parse().ok()?))
-        })
-        .collect()
-}
-
 /// One run with the manager that first reaches `point` for the `nth` time
 /// killed there.
 fn crash_at(point: &str, nth: u32) {
@@ -75,7 +63,7 @@ fn crash_at(point: &str, nth: u32) {
         .env("SHMCOLAB_CRASH_AT", format!("{point}:{nth}"))
         .env("SHMCOLAB_CRASH_ONCE", &marker);
     let (code, stdout, stderr) = Launched::spawn(cmd, &name).wait(Duration::from_secs(240));
-    let all = entries(&log);
+    let all = incr_log(&log);
     assert_eq!(
         code, 0,
         "{point}: stdout:\n{stdout}\nstderr:\n{stderr}\nlog: {all:?}"

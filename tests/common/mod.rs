@@ -334,3 +334,16 @@ pub fn cc_against_capi(src: &Path, out: &Path, extra: &[&str]) {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// `start V` / `ack V` / `torn A B` lines of the `bank-incr` LP's log
+/// (`INCR_LOG`), as (word, first number).
+pub fn incr_log(log: &Path) -> Vec<(String, u64)> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            let v = v.split(' ').next()?;
+            Some((k.to_owned(), v.parse().ok()?))
+        })
+        .collect()
+}
