@@ -12,7 +12,10 @@
 //!    (the sum of the LPs' rates; they run for the same seconds) and the
 //!    median of their p50/p99. `commit_8lp_one_host`: the same 8 LPs
 //!    incrementing keys of one sub-function (one manager, one log: group
-//!    commit).
+//!    commit). The disk's floor under them, 8 writers on 8 files against
+//!    one shared file with a cross-process group commit, is
+//!    `benches/floor/shared_log.c` (why the logs are one per manager:
+//!    benches/README.md, "Transactions: one log per manager, not per host").
 //! 3. `commit_8lp_pipelined`: 8 LPs, up to 64 commits in flight each, each
 //!    commit writing a key of the LP's sub-function (no read: the stream of
 //!    state updates that pipelining is for). `commit_8lp_pipelined_rmw`:

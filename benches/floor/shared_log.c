@@ -12,16 +12,25 @@
  *           fdatasyncs, publishes durable = that end, wakes everyone).
  *
  *   cc -O2 -o /tmp/shared_log benches/floor/shared_log.c -lpthread
- *   /tmp/shared_log [N=8] [SECS=3] [ROUNDS=5] [DIR=.]
+ *   /tmp/shared_log [N=8] [SECS=3] [ROUNDS=5] [DIR=.] [YIELDERS=0] [THINK_US=0]
+ *
+ * YIELDERS > 0 adds that many processes that wait the way the bench's LPs
+ * wait for a commit's answer (sched_yield in a loop), so that the CPUs are
+ * as contended as in `commit_8lp` (16 processes on 2 CPUs). THINK_US > 0
+ * makes each writer yield in a loop that long between its commits: the
+ * runtime's own part of a commit in `commit_8lp` (its get and commit round
+ * trips; about 115 µs at p50 with `sync = "off"`).
  *
  * Runs the two modes alternately ROUNDS times (so that the noise of a shared
  * machine hits both alike) and prints, per mode, the median and the range of
- * commits/s, fdatasyncs/s, CPU per commit, and the p50/p99 commit latency of
+ * commits/s, fdatasyncs/s, CPU per commit (of every child, yielders too),
+ * and the p50/p99 commit latency of
  * the median round. Figures measured on this VM are in the module docs of
  * runtime/src/txn/wal/mod.rs ("Why one log per manager").
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <pthread.h>
@@ -130,6 +139,8 @@ static void commit_shared(Shared *sh, int fd, const char *rec) {
     }
 }
 
+static double think = 0; /* seconds */
+
 static void child(Shared *sh, int i, int shared, int fd, double secs) {
     char rec[128];
     memset(rec, i + 1, sizeof rec);
@@ -148,7 +159,9 @@ static void child(Shared *sh, int i, int shared, int fd, double secs) {
         double t1 = now();
         if ((n++ & 7) == 0 && sh->nlat[i] < 1024)
             sh->lat[i][sh->nlat[i]++] = (t1 - t) * 1e6;
-        t = t1;
+        while (think > 0 && now() < t1 + think)
+            sched_yield();
+        t = now();
     }
     atomic_store(&sh->commits[i], n);
     _exit(0);
@@ -170,7 +183,17 @@ static double cpu_now(void) {
            r.ru_stime.tv_usec * 1e-6;
 }
 
-static Result run(int n, double secs, int shared, const char *dir) {
+/* A process waiting like an LP that waits for its commit's answer. */
+static void yielder(Shared *sh, double secs) {
+    while (!atomic_load(&sh->go))
+        ;
+    double end = now() + secs;
+    while (now() < end)
+        sched_yield();
+    _exit(0);
+}
+
+static Result run(int n, double secs, int shared, const char *dir, int yielders) {
     Shared *sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (sh == MAP_FAILED)
         die("mmap");
@@ -186,6 +209,9 @@ static Result run(int n, double secs, int shared, const char *dir) {
     for (int i = 0; i < n; i++)
         if (fork() == 0)
             child(sh, i, shared, fds[shared ? 0 : i], secs);
+    for (int i = 0; i < yielders; i++)
+        if (fork() == 0)
+            yielder(sh, secs);
     usleep(100000);
     atomic_store(&sh->go, 1);
     while (wait(NULL) > 0)
@@ -232,12 +258,14 @@ int main(int argc, char **argv) {
     double secs = argc > 2 ? atof(argv[2]) : 3;
     int rounds = argc > 3 ? atoi(argv[3]) : 5;
     const char *dir = argc > 4 ? argv[4] : ".";
+    int yielders = argc > 5 ? atoi(argv[5]) : 0;
+    think = argc > 6 ? atof(argv[6]) * 1e-6 : 0;
     if (n < 1 || n > MAXP || rounds < 1 || rounds > 64)
         return 2;
     Result files[64], shared[64];
     for (int i = 0; i < rounds; i++) {
-        files[i] = run(n, secs, 0, dir);
-        shared[i] = run(n, secs, 1, dir);
+        files[i] = run(n, secs, 0, dir, yielders);
+        shared[i] = run(n, secs, 1, dir, yielders);
     }
     report("files", n, files, rounds);
     report("shared", n, shared, rounds);

@@ -8,7 +8,9 @@
 //!
 //! Where things live: `<state_dir>/<collaboration>/m<slot>/` holds this
 //! manager's log (one per manager: one fdatasync covers every sub-function
-//! it hosts, and managers sync in parallel on their own files) and its
+//! it hosts, and managers sync in parallel on their own files; why not one
+//! log per host shared by the managers: measured, see
+//! [`crate::txn::wal`], "Why one log per manager, not one per host") and its
 //! checkpoint; the checkpoint keeps each sub-function in a section of its
 //! own, so that one sub-function's state can be cut out and moved
 //! (`Store::snapshot_of` / `Store::load_subfn`). A lock file there makes a

@@ -81,6 +81,39 @@
 //! (paid by the append that crosses into it); in exchange the fdatasync of a
 //! commit has no unwritten extent to convert.
 //!
+//! # Why one log per manager, not one per host
+//!
+//! A log shared by the managers of a host (group commit across managers:
+//! one fdatasync for the commits of several managers) was measured against
+//! today's one log per manager, in two ways, on this 2-vCPU VM (ext4 on
+//! virtio-blk), alternating runs:
+//!
+//! * the floor, no runtime: `benches/floor/shared_log.c`, 8 processes
+//!   appending 128-byte records with an fdatasync each, into 8 files or
+//!   into one file (robust append lock held for the pwrite only,
+//!   cross-process leader/follower fdatasync on a futex). Quiet machine:
+//!   8 files 25,596 commits/s median (24,148-25,845), one file 28,642
+//!   (25,652-29,908) with 4.4 commits per fdatasync: 1.12x, p50 289 vs
+//!   276 µs; on a loaded machine the order flips from run to run. The 8
+//!   files are already 3.7x one writer's 7k/s: the block layer merges the
+//!   cache flushes of concurrent fdatasyncs, so the device groups them
+//!   without any coordination between the processes.
+//! * in the runtime (`commit_8lp`, throwaway build, not kept): the
+//!   managers' logs as regions of one host file, the fdatasync shared
+//!   through a futex word as above. 2,132-3,056 commits/s against
+//!   9,995-11,605 with a log each (default placement, 3 alternating runs);
+//!   8,557-9,999 against 8,950-9,066 with `placement = "none"`. A commit
+//!   that rides on another manager's fdatasync waits for that manager to
+//!   be scheduled after its fdatasync (to publish it and wake the others):
+//!   a second wake-up in series, on CPUs shared by 16 processes, that costs
+//!   more than the fdatasync it saves.
+//!
+//! So the logs stay one per manager (the kernel does the grouping across
+//! them without a hop between processes), and group commit stays within a
+//! manager (one fdatasync for every commit of its LPs that arrived
+//! together: `commit_8lp_one_host`). Every figure and the commands:
+//! benches/README.md, "Transactions: one log per manager, not per host".
+//!
 //! [`Prealloc::ZeroFill`]: crate::txn::storage::Prealloc::ZeroFill
 //! [`Prealloc::Fallocate`]: crate::txn::storage::Prealloc::Fallocate
 
