@@ -232,7 +232,7 @@ static Result run(int n, double secs, int shared, const char *dir, int yielders)
         char path[4096];
         snprintf(path, sizeof path, "%s/shared_log.%d", dir, i);
         close(fds[i]);
-        unlink(path); /* only now: fdatasync of an unlinked file waits for a journal commit */
+        unlink(path);
     }
     munmap(sh, sizeof *sh);
     return r;
