@@ -94,7 +94,7 @@
 //!   cross-process leader/follower fdatasync on a futex). Quiet machine:
 //!   8 files 25,596 commits/s median (24,148-25,845), one file 28,642
 //!   (25,652-29,908) with 4.4 commits per fdatasync: 1.12x, p50 289 vs
-//!   276 µs; on a loaded machine the order flips from run to run. The 8
+//!   276 µs; loaded, 1.21x in one run and below 1 in another. The 8
 //!   files are already 3.7x one writer's 7k/s: the block layer merges the
 //!   cache flushes of concurrent fdatasyncs, so the device groups them
 //!   without any coordination between the processes.
