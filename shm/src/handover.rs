@@ -95,11 +95,20 @@ pub(crate) fn after_wake(woken: usize) {
 /// every publish.
 pub const STREAM_WAIT: Duration = Duration::from_micros(20);
 
+/// How a thread's last wait for input ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LastWait {
+    /// It took longer than [`STREAM_WAIT`] (or there was none yet).
+    Long,
+    /// The input was there: no wait, no clock read.
+    AtOnce,
+    /// It took at most [`STREAM_WAIT`] and ended then.
+    ShortEndedAt(Instant),
+}
+
 thread_local! {
-    /// How this thread's last wait for input ended: `None` if it took
-    /// longer than [`STREAM_WAIT`], else when it ended (`Some(None)`: at
-    /// once, with no clock read).
-    static LAST_WAIT: Cell<Option<Option<Instant>>> = const { Cell::new(None) };
+    /// How this thread's last wait for input ended.
+    static LAST_WAIT: Cell<LastWait> = const { Cell::new(LastWait::Long) };
 }
 
 /// Called at the end of every wait for input: how long it took (`None`:
@@ -107,8 +116,9 @@ thread_local! {
 #[inline]
 pub(crate) fn waited(took: Option<(Duration, Instant)>) {
     let last = match took {
-        None => Some(None),
-        Some((d, end)) => (d <= STREAM_WAIT).then_some(Some(end)),
+        None => LastWait::AtOnce,
+        Some((d, end)) if d <= STREAM_WAIT => LastWait::ShortEndedAt(end),
+        Some(_) => LastWait::Long,
     };
     LAST_WAIT.with(|c| c.set(last));
 }
@@ -121,14 +131,14 @@ pub(crate) fn after_publish() {
     }
 }
 
-/// Whether a publish now, after a last wait that ended as `last` says (see
-/// `LAST_WAIT`), is part of a stream. Reads the clock only after a wait
-/// that was short but not instant.
-fn streaming(last: Option<Option<Instant>>) -> bool {
+/// Whether a publish now, after a last wait that ended as `last` says, is
+/// part of a stream. Reads the clock only after a wait that was short but
+/// not instant.
+fn streaming(last: LastWait) -> bool {
     match last {
-        None => false,
-        Some(None) => true,
-        Some(Some(end)) => end.elapsed() <= STREAM_WAIT,
+        LastWait::Long => false,
+        LastWait::AtOnce => true,
+        LastWait::ShortEndedAt(end) => end.elapsed() <= STREAM_WAIT,
     }
 }
 
