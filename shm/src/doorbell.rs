@@ -44,28 +44,6 @@ pub const MAX_SLEEP: Duration = Duration::from_millis(100);
 /// over a second.
 pub const MAX_IDLE_SLEEP: Duration = Duration::from_secs(1);
 
-/// Whether this process hands its CPU over after a wake (see
-/// [`set_hand_over`]). Process-wide: the load mode is the collaboration's.
-static HAND_OVER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Hand the CPU over after every wake-up this process makes (on) or not.
-///
-/// When the processes of a chain share one CPU (the compact load mode), a
-/// process woken by a FUTEX_WAKE often preempts its waker at once, and the
-/// rest of the waker's work (what it does before its own sleep) then
-/// competes with the next hop of the chain: the scheduler may resume the
-/// waker before the process that the woken one woke in turn. A
-/// `sched_yield` right after a wake that woke someone moves the waker
-/// behind the chain: it finishes when the chain has nothing to run.
-pub fn set_hand_over(on: bool) {
-    HAND_OVER.store(on, std::sync::atomic::Ordering::Relaxed);
-}
-
-/// See [`set_hand_over`].
-pub fn hand_over() -> bool {
-    HAND_OVER.load(std::sync::atomic::Ordering::Relaxed)
-}
-
 /// The shared doorbell word pair. Lives in shared memory; all-zero is a valid
 /// initial state.
 #[repr(C)]
@@ -163,15 +141,14 @@ impl Doorbell {
     }
 
     /// Bump the sequence and wake every sleeper, unconditionally. With
-    /// [`set_hand_over`] on, a wake that woke someone is followed by a
-    /// `sched_yield`: the CPU goes to the process woken now.
+    /// [`HandOver::AfterWake`](crate::handover::HandOver::AfterWake), a
+    /// wake that woke someone is followed by a `sched_yield`: the CPU goes
+    /// to the process woken now.
     pub fn notify(&self) {
         // SYNC: Release so that a sleeper that sees the new seq also sees
         // what was published before it.
         self.seq.fetch_add(1, Ordering::Release);
-        if futex_wake(&self.seq, u32::MAX) > 0 && hand_over() {
-            crate::sync::yield_now();
-        }
+        crate::handover::after_wake(futex_wake(&self.seq, u32::MAX));
     }
 
     /// Forget sleepers: for the one consumer of a doorbell when it
@@ -213,9 +190,25 @@ impl Doorbell {
             return ready();
         }
         if let Some(v) = ready() {
+            crate::handover::waited(None);
             return Some(v);
         }
         let start = Instant::now();
+        let got = Self::wait_phases(bells, strategy, start, timeout, ready);
+        let end = Instant::now();
+        crate::handover::waited(Some((end - start, end)));
+        got
+    }
+
+    /// The spin, yield and sleep phases of [`Doorbell::wait_until_any`],
+    /// from `start`, once `ready()` said no.
+    fn wait_phases<T>(
+        bells: &[&Doorbell],
+        strategy: WaitStrategy,
+        start: Instant,
+        timeout: Option<Duration>,
+        mut ready: impl FnMut() -> Option<T>,
+    ) -> Option<T> {
         let deadline = timeout.map(|t| start + t);
         // Phase 1: spin.
         if let Some(v) = Self::spin(strategy.spin, deadline, &mut ready) {

@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod doorbell;
+pub mod handover;
 pub mod load;
 pub mod ring;
 pub(crate) mod sync;

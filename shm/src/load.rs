@@ -63,16 +63,20 @@ impl LoadMode {
 /// The mode this process follows, as last applied by [`follow`].
 static FOLLOWED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
-/// Make this process follow `mode` in the wake-ups it makes: while
-/// compact, a wake-up hands the CPU over
-/// ([`crate::doorbell::set_hand_over`]), so that each hop of a round trip
-/// on the one CPU runs as soon as it is woken, before the rest of its
-/// waker's turn. Cheap (an atomic swap): callers call it at every turn or
-/// wait.
+/// Make this process follow `mode` in how it hands its CPU over
+/// ([`crate::handover`]): while compact, after a wake-up that woke
+/// someone; while spread, after every publish; else never. So each hop of
+/// a round trip runs before the rest of the turn of the process before it.
+/// Cheap (an atomic swap): callers call it at every turn or wait.
 pub fn follow(mode: LoadMode) {
+    use crate::handover::{set, HandOver};
     use std::sync::atomic::Ordering::Relaxed;
     if FOLLOWED.swap(mode.as_u32(), Relaxed) != mode.as_u32() {
-        crate::doorbell::set_hand_over(mode == LoadMode::Compact);
+        set(match mode {
+            LoadMode::Compact => HandOver::AfterWake,
+            LoadMode::Spread => HandOver::AfterPublish,
+            LoadMode::Unset => HandOver::Off,
+        });
     }
 }
 
@@ -90,17 +94,22 @@ mod tests {
         assert_eq!(LoadMode::Compact.strategy(), WaitStrategy::SLEEP);
     }
 
-    /// Only compact hands the CPU over after a wake-up; the mode read from
-    /// a garbage word (`Unset`) does not.
+    /// Compact hands the CPU over after a wake-up, spread after a publish;
+    /// the mode read from a garbage word (`Unset`) never. A request's send
+    /// skips only the hand-over after a wake. (The only test that changes
+    /// the process-wide policy.)
     #[test]
-    fn only_compact_hands_over() {
-        use crate::doorbell::hand_over;
+    fn each_mode_hands_over_its_way() {
+        use crate::handover::{get, without_wake_hand_over, HandOver};
         follow(LoadMode::Compact);
-        assert!(hand_over());
+        assert_eq!(get(), HandOver::AfterWake);
+        assert_eq!(without_wake_hand_over(get), HandOver::Off);
+        assert_eq!(get(), HandOver::AfterWake, "restored after the send");
         follow(LoadMode::Spread);
-        assert!(!hand_over());
+        assert_eq!(get(), HandOver::AfterPublish);
+        assert_eq!(without_wake_hand_over(get), HandOver::AfterPublish);
         follow(LoadMode::Compact);
         follow(LoadMode::from_u32(0xdead));
-        assert!(!hand_over());
+        assert_eq!(get(), HandOver::Off);
     }
 }

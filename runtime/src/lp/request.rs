@@ -5,8 +5,8 @@
 
 use super::{Lp, LpError, Message, MessageKind};
 use crate::link::Wait;
-use shmcollab_shm::doorbell;
 use shmcollab_shm::frame::kind;
+use shmcollab_shm::handover;
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
@@ -24,17 +24,15 @@ impl Lp {
         // cannot see (sequential ids from 1 could be sprayed in advance).
         let corr = fresh_corr();
         // We wait for the reply at once: no hand-over after this wake-up
-        // (see `set_hand_over`), a yield would only put us behind the
-        // processes that will answer us and delay our own wait.
-        let hand_over = doorbell::hand_over();
-        doorbell::set_hand_over(false);
-        let sent = self.emit(
-            Self::header(kind::REQUEST, dst, corr),
-            bytes,
-            Wait::For(timeout),
-        );
-        doorbell::set_hand_over(hand_over);
-        sent?;
+        // (see `shmcollab_shm::handover`), a yield would only put us behind
+        // the processes that will answer us and delay our own wait.
+        handover::without_wake_hand_over(|| {
+            self.emit(
+                Self::header(kind::REQUEST, dst, corr),
+                bytes,
+                Wait::For(timeout),
+            )
+        })?;
         let deadline = Instant::now() + timeout;
         loop {
             // The owner of the sub-function, now: only its reply counts (the

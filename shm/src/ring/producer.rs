@@ -295,7 +295,9 @@ impl Producer {
         self.space_available(len)
     }
 
-    /// Publish every committed frame and wake the consumer if it sleeps.
+    /// Publish every committed frame and wake the consumer if it sleeps;
+    /// then hand the CPU over if this process's policy says so
+    /// ([`crate::handover`]).
     #[inline]
     pub fn flush(&mut self) {
         if self.tail != self.published {
@@ -303,12 +305,8 @@ impl Producer {
             // Acquire load in Consumer::refresh_tail.
             self.mem.hdr().tail.0.store(self.tail, Ordering::Release);
             self.published = self.tail;
-            #[cfg(not(loom))]
-            if let Some(b) = &self.bell {
-                b.get().ring();
-                return;
-            }
-            self.mem.hdr().data_bell.0.ring();
+            self.wake_reader();
+            crate::handover::after_publish();
         }
     }
 
