@@ -520,6 +520,11 @@ impl Manager {
             return;
         };
         self.counters.dropped += found.dropped;
+        // Report soon only what changed our report or where it goes: every
+        // LP that starts moves the registry's counter, and a report after
+        // each move kept hundreds of starting managers reporting 50 times a
+        // second, all of it parsed by the coordinator.
+        let news = found.dropped > 0 || !found.changes.is_empty();
         for change in found.changes {
             let (s, new_gen) = match change {
                 Change::Up { slot, generation } => (slot, Some(generation)),
@@ -529,8 +534,9 @@ impl Manager {
             self.send(outs);
             self.txn.host_gone(s);
         }
-        self.coord.elect(&self.ctx);
-        self.reports.mark();
+        if self.coord.elect(&self.ctx) || news {
+            self.reports.mark();
+        }
     }
 
     /// Offer peer `s` a direct ring into our current LP.
