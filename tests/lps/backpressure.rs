@@ -15,6 +15,11 @@
 //!   without reading them; prints how much went before a send waited 2 s
 //!   and exits 0, or exits 1 if 256 MiB went without one (its manager
 //!   queued them all: no bound).
+//! - `lastwords`: once `go` appears, sends [`LAST`] 16 KiB messages to
+//!   `late`, prints `lastwords: N messages sent`, writes `lastwords.sent`
+//!   and exits 0 (its last words wait in its manager's queues).
+//! - `late`: reads until it has [`LAST`] messages (a hang guard of 20 s
+//!   without one), prints `late: got N of LAST`, exits 0 if it got all.
 use shmcollab::runtime::{Lp, LpError};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -31,6 +36,8 @@ fn main() {
         "flood" => flood(&mut lp),
         "teller" => teller(&mut lp),
         "selfish" => selfish(&mut lp),
+        "lastwords" => lastwords(&mut lp),
+        "late" => late(&mut lp),
         other => {
             eprintln!("backpressure: unknown role {other:?}");
             2
@@ -134,4 +141,42 @@ fn selfish(lp: &mut Lp) -> i32 {
     }
     println!("selfish: 256 MiB sent to itself and never held back");
     1
+}
+
+/// Messages `lastwords` sends `late`: 2 MiB, more than the rings on the way
+/// hold, less than `lastwords`'s manager queues before it holds it back.
+const LAST: usize = 128;
+
+fn lastwords(lp: &mut Lp) -> i32 {
+    if !appears(&["go"]) {
+        eprintln!("lastwords: no go");
+        return 1;
+    }
+    let msg = vec![5u8; MSG];
+    for i in 0..LAST {
+        // A hang guard: every message fits in the queues on the way.
+        if let Err(e) = lp.send_timeout("late", &msg, Duration::from_secs(60)) {
+            eprintln!("lastwords: message {i}: {e}");
+            return 1;
+        }
+    }
+    println!("lastwords: {LAST} messages sent");
+    std::fs::write("lastwords.sent", b"").expect("file");
+    0
+}
+
+fn late(lp: &mut Lp) -> i32 {
+    let mut n = 0;
+    while n < LAST {
+        match lp.recv_timeout(Duration::from_secs(20)) {
+            Ok(Some(_)) => n += 1,
+            Ok(None) => break,
+            Err(e) => {
+                eprintln!("late: {e}");
+                break;
+            }
+        }
+    }
+    println!("late: got {n} of {LAST}");
+    i32::from(n != LAST)
 }

@@ -16,6 +16,7 @@
 //! | direct path | `direct.rs` | the direct rings into our LP, as a state machine per ring |
 //! | coordinator | `coordinator.rs` | the role's election and the published aggregate |
 //! | reports | `reports.rs` | counters, what the LP told us, the report's cadence and content |
+//! | leaving | `leave.rs` | what a manager does once its LP is done for good: the last words to the peers, the last report, the slot released |
 //! | load | `load.rs` | the load mode as last read (how we and our LP wait), our LP's message count for the governor |
 //!
 //! [`run`] claims the slot, starts the LP and runs the loop: one thread,
@@ -52,6 +53,7 @@ mod deliver;
 mod direct;
 mod discovery;
 mod heal;
+mod leave;
 mod lifecycle;
 mod load;
 mod lp_access;
@@ -326,27 +328,6 @@ impl Manager {
         );
     }
 
-    fn shutdown(&mut self, code: i32) -> i32 {
-        // Give queued frames to live peers a moment to go out.
-        let until = Instant::now() + Duration::from_millis(500);
-        while Instant::now() < until && self.peers.unsent() {
-            self.peers.pump_out(&self.ctx);
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        self.reports.force();
-        self.maybe_report();
-        if self.coord.is_me(&self.ctx) {
-            self.coord.publish(&self.ctx, true);
-            self.coord.resign(&self.ctx);
-        }
-        self.access.remove(&self.ctx);
-        let reg = &self.ctx.registry;
-        let _ = reg.release_slot(self.ctx.slot, self.ctx.generation);
-        reg.changes().notify();
-        self.peers.ring_known(&self.ctx);
-        code
-    }
-
     // ---- the LP -------------------------------------------------------
 
     /// Start a new generation of our LP, with new keys, and offer it a
@@ -539,6 +520,11 @@ impl Manager {
             return;
         };
         self.counters.dropped += found.dropped;
+        // Report soon only what changed our report or where it goes: every
+        // LP that starts moves the registry's counter, and a report after
+        // each move kept hundreds of starting managers reporting 50 times a
+        // second, all of it parsed by the coordinator.
+        let news = found.dropped > 0 || !found.changes.is_empty();
         for change in found.changes {
             let (s, new_gen) = match change {
                 Change::Up { slot, generation } => (slot, Some(generation)),
@@ -548,8 +534,9 @@ impl Manager {
             self.send(outs);
             self.txn.host_gone(s);
         }
-        self.coord.elect(&self.ctx);
-        self.reports.mark();
+        if self.coord.elect(&self.ctx) || news {
+            self.reports.mark();
+        }
     }
 
     /// Offer peer `s` a direct ring into our current LP.

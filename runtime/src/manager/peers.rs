@@ -428,15 +428,19 @@ impl Peers {
         self.map.values().any(Peer::blocked)
     }
 
-    /// Something waits for a live peer (or one not looked at yet): for
-    /// room in its ring, or for the ring itself (rings are made when a pair
-    /// first talks: the last words of an LP that ends may be the first to a
-    /// peer).
-    pub fn unsent(&self) -> bool {
+    /// The live peers (or ones not looked at yet) something waits for: for
+    /// room in their ring, or for the ring itself (rings are made when a
+    /// pair first talks: the last words of an LP that ends may be the first
+    /// to a peer); with how many messages wait for each.
+    pub fn unsent(&self) -> Vec<(u32, usize)> {
         let waits = |p: &Peer| p.tx.is_none() && p.wants_tx() && !p.finished;
+        let some = |p: &&Peer| (p.up && p.blocked()) || ((p.up || !p.seen) && waits(p));
+        let n = |p: &Peer| p.pending.len() + p.direct_pending.len();
         self.map
             .values()
-            .any(|p| (p.up && p.blocked()) || ((p.up || !p.seen) && waits(p)))
+            .filter(some)
+            .map(|p| (p.slot, n(p)))
+            .collect()
     }
 
     /// Rejected frames on every peer ring.

@@ -38,7 +38,11 @@ pub(super) fn context(dir: &Path, slot: u32) -> anyhow::Result<Ctx> {
     let generation = registry
         .claim_slot(slot, &name, std::process::id())
         .with_context(|| format!("claiming registry slot {slot}"))?;
-    remove_stale_rings(&session, slot, generation);
+    // The first generation of a slot has no predecessor: no listing of a
+    // directory of thousands of rings (O(n) in every manager at launch).
+    if generation > 1 {
+        remove_stale_rings(&session, slot, generation);
+    }
     // A predecessor killed while asleep left its count behind.
     registry.doorbell(slot)?.reset_sleepers();
     Ok(Ctx::new(

@@ -176,7 +176,8 @@ fn run(cfg: &Config) -> Result<i32, LaunchError> {
     }
     write_private(
         &session.dir().join(Plan::FILE),
-        &serde_json::to_vec_pretty(&plan)?,
+        // Compact: every manager parses all of it at start.
+        &serde_json::to_vec(&plan)?,
     )?;
     let master = MasterKey::generate();
     let spawner = Spawner {
