@@ -31,7 +31,7 @@
 //! else runnable on the CPU returns at once.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 /// When this process gives its CPU away after handing work on.
@@ -78,11 +78,32 @@ pub fn get() -> HandOver {
     HandOver::from_u8(POLICY.load(Relaxed))
 }
 
+/// Nanoseconds this process spent in hand-over yields, not taken yet.
+static YIELDED_NS: AtomicU64 = AtomicU64::new(0);
+
+/// Yields the CPU and counts the time (runnable, not running: waiting, for
+/// whoever judges the process by its scheduler statistics).
+fn hand_over() {
+    let t = Instant::now();
+    crate::sync::yield_now();
+    let ns = u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    YIELDED_NS.fetch_add(ns, Ordering::Relaxed);
+}
+
+/// The time this process spent handing the CPU over since the last call.
+/// An LP adds it to the time it says it waited: the supervisor judges an
+/// LP CPU-bound by the CPU it wanted outside its waits, and a yield after
+/// every publish of a back-to-back pingpong made the pingpong look
+/// CPU-bound (runnable while the process beside it ran).
+pub fn take_yielded() -> Duration {
+    Duration::from_nanos(YIELDED_NS.swap(0, Ordering::Relaxed))
+}
+
 /// Called after a FUTEX_WAKE that woke `woken` processes.
 #[inline]
 pub(crate) fn after_wake(woken: usize) {
     if woken > 0 && get() == HandOver::AfterWake {
-        crate::sync::yield_now();
+        hand_over();
     }
 }
 
@@ -127,7 +148,7 @@ pub(crate) fn waited(took: Option<(Duration, Instant)>) {
 #[inline]
 pub(crate) fn after_publish() {
     if get() == HandOver::AfterPublish && streaming(LAST_WAIT.with(Cell::get)) {
-        crate::sync::yield_now();
+        hand_over();
     }
 }
 

@@ -210,8 +210,10 @@ impl Lp {
         rx.main.data_bell().wait_until(strategy, left, || {
             (rx.main.has_data() || rx.direct.iter().any(|d| d.link.has_data())).then_some(())
         });
-        // For the supervisor's placement: time spent waiting is not work.
-        self.view.add_wait(waited.elapsed());
+        // For the supervisor's placement: time spent waiting is not work,
+        // nor is time spent handing the CPU over after a publish.
+        self.view
+            .add_wait(waited.elapsed() + shmcollab_shm::handover::take_yielded());
     }
 
     /// Take the next frame of ring `r` into the inbox.
