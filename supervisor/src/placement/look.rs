@@ -52,6 +52,28 @@ impl Seen {
         }
     }
 
+    /// The short look: only each slot's count of messages its LP sent (no
+    /// slots, names or pids: read every [`super::FAST`] while compact).
+    pub fn read_msgs(registry: &Registry, plan: &Plan) -> Seen {
+        Seen {
+            slots: Vec::new(),
+            ready: Vec::new(),
+            pids: Vec::new(),
+            msgs: (0..plan.lps.len() as u32)
+                .map(|s| registry.lp_msgs(s).unwrap_or(0))
+                .collect(),
+        }
+    }
+
+    /// The processes placed by the mode: the managers of ready slots and
+    /// the ready LPs (pids, in slot order).
+    pub fn placed(&self, managers: &[(u32, u32)]) -> Vec<u32> {
+        let mgrs = managers.iter().filter(|(s, _)| self.ready_slot(*s));
+        mgrs.map(|m| m.1)
+            .chain(self.ready.iter().map(|r| r.1))
+            .collect()
+    }
+
     /// Whether slot `s` has a ready LP (its manager placed itself then).
     pub fn ready_slot(&self, s: u32) -> bool {
         self.slots

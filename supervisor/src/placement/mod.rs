@@ -51,6 +51,9 @@ pub const PERIOD: Duration = Duration::from_millis(250);
 pub const FAST: Duration = Duration::from_millis(20);
 /// Longest wait for every LP to be ready before the mode is chosen.
 pub const START_WAIT: Duration = Duration::from_secs(2);
+/// Compact, processes are placed again at least every this many periods
+/// (else only when the mode moves or the processes placed changed).
+const REPLACE_PERIODS: u32 = 8;
 /// Periods in a row an LP must be CPU-bound before it may use every CPU.
 const HOT_PERIODS: u32 = 1;
 /// Periods in a row an LP must not be CPU-bound before it goes back.
@@ -132,6 +135,10 @@ pub struct Governor {
     slow: Window,
     /// When the next full look is due.
     full_due: Instant,
+    /// The processes placed last ([`Seen::placed`]) and the full looks
+    /// since.
+    placed: Vec<u32>,
+    since_placed: u32,
     /// When to look next.
     pub due: Instant,
 }
@@ -158,6 +165,8 @@ impl Governor {
             fast: Window::new(),
             slow: Window::new(),
             full_due: now + PERIOD,
+            placed: Vec::new(),
+            since_placed: 0,
             due: now + FAST,
         }
     }
@@ -171,8 +180,19 @@ impl Governor {
     /// look (a burst spreads at once, the rest waits for the period).
     pub fn tick(&mut self, registry: &Registry, plan: &Plan, managers: &[(u32, u32)]) {
         let now = Instant::now();
-        let seen = Seen::read(registry, plan, managers);
         let full = now >= self.full_due;
+        if self.started && !full {
+            // The short look reads the message counts only; the rest is
+            // read when a burst moves the mode.
+            if self.burst_look(now, &Seen::read_msgs(registry, plan)) {
+                let seen = Seen::read(registry, plan, managers);
+                self.slow.advance(now, &seen, true);
+                self.place(registry, managers, &seen);
+            }
+            self.due = self.next_due(now);
+            return;
+        }
+        let seen = Seen::read(registry, plan, managers);
         if full {
             self.full_due = now + PERIOD;
         }
@@ -181,13 +201,35 @@ impl Governor {
         } else {
             self.start(now, plan, &seen)
         };
-        self.due = match (self.started, self.mode.mode()) {
-            (false, _) | (true, LoadMode::Compact) => self.full_due.min(now + FAST),
-            _ => self.full_due,
-        };
-        if moved || (full && self.started) {
+        self.due = self.next_due(now);
+        if moved || (full && self.started && self.place_due(&seen, managers)) {
             self.place(registry, managers, &seen);
         }
+    }
+
+    /// When to look next: every [`FAST`] while starting and while compact,
+    /// else at the next period.
+    fn next_due(&self, now: Instant) -> Instant {
+        match (self.started, self.mode.mode()) {
+            (false, _) | (true, LoadMode::Compact) => self.full_due.min(now + FAST),
+            _ => self.full_due,
+        }
+    }
+
+    /// Whether a full look that did not move the mode places the
+    /// processes again: spread, every period (LPs are widened and
+    /// narrowed); compact, when the processes placed changed (an LP
+    /// started or restarted) and every [`REPLACE_PERIODS`] periods (a
+    /// process that moved itself is put back), not at every period: that
+    /// is two system calls per process, four times a second, which showed
+    /// in the idle CPU of hundreds of LPs.
+    fn place_due(&mut self, seen: &Seen, managers: &[(u32, u32)]) -> bool {
+        if self.mode.mode() != LoadMode::Compact {
+            return true;
+        }
+        self.since_placed += 1;
+        let placed = seen.placed(managers);
+        placed != self.placed || self.since_placed >= REPLACE_PERIODS
     }
 
     /// Before the mode is chosen: chooses it once every LP of `plan` is
@@ -207,20 +249,9 @@ impl Governor {
     /// `full`. True if the mode changed.
     fn decide(&mut self, now: Instant, full: bool, seen: &Seen) -> bool {
         let was = self.mode.mode();
-        if was == LoadMode::Compact {
-            // Not read in the short look: reads as 0 below.
-            let (cpu_ns, msgs, dt) = self.fast.advance(now, seen, false);
-            if self.mode.burst(msgs, dt) {
-                let s = Sample {
-                    cpu_ns,
-                    msgs,
-                    dt,
-                    lp_wide: false,
-                };
-                say_mode(self.mode.mode(), &self.split, Some(s));
-                self.slow.advance(now, seen, true);
-                return true;
-            }
+        if self.burst_look(now, seen) {
+            self.slow.advance(now, seen, true);
+            return true;
         }
         if !full {
             return false;
@@ -245,12 +276,35 @@ impl Governor {
         mode != was
     }
 
+    /// Compact, the short look: spreads on a burst of messages since the
+    /// last look (`seen`'s message counts only are read). True if it did.
+    fn burst_look(&mut self, now: Instant, seen: &Seen) -> bool {
+        if self.mode.mode() != LoadMode::Compact {
+            return false;
+        }
+        // CPU is not read in the short look: it reads as 0 below.
+        let (cpu_ns, msgs, dt) = self.fast.advance(now, seen, false);
+        if !self.mode.burst(msgs, dt) {
+            return false;
+        }
+        let s = Sample {
+            cpu_ns,
+            msgs,
+            dt,
+            lp_wide: false,
+        };
+        say_mode(self.mode.mode(), &self.split, Some(s));
+        true
+    }
+
     /// Writes the mode and moves every process whose CPUs differ from
     /// what it says: this supervisor, the managers whose LP is ready (they
     /// placed themselves then), the ready LPs; spread, widens or narrows
     /// the LPs by their CPU use.
     fn place(&mut self, registry: &Registry, managers: &[(u32, u32)], seen: &Seen) {
         let mode = self.mode.mode();
+        self.placed = seen.placed(managers);
+        self.since_placed = 0;
         registry.set_load_mode(mode);
         let (mgr_cpus, lp_cpus) = self.split.for_mode(mode);
         let (mgr_cpus, lp_cpus) = (mgr_cpus.to_vec(), lp_cpus.to_vec());
