@@ -10,14 +10,15 @@ use std::time::{Duration, Instant};
 
 /// The collaboration as read from the registry at one look.
 pub(super) struct Seen {
-    /// Active slots.
-    pub slots: Vec<SlotView>,
     /// Ready LPs: (name, pid, nanoseconds waited in the LP API).
     pub ready: Vec<(String, u32, u64)>,
     /// Every process: LPs, managers, this supervisor.
     pub pids: Vec<u32>,
     /// Each slot's count of messages its LP sent (untrusted).
     pub msgs: Vec<u64>,
+    /// Whether each slot has a ready LP (by slot: asked once per manager at
+    /// every look, a search of `slots` each was quadratic).
+    ready_slots: Vec<bool>,
 }
 
 impl Seen {
@@ -44,11 +45,17 @@ impl Seen {
         let msgs = (0..plan.lps.len() as u32)
             .map(|s| registry.lp_msgs(s).unwrap_or(0))
             .collect();
+        let mut ready_slots = vec![false; plan.lps.len()];
+        for v in slots.iter().filter(|v| v.lp_state == LpState::Ready) {
+            if let Some(r) = ready_slots.get_mut(v.index as usize) {
+                *r = true;
+            }
+        }
         Seen {
-            slots,
             ready,
             pids,
             msgs,
+            ready_slots,
         }
     }
 
@@ -56,12 +63,12 @@ impl Seen {
     /// slots, names or pids: read every [`super::FAST`] while compact).
     pub fn read_msgs(registry: &Registry, plan: &Plan) -> Seen {
         Seen {
-            slots: Vec::new(),
             ready: Vec::new(),
             pids: Vec::new(),
             msgs: (0..plan.lps.len() as u32)
                 .map(|s| registry.lp_msgs(s).unwrap_or(0))
                 .collect(),
+            ready_slots: Vec::new(),
         }
     }
 
@@ -76,9 +83,7 @@ impl Seen {
 
     /// Whether slot `s` has a ready LP (its manager placed itself then).
     pub fn ready_slot(&self, s: u32) -> bool {
-        self.slots
-            .iter()
-            .any(|v| v.index == s && v.lp_state == LpState::Ready)
+        self.ready_slots.get(s as usize).copied().unwrap_or(false)
     }
 }
 
