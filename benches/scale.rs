@@ -22,6 +22,7 @@ use harness::{
     write_config, Bins, Launched, TempDir,
 };
 use serde_json::Value;
+use shmcollab_shm::registry::monotonic_us;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -54,17 +55,6 @@ impl Counts {
             first: if q { 8 } else { 64 },
         }
     }
-}
-
-/// CLOCK_MONOTONIC in µs (the clock `examples/mesh` prints).
-fn monotonic_us() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000
 }
 
 fn mesh_bin(bins: &Bins) -> PathBuf {

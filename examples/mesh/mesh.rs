@@ -18,6 +18,7 @@
 //! was sent; the second prints how long it took as a JSON line. Nothing
 //! went between them before: this is a pair's first message.
 use shmcollab::runtime::{Lp, LpError, MessageKind};
+use shmcollab::shm::registry::monotonic_us;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -77,17 +78,6 @@ fn main() -> Result<(), LpError> {
             Err(e) => eprintln!("mesh: receive: {e}"),
         }
     }
-}
-
-/// CLOCK_MONOTONIC in µs (the clock the bench reads too).
-fn monotonic_us() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000
 }
 
 /// `mesh flood K M GO` (see the module doc).

@@ -111,7 +111,7 @@ pub use layout::{
     MAX_NAME_LEN, MAX_SLOTS, MAX_STATUS_CAP, MAX_SUBFNS, MAX_SUBFN_NAME_LEN, NO_SLOT,
     REGISTRY_INIT, REGISTRY_MAGIC, REGISTRY_VERSION,
 };
-pub use slots::{monotonic_ms, LpState, SlotState, SlotView};
+pub use slots::{monotonic_ms, monotonic_us, LpState, SlotState, SlotView};
 
 use crate::doorbell::Doorbell;
 use crate::segment::{OpenError, Segment, SegmentKind, Session};

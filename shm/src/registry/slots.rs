@@ -151,10 +151,17 @@ pub struct SlotView {
 /// from different processes on the host compare; it does not jump with the
 /// wall clock and does not count time the system was suspended.
 pub fn monotonic_ms() -> u64 {
+    monotonic_us() / 1000
+}
+
+/// CLOCK_MONOTONIC in microseconds (the same clock as [`monotonic_ms`]):
+/// for timestamps that travel between processes, such as a message's send
+/// time.
+pub fn monotonic_us() -> u64 {
     let ts = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
     (ts.tv_sec.max(0) as u64)
-        .saturating_mul(1000)
-        .saturating_add((ts.tv_nsec.max(0) as u64) / 1_000_000)
+        .saturating_mul(1_000_000)
+        .saturating_add((ts.tv_nsec.max(0) as u64) / 1_000)
 }
 
 impl Registry {
