@@ -188,9 +188,8 @@ impl Peers {
         // for it is dropped and counted, not kept forever.
         let finished = !active && matches!(view.lp_state, LpState::Exited | LpState::Failed);
         peer.finished = finished;
-        if finished && !peer.pending.is_empty() {
-            found.dropped += peer.pending.len() as u64;
-            peer.pending = crate::link::Outbox::new();
+        if finished {
+            found.dropped += peer.finish() as u64;
         }
     }
 
@@ -230,9 +229,14 @@ impl Peers {
         }
     }
 
-    /// When a waiting peer's request is made again.
+    /// When a waiting peer's request is made again (never for a peer that
+    /// ended for good: `connect` asks it nothing, and a deadline already
+    /// past would make the loop spin).
     pub(super) fn connect_deadline(&self) -> Option<Instant> {
-        let waiting = self.map.values().filter(|p| p.tx.is_none() && p.wants_tx());
+        let waiting = self
+            .map
+            .values()
+            .filter(|p| p.tx.is_none() && p.wants_tx() && !p.finished);
         waiting
             .filter_map(|p| p.requested.map(|(_, t)| t + REQUEST_AGAIN))
             .min()
@@ -324,5 +328,39 @@ mod tests {
         // Nothing for slots 2 and 3, nothing back from b: no other ring.
         pb.pump_out(&b);
         assert_eq!(segments(&a), before + 1);
+    }
+
+    /// A state report queued for a coordinator whose LP then ended for
+    /// good, or that the role moved away from, is dropped: kept, it asked
+    /// for a ring to a peer that will never make one, with a request
+    /// deadline already past, and the manager's loop spun (every manager
+    /// of a collaboration whose coordinator's LP exited).
+    #[test]
+    fn a_report_for_a_coordinator_that_left_or_moved_on_is_dropped() {
+        use shmcollab_shm::frame::FrameHeader;
+        let a = testctx::ctx(0, 4);
+        let mut pa = Peers::default();
+        pa.discover(&a);
+        let report = |dst: u32| FrameHeader {
+            kind: kind::REPORT,
+            dst,
+            ..Default::default()
+        };
+        // The role moved from 1 to 2 before 1 made a ring: only 2's waits.
+        pa.set_report(1, report(1), b"r1".to_vec());
+        pa.set_report(2, report(2), b"r2".to_vec());
+        assert!(!pa.entry(1).wants_tx() && pa.entry(2).wants_tx());
+        pa.pump_out(&a);
+        assert!(a.registry.has_requests(2) && !a.registry.has_requests(1));
+        assert!(pa.connect_deadline().is_some(), "asked 2 for a ring");
+        // 2's LP ends for good and its manager leaves.
+        let g2 = a.registry.slot(2).unwrap().generation;
+        a.registry.set_lp(2, 0, LpState::Exited).unwrap();
+        a.registry.release_slot(2, g2).unwrap();
+        pa.discover(&a);
+        pa.pump_out(&a);
+        assert!(pa.finished(2));
+        assert!(!pa.entry(2).wants_tx(), "the report for 2 is dropped");
+        assert_eq!(pa.connect_deadline(), None, "nothing to ask anyone");
     }
 }

@@ -188,6 +188,14 @@ impl Peer {
         (work, dropped)
     }
 
+    /// The peer's LP ended for good: what waits for it (its state report
+    /// too) is dropped; the number of messages dropped.
+    pub fn finish(&mut self) -> usize {
+        self.finished = true;
+        self.report = None;
+        std::mem::replace(&mut self.pending, Outbox::new()).len()
+    }
+
     /// Something is queued for the peer's manager (a state report
     /// included): it needs a ring to it.
     pub fn wants_tx(&self) -> bool {
@@ -235,6 +243,8 @@ pub(super) struct Peers {
     pub(super) looked: bool,
     /// Changes found since `discover` last returned (also while connecting).
     pub(super) found: super::discovery::Discovered,
+    /// The peer the newest state report went to (or waits for).
+    report_to: Option<u32>,
 }
 
 impl Peers {
@@ -275,8 +285,16 @@ impl Peers {
         }
     }
 
-    /// The newest state report for peer `s`, replacing one not sent yet.
+    /// The newest state report for peer `s`, replacing one not sent yet,
+    /// to `s` or to an earlier coordinator: one holder at a time, and a
+    /// report kept for a holder that left would keep asking for a ring to
+    /// it.
     pub fn set_report(&mut self, s: u32, h: FrameHeader, bytes: Vec<u8>) {
+        if let Some(old) = self.report_to.replace(s).filter(|&o| o != s) {
+            if let Some(p) = self.map.get_mut(&old) {
+                p.report = None;
+            }
+        }
         self.entry(s).report = Some((h, bytes));
     }
 
