@@ -162,6 +162,7 @@ pub fn run(dir: &Path, slot: u32) -> anyhow::Result<i32> {
         access: LpAccess::new(landlock),
         load: load::Load::default(),
         pumped: 0,
+        forwarded: false,
     };
     if let Err(e) = m.start_lp() {
         // Not a crash of the manager: restarting it would not help.
@@ -210,6 +211,8 @@ struct Manager {
     load: load::Load,
     /// Messages taken from our LP in this turn.
     pumped: usize,
+    /// Frames of our LP went on before this turn (`forward`).
+    forwarded: bool,
 }
 
 impl Manager {
