@@ -214,8 +214,14 @@ impl Doorbell {
         if let Some(v) = Self::spin(strategy.spin, deadline, &mut ready) {
             return Some(v);
         }
-        // Phase 2: yield (and spin briefly after each yield).
-        let yield_start = Instant::now();
+        // Phase 2: yield (and spin briefly after each yield). Compact waits
+        // have none: no clock read then (a requester goes this way between
+        // its request and its sleep).
+        let yield_start = if strategy.yields > 0 {
+            Instant::now()
+        } else {
+            start
+        };
         for i in 0..strategy.yields {
             crate::sync::yield_now();
             if let Some(v) = ready() {

@@ -113,13 +113,14 @@ impl Inbound {
 }
 
 impl Lp {
-    /// Read the next frame's messages onto the back of the inbox, waiting up
-    /// to `timeout`; false if nothing came.
-    pub(super) fn fill_inbox(&mut self, timeout: Option<Duration>) -> Result<bool, LpError> {
+    /// Read the next frame's messages onto the back of the inbox, waiting
+    /// until `deadline` (`None`: for ever); false if nothing came. One clock
+    /// read per wait: a requester runs this between its request and its
+    /// sleep, on the round trip's path.
+    pub(super) fn fill_inbox(&mut self, deadline: Option<Instant>) -> Result<bool, LpError> {
         if !self.out.is_empty() {
             self.flush()?;
         }
-        let deadline = timeout.map(|t| Instant::now() + t);
         if let Some(r) = self.rx.unreleased.take() {
             if let Some(l) = self.rx.link(r) {
                 if l.release_held().is_err() {
@@ -137,19 +138,20 @@ impl Lp {
             }
             // Every ring is empty and nothing is held.
             self.drop_closed_direct();
+            let now = Instant::now();
             let mut left = match deadline {
-                Some(d) if Instant::now() >= d => {
-                    self.send_stats(true);
+                Some(d) if now >= d => {
+                    self.send_stats(true, now);
                     return Ok(false);
                 }
-                Some(d) => Some(d - Instant::now()),
+                Some(d) => Some(d - now),
                 None => None,
             };
-            if !self.send_stats(false) {
+            if !self.send_stats(false, now) {
                 // Counts to report but reported recently: wake up in time.
                 left = Some(left.map_or(STATS_EVERY, |l| l.min(STATS_EVERY)));
             }
-            self.wait_input(left);
+            self.wait_input(left, now);
         }
     }
 
@@ -185,21 +187,20 @@ impl Lp {
             // Under steady load the rings are never all empty: tell the
             // manager now and then anyway.
             if matches!(took, Took::Messages) && self.rx.taken.msgs.is_multiple_of(256) {
-                self.send_stats(false);
+                self.send_stats(false, Instant::now());
             }
             return Ok(took);
         }
         Ok(Took::Empty)
     }
 
-    /// Sleep until a ring has a frame, or `left` passed.
-    fn wait_input(&mut self, left: Option<Duration>) {
+    /// Sleep until a ring has a frame, or `left` passed (from `waited`, now).
+    fn wait_input(&mut self, left: Option<Duration>, waited: Instant) {
         self.rx.main.prepare_wait();
         for d in &mut self.rx.direct {
             d.link.prepare_wait();
         }
         let rx = &self.rx;
-        let waited = Instant::now();
         // How to wait is the collaboration's load mode, which our manager
         // copies into our inbound ring: sleep at once while it is light.
         let mode = LoadMode::from_u32(rx.main.wait_hint());
@@ -348,9 +349,17 @@ impl Lp {
     }
 
     /// Tell the manager what came through direct rings, if that changed and
-    /// was not told within [`STATS_EVERY`] (or `now`). False if something
-    /// is left to tell later.
-    fn send_stats(&mut self, now: bool) -> bool {
+    /// was not told within [`STATS_EVERY`] before `at` (or `force`). False
+    /// if something is left to tell later.
+    fn send_stats(&mut self, force: bool, at: Instant) -> bool {
+        let (taken, told) = (&self.rx.taken, &self.rx.told);
+        let recent = at.saturating_duration_since(self.rx.told_at) < STATS_EVERY;
+        // Messages taken since we told: something to tell, known without
+        // summing every ring's rejects (a requester passes here between its
+        // request and its sleep).
+        if !force && recent && (taken.msgs, taken.bytes) != (told.msgs, told.bytes) {
+            return false;
+        }
         let cur = DirectStats {
             rejects: RxStats::from_rejects(self.rx.direct_rejects().rejects()),
             ..self.rx.taken
@@ -358,7 +367,7 @@ impl Lp {
         if cur == self.rx.told {
             return true;
         }
-        if !now && self.rx.told_at.elapsed() < STATS_EVERY {
+        if !force && recent {
             return false;
         }
         if self.tell(&LpCtl::Stats(cur), Wait::No).is_ok() {

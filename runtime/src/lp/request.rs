@@ -40,26 +40,31 @@ impl Lp {
             let owner = self.plan.owner(dst);
             let mut forged = 0u64;
             let mut hit = None;
-            // Other messages stay in the inbox, in order, for `recv`.
-            self.inbox.retain(|m| match reply_match(m, corr, owner) {
-                ReplyMatch::Other => true,
-                ReplyMatch::Forged => {
-                    forged += 1;
-                    false
-                }
-                ReplyMatch::Ours => {
-                    if hit.is_none() {
-                        hit = Some(m.clone());
+            // Other messages stay in the inbox, in order, for `recv`. The
+            // reply is moved out, not copied (it leaves the inbox anyway).
+            self.inbox
+                .retain_mut(|m| match reply_match(m, corr, owner) {
+                    ReplyMatch::Other => true,
+                    ReplyMatch::Forged => {
+                        forged += 1;
+                        false
                     }
-                    false
-                }
-            });
+                    ReplyMatch::Ours => {
+                        if hit.is_none() {
+                            hit = Some(Message {
+                                to: m.to.take(),
+                                payload: std::mem::take(&mut m.payload),
+                                ..*m
+                            });
+                        }
+                        false
+                    }
+                });
             self.forged_replies = self.forged_replies.saturating_add(forged);
             if let Some(m) = hit {
                 return Ok(m);
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if !self.fill_inbox(Some(left))? {
+            if !self.fill_inbox(Some(deadline))? {
                 return Err(LpError::Timeout);
             }
         }
