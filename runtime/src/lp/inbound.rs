@@ -13,9 +13,9 @@ use crate::ctl::LpCtl;
 use crate::link::{Resync, RxLink, Step, Wait};
 use crate::wire::{self, DirectStats};
 use shmcollab_shm::auth::{LinkKey, Opener, RxStats};
-use shmcollab_shm::frame::kind;
+use shmcollab_shm::frame::{kind, FrameHeader};
 use shmcollab_shm::ring::{open_ring_fd, Consumer};
-use shmcollab_shm::LoadMode;
+use shmcollab_shm::{handover, Doorbell, LoadMode};
 use std::time::{Duration, Instant};
 
 /// How often at most an LP tells its manager what it took from direct rings.
@@ -121,15 +121,7 @@ impl Lp {
         if !self.out.is_empty() {
             self.flush()?;
         }
-        if let Some(r) = self.rx.unreleased.take() {
-            if let Some(l) = self.rx.link(r) {
-                if l.release_held().is_err() {
-                    // Garbage since the frame was read: start again (lost
-                    // frames are counted, see `take_from`).
-                    l.reset_ring();
-                }
-            }
-        }
+        self.release_held();
         loop {
             match self.take_next()? {
                 Took::Messages => return Ok(true),
@@ -153,6 +145,74 @@ impl Lp {
             }
             self.wait_input(left, now);
         }
+    }
+
+    /// Release the frame the last message came from (see the module doc).
+    fn release_held(&mut self) {
+        if let Some(r) = self.rx.unreleased.take() {
+            if let Some(l) = self.rx.link(r) {
+                if l.release_held().is_err() {
+                    // Garbage since the frame was read: start again (lost
+                    // frames are counted, see `take_from`).
+                    l.reset_ring();
+                }
+            }
+        }
+    }
+
+    /// While compact, send a request and sleep for its reply in one go
+    /// ([`Doorbell::publish_then_wait`]): what [`Lp::fill_inbox`] does
+    /// before it sleeps (release the frame held, drop closed direct rings,
+    /// tell the direct rings' counts when due) is done before the request
+    /// leaves, so that once it has woken our manager (which on the one CPU
+    /// often takes the CPU at once) only the sleep is left. The reply is
+    /// then taken by `fill_inbox`. Returns when the request had left
+    /// (the reply's deadline counts from there); `None`, with nothing
+    /// sent, where this does not apply: not compact, or messages buffered
+    /// before it.
+    pub(super) fn send_then_wait(
+        &mut self,
+        hdr: FrameHeader,
+        payload: &[u8],
+        timeout: Duration,
+    ) -> Result<Option<Instant>, LpError> {
+        let mode = LoadMode::from_u32(self.rx.main.wait_hint());
+        if mode != LoadMode::Compact
+            || !self.out.is_empty()
+            || payload.len() > self.tx.max_payload()
+        {
+            return Ok(None);
+        }
+        self.release_held();
+        self.drop_closed_direct();
+        let waited = Instant::now();
+        // Counts to report but reported recently: wake up in time.
+        let left = match self.send_stats(false, waited) {
+            true => timeout,
+            false => timeout.min(STATS_EVERY),
+        };
+        self.rx.main.prepare_wait();
+        for d in &mut self.rx.direct {
+            d.link.prepare_wait();
+        }
+        shmcollab_shm::load::follow(mode);
+        let (tx, rx) = (&mut self.tx, &self.rx);
+        let sent = Doorbell::publish_then_wait(
+            &[rx.main.data_bell()],
+            mode.strategy(),
+            Some(left),
+            // No hand-over after this wake-up (see `Lp::request`).
+            || {
+                handover::without_wake_hand_over(|| tx.send(hdr, payload, Wait::For(timeout)))
+                    .map(|()| Instant::now())
+            },
+            || (rx.main.has_data() || rx.direct.iter().any(|d| d.link.has_data())).then_some(()),
+        );
+        // As in `wait_input` (the send's own time included: a µs or so).
+        self.view
+            .add_wait(waited.elapsed() + handover::take_yielded());
+        let (left_at, _) = sent.map_err(super::send_error)?;
+        Ok(Some(left_at))
     }
 
     /// One frame from the ring whose turn it is: a closing direct ring

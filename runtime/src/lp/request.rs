@@ -23,17 +23,19 @@ impl Lp {
         // Unpredictable: another LP cannot aim a reply at a request it
         // cannot see (sequential ids from 1 could be sprayed in advance).
         let corr = fresh_corr();
+        let hdr = Self::header(kind::REQUEST, dst, corr);
         // We wait for the reply at once: no hand-over after this wake-up
         // (see `shmcollab_shm::handover`), a yield would only put us behind
-        // the processes that will answer us and delay our own wait.
-        handover::without_wake_hand_over(|| {
-            self.emit(
-                Self::header(kind::REQUEST, dst, corr),
-                bytes,
-                Wait::For(timeout),
-            )
-        })?;
-        let deadline = Instant::now() + timeout;
+        // the processes that will answer us and delay our own wait. While
+        // compact, the send and the first sleep are one step.
+        let sent = match self.send_then_wait(hdr, bytes, timeout)? {
+            Some(at) => at,
+            None => {
+                handover::without_wake_hand_over(|| self.emit(hdr, bytes, Wait::For(timeout)))?;
+                Instant::now()
+            }
+        };
+        let deadline = sent + timeout;
         loop {
             // The owner of the sub-function, now: only its reply counts (the
             // source is stamped by the sender's manager, not by the sender).
