@@ -26,10 +26,9 @@ impl Manager {
     /// before the rest of the turn, whose parts (discovery, the transaction
     /// server, the view, healing, timers, reports, the load mode) then run
     /// after that hop instead of before it. The same pump as the turn's,
-    /// only first: as if the last turn had ended with it. Measured: a paced
-    /// round trip's manager hop spent about 1 µs on discovery and the
-    /// wait's bookkeeping before its forward (benches/README.md, "The
-    /// manager's fast path").
+    /// only first: as if the last turn had ended with it. What it takes off
+    /// a paced round trip's manager hop: discovery and the search for rings
+    /// to open (0.3-0.5 µs stamped, benches/hops.md).
     fn forward(&mut self) -> anyhow::Result<()> {
         if !self.lp.has_input() {
             return Ok(());
