@@ -57,6 +57,16 @@ pub(super) struct Inbound {
     told_at: Instant,
 }
 
+/// What the direct rings' counts call for (see [`Lp::send_stats`]).
+enum Tell {
+    /// Our manager has them.
+    Nothing,
+    /// Something to tell, but we told recently.
+    Later,
+    /// These, now.
+    Now(DirectStats),
+}
+
 /// What reading one frame did.
 enum Took {
     /// The ring was empty.
@@ -186,10 +196,14 @@ impl Lp {
         self.release_held();
         self.drop_closed_direct();
         let waited = Instant::now();
-        // Counts to report but reported recently: wake up in time.
-        let left = match self.send_stats(false, waited) {
-            true => timeout,
-            false => timeout.min(STATS_EVERY),
+        let left = match self.stats_to_tell(false, waited) {
+            Tell::Nothing => timeout,
+            // Counts to report but reported recently: wake up in time.
+            Tell::Later => timeout.min(STATS_EVERY),
+            // Due: the usual way, which tells them after the request. Told
+            // before it, they woke our manager for a turn of their own
+            // first (every 100 ms: paced at 1 ms, p99 70 -> 100-160 µs).
+            Tell::Now(_) => return Ok(None),
         };
         self.rx.main.prepare_wait();
         for d in &mut self.rx.direct {
@@ -412,30 +426,40 @@ impl Lp {
     /// was not told within [`STATS_EVERY`] before `at` (or `force`). False
     /// if something is left to tell later.
     fn send_stats(&mut self, force: bool, at: Instant) -> bool {
-        let (taken, told) = (&self.rx.taken, &self.rx.told);
-        let recent = at.saturating_duration_since(self.rx.told_at) < STATS_EVERY;
-        // Messages taken since we told: something to tell, known without
-        // summing every ring's rejects (a requester passes here between its
-        // request and its sleep).
-        if !force && recent && (taken.msgs, taken.bytes) != (told.msgs, told.bytes) {
-            return false;
-        }
-        let cur = DirectStats {
-            rejects: RxStats::from_rejects(self.rx.direct_rejects().rejects()),
-            ..self.rx.taken
+        let cur = match self.stats_to_tell(force, at) {
+            Tell::Nothing => return true,
+            Tell::Later => return false,
+            Tell::Now(cur) => cur,
         };
-        if cur == self.rx.told {
-            return true;
-        }
-        if !force && recent {
-            return false;
-        }
         if self.tell(&LpCtl::Stats(cur), Wait::No).is_ok() {
             self.rx.told = cur;
             self.rx.told_at = Instant::now();
             return true;
         }
         false
+    }
+
+    /// What [`Lp::send_stats`] would do at `at`.
+    fn stats_to_tell(&self, force: bool, at: Instant) -> Tell {
+        let (taken, told) = (&self.rx.taken, &self.rx.told);
+        let recent = at.saturating_duration_since(self.rx.told_at) < STATS_EVERY;
+        // Messages taken since we told: something to tell, known without
+        // summing every ring's rejects (a requester passes here between its
+        // request and its sleep).
+        if !force && recent && (taken.msgs, taken.bytes) != (told.msgs, told.bytes) {
+            return Tell::Later;
+        }
+        let cur = DirectStats {
+            rejects: RxStats::from_rejects(self.rx.direct_rejects().rejects()),
+            ..self.rx.taken
+        };
+        if cur == self.rx.told {
+            Tell::Nothing
+        } else if !force && recent {
+            Tell::Later
+        } else {
+            Tell::Now(cur)
+        }
     }
 }
 
