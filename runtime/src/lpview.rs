@@ -350,6 +350,10 @@ mod tests {
         let file = std::fs::File::from(w.segment().as_fd().try_clone_to_owned().unwrap());
         let blocks = file.metadata().unwrap().blocks();
         assert!(blocks * 512 < 64 << 10, "{blocks} blocks");
-        assert_eq!(std::fs::read_dir(session.dir()).unwrap().flatten().count(), 1, "owner only");
+        assert_eq!(
+            std::fs::read_dir(session.dir()).unwrap().flatten().count(),
+            1,
+            "owner only"
+        );
     }
 }
