@@ -48,8 +48,9 @@ pub enum Placement {
     /// Always paired ([`LoadMode::Paired`]): each LP on the CPU of its own
     /// manager, the pairs dealt over the CPUs, every wait a sleep. For LPs
     /// that talk mostly to their own manager and wait for fdatasyncs
-    /// (durable commits, one in flight each): `commit_8lp` ran 1.4-1.5x
-    /// spread's rate (benches/README.md, "Transactions: CPU per commit").
+    /// (durable commits, one in flight each): `commit_8lp` ran 1.5-2.2x
+    /// `auto`'s rate (benches/README.md, "Transactions: CPU per commit, and
+    /// the paired placement").
     Paired,
     /// Anywhere the kernel puts them, no load mode.
     None,

@@ -4,7 +4,9 @@
 //! collaboration's load mode (`mode.rs`): compact, every process (this
 //! supervisor too) on one CPU and every wait a sleep, while the load is
 //! light; spread, LPs on one half of the CPUs and managers on the other
-//! (see [`CpuSplit`]), once it grows. It writes the mode in the registry
+//! (see [`CpuSplit`]), once it grows. With `placement = "paired"` the mode is
+//! fixed to paired: each manager and its LP on one CPU, the pairs dealt
+//! over every CPU ([`CpuSplit::for_slot`]). It writes the mode in the registry
 //! (managers follow it and hand it to their LPs) and moves every process
 //! whose CPUs differ from what the mode says.
 //!
