@@ -103,13 +103,15 @@ impl CpuSplit {
         match mode {
             LoadMode::Compact => (self.compact(), self.compact()),
             LoadMode::Paired => {
-                let n = self.lps.len() + self.managers.len();
-                let i = slot as usize % n.max(1);
+                // A split read from the plan file may be empty: no CPU
+                // then (setting none fails, the kernel's choice stands).
+                let n = (self.lps.len() + self.managers.len()).max(1);
+                let i = slot as usize % n;
                 let one = match i.checked_sub(self.lps.len()) {
-                    None => &self.lps[i..i + 1],
-                    Some(j) => &self.managers[j..j + 1],
+                    None => self.lps.get(i..=i),
+                    Some(j) => self.managers.get(j..=j),
                 };
-                (one, one)
+                (one.unwrap_or(&[]), one.unwrap_or(&[]))
             }
             LoadMode::Spread | LoadMode::Unset => (&self.managers, &self.lps),
         }
@@ -266,6 +268,11 @@ mod tests {
         for (i, cpu) in [2, 5, 7, 2, 5, 7, 2].into_iter().enumerate() {
             assert_eq!(paired[i], (&[cpu][..], &[cpu][..]), "slot {i}");
         }
+        let empty = CpuSplit {
+            lps: Vec::new(),
+            managers: Vec::new(),
+        };
+        assert_eq!(empty.for_slot(LoadMode::Paired, 3), (&[][..], &[][..]));
         assert_eq!((s.lps, s.managers), (vec![2, 5], vec![7]));
     }
 }
