@@ -48,7 +48,7 @@ pub enum Placement {
     /// Always paired ([`LoadMode::Paired`]): each LP on the CPU of its own
     /// manager, the pairs dealt over the CPUs, every wait a sleep. For LPs
     /// that talk mostly to their own manager and wait for fdatasyncs
-    /// (durable commits, one in flight each): `commit_8lp` ran 1.5-2.2x
+    /// (durable commits, one in flight each): `commit_8lp` ran 1.3-2.2x
     /// `auto`'s rate (benches/README.md, "Transactions: CPU per commit, and
     /// the paired placement").
     Paired,
