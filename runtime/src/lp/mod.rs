@@ -172,6 +172,9 @@ pub struct Lp {
     slot: u32,
     name: String,
     subfns: Vec<String>,
+    /// Every sub-function's index by name ([`Handover::subfn_ids`]): a
+    /// send looks its destination up here.
+    subfn_ids: std::collections::HashMap<String, u32>,
     /// The ring to the manager.
     tx: TxLink,
     /// Messages of `send_buffered` not yet written to it.
@@ -246,6 +249,7 @@ impl Lp {
         let main = RxLink::new(rx, Opener::new(rx_key.clone()), Resync::Never);
         let subfns = plan.hosted_by(slot);
         Ok(Lp {
+            subfn_ids: plan.subfn_ids(),
             plan,
             view: taken.view,
             sock: taken.sock,
@@ -318,10 +322,8 @@ impl Lp {
         Ok(managers.saturating_add(self.frames_lost()))
     }
 
-    fn subfn_id(&self, subfn: &str) -> Result<u32, LpError> {
-        self.plan
-            .subfn_index(subfn)
-            .ok_or_else(|| LpError::UnknownSubfn(subfn.to_owned()))
+    pub(crate) fn subfn_id(&self, subfn: &str) -> Result<u32, LpError> {
+        (self.subfn_ids.get(subfn).copied()).ok_or_else(|| LpError::UnknownSubfn(subfn.to_owned()))
     }
 
     /// Send one message, after whatever `send_buffered` queued.
