@@ -173,8 +173,10 @@ pub struct Lp {
     name: String,
     subfns: Vec<String>,
     /// Every sub-function's index by name ([`Handover::subfn_ids`]): a
-    /// send looks its destination up here.
-    subfn_ids: std::collections::HashMap<String, u32>,
+    /// send looks its destination up here. Made at the first lookup: an
+    /// LP that never sends by name (1,024 idle ones at launch) does not
+    /// pay for it.
+    subfn_ids: std::cell::OnceCell<std::collections::HashMap<String, u32>>,
     /// The ring to the manager.
     tx: TxLink,
     /// Messages of `send_buffered` not yet written to it.
@@ -249,7 +251,7 @@ impl Lp {
         let main = RxLink::new(rx, Opener::new(rx_key.clone()), Resync::Never);
         let subfns = plan.hosted_by(slot);
         Ok(Lp {
-            subfn_ids: plan.subfn_ids(),
+            subfn_ids: std::cell::OnceCell::new(),
             plan,
             view: taken.view,
             sock: taken.sock,
@@ -323,7 +325,8 @@ impl Lp {
     }
 
     pub(crate) fn subfn_id(&self, subfn: &str) -> Result<u32, LpError> {
-        (self.subfn_ids.get(subfn).copied()).ok_or_else(|| LpError::UnknownSubfn(subfn.to_owned()))
+        let ids = self.subfn_ids.get_or_init(|| self.plan.subfn_ids());
+        (ids.get(subfn).copied()).ok_or_else(|| LpError::UnknownSubfn(subfn.to_owned()))
     }
 
     /// Send one message, after whatever `send_buffered` queued.
