@@ -159,8 +159,10 @@ fn wait_until_burners_are_wide(lps: &[(String, String, String)], all: &[usize], 
     }
 }
 
-/// A light collaboration (a request every 5 ms) is compact: the supervisor,
-/// both managers and both LPs on one CPU, and it stays so. A saturating one
+/// A light collaboration (a request every 5 ms) is compact: both managers
+/// and both LPs on one CPU, the supervisor on the other (so that a load
+/// that fills the compact CPU cannot delay the look that spreads it), and
+/// it stays so. A saturating one
 /// (requests back to back) spreads: LPs on one CPU, managers on the other,
 /// the supervisor on both. Read from the CPU affinity of the real processes.
 #[test]
@@ -178,7 +180,10 @@ fn a_light_collaboration_is_compact_and_a_saturating_one_spreads() {
     let cfg = pingpong_config(&dir.0, &name, &["paced", "1000000", "5000"], "", false);
     let run = launch_on(&all, &cfg, &name);
     let procs = processes(&name, run.pid());
-    let compact = |_: Role| lp_cpus.clone();
+    let compact = |r: Role| match r {
+        Role::Supervisor => mgr_cpus.clone(),
+        _ => lp_cpus.clone(),
+    };
     wait_placed(&procs, compact, "compact");
     // Six of the governor's periods later, it is still compact.
     std::thread::sleep(Duration::from_millis(1500));

@@ -1,9 +1,10 @@
 //! Placement of the collaboration's processes, four times a second.
 //!
 //! With more processes than CPUs, the [`Governor`] first chooses the
-//! collaboration's load mode (`mode.rs`): compact, every process (this
-//! supervisor too) on one CPU and every wait a sleep, while the load is
-//! light; spread, LPs on one half of the CPUs and managers on the other
+//! collaboration's load mode (`mode.rs`): compact, every LP and manager
+//! on one CPU and every wait a sleep, while the load is light (this
+//! supervisor beside them, on the other CPUs: it must not queue behind the
+//! load it watches); spread, LPs on one half of the CPUs and managers on the other
 //! (see [`CpuSplit`]), once it grows. With `placement = "paired"` the mode is
 //! fixed to paired: each manager and its LP on one CPU, the pairs dealt
 //! over every CPU ([`CpuSplit::for_slot`]). It writes the mode in the registry
@@ -310,7 +311,7 @@ impl Governor {
         self.since_placed = 0;
         registry.set_load_mode(mode);
         let me_cpus = match mode {
-            LoadMode::Compact => self.split.compact().to_vec(),
+            LoadMode::Compact => self.beside_compact(),
             _ => self.all.clone(),
         };
         move_to(std::process::id(), &me_cpus);
@@ -332,6 +333,24 @@ impl Governor {
             self.lps.clear();
         } else {
             self.look_at(&seen.ready);
+        }
+    }
+
+    /// This supervisor's CPUs while compact: every CPU but the compact one
+    /// (all of them if there is no other). On the compact CPU it was one
+    /// runnable process among the collaboration's: once a flood saturated
+    /// that CPU (256 LPs and their managers), it got its share, 1/513, and
+    /// its 20 ms look came seconds late, so the collaboration stayed
+    /// compact for seconds (2.7-7.3 s of `mesh flood`, by hand).
+    fn beside_compact(&self) -> Vec<usize> {
+        let compact = self.split.compact();
+        let rest: Vec<usize> = (self.all.iter().copied())
+            .filter(|c| !compact.contains(c))
+            .collect();
+        if rest.is_empty() {
+            self.all.clone()
+        } else {
+            rest
         }
     }
 
@@ -414,7 +433,7 @@ fn say_mode(mode: LoadMode, split: &CpuSplit, s: Option<Sample>) {
     };
     match mode {
         LoadMode::Compact => eprintln!(
-            "shmcollab: load light ({why}): every process on CPU {:?}, waits sleep",
+            "shmcollab: load light ({why}): LPs and managers on CPU {:?}, waits sleep",
             split.compact()
         ),
         LoadMode::Paired => eprintln!(
