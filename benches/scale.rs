@@ -4,7 +4,7 @@
 //! | bench | what |
 //! | --- | --- |
 //! | `launch_256`, `launch_1024` | `launch` of N idle LPs until the supervisor says all are ready: wall time seen here, the supervisor's own figure, and when it had spawned every manager (medians of the rounds) |
-//! | `idle_256` | 256 idle LPs, 3 s after all are ready: segments in the session directory and their bytes (allocated, per LP), then the CPU of every process of the collaboration (supervisor, managers, LPs) over 10 s, in % of one core |
+//! | `idle_256` | 256 idle LPs, 3 s after all are ready: segments in the session directory, the unnamed ones its processes hold (the LPs' views), and the bytes of both (allocated, per LP), then the CPU of every process of the collaboration (supervisor, managers, LPs) over 10 s, in % of one core |
 //! | `mesh_256x4` vs `pair` | `mesh flood K M`: 256 LPs each sending M messages of 64 B to each of the 4 after it (and taking in what the 4 before it send), against 2 LPs sending to each other (K = 1) in the same run: the aggregate (all messages received / time from the go to the last one) and per pair (each LP's receive rate / K, median) |
 //! | `first_message` | `mesh first`: 32 pairs of LPs that never talked, one pair at a time; each pair's first message, sent to received (p50, p99) |
 //!
@@ -168,6 +168,29 @@ fn segments(dir: &Path) -> (usize, u64) {
     (files.count(), bytes)
 }
 
+/// (count, allocated bytes) of the unnamed segments (`O_TMPFILE` files of
+/// session directory `dir`: the LPs' views) that processes `pids` hold open:
+/// they are not in the directory, but their memory is the collaboration's.
+fn unnamed_segments(dir: &Path, pids: &[u32]) -> (usize, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::HashMap::new();
+    for pid in pids {
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd"));
+        for e in fds.into_iter().flatten().flatten() {
+            let Ok(target) = std::fs::read_link(e.path()) else {
+                continue;
+            };
+            let deleted = target.to_string_lossy().ends_with(" (deleted)");
+            if deleted && target.starts_with(dir) {
+                if let Ok(m) = std::fs::metadata(e.path()) {
+                    seen.insert((m.dev(), m.ino()), m.blocks() * 512);
+                }
+            }
+        }
+    }
+    (seen.len(), seen.values().sum())
+}
+
 /// The pids of `root` and its descendants.
 fn tree(root: u32) -> Vec<u32> {
     let mut parent: Vec<(u32, u32)> = Vec::new();
@@ -203,7 +226,11 @@ fn ticks(pids: &[u32]) -> u64 {
 
 struct Idle {
     n: usize,
+    /// Files in the session directory.
     segments: usize,
+    /// Segments without a name that its processes hold (the LPs' views).
+    unnamed: usize,
+    /// Allocated bytes of both.
     bytes: u64,
     cpu_pct: f64,
     procs: usize,
@@ -219,6 +246,7 @@ fn idle(bins: &Bins, dir: &Path, n: usize, secs: u64) -> Idle {
         .unwrap_or_else(|| fail(&format!("no session of {name}")));
     let (segs, bytes) = segments(&sdir);
     let pids = tree(up.run.child.id());
+    let (unnamed, unnamed_bytes) = unnamed_segments(&sdir, &pids);
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     let (t0, w) = (ticks(&pids), Instant::now());
@@ -231,7 +259,8 @@ fn idle(bins: &Bins, dir: &Path, n: usize, secs: u64) -> Idle {
     Idle {
         n,
         segments: segs,
-        bytes,
+        unnamed,
+        bytes: bytes + unnamed_bytes,
         cpu_pct: t1.saturating_sub(t0) as f64 / hz / wall * 100.0,
         procs: pids.len(),
     }
@@ -361,13 +390,13 @@ fn main() {
     }
     let per = |x: f64| x / idle.n as f64;
     println!(
-        "idle {} LPs: {} segments ({:.2} per LP), {:.1} MB ({:.3} MB per LP), {:.2}% of one core ({} processes)",
-        idle.n, idle.segments, per(idle.segments as f64), idle.bytes as f64 / 1e6,
+        "idle {} LPs: {} segments in the session directory ({:.2} per LP) and {} unnamed, {:.1} MB ({:.3} MB per LP), {:.2}% of one core ({} processes)",
+        idle.n, idle.segments, per(idle.segments as f64), idle.unnamed, idle.bytes as f64 / 1e6,
         per(idle.bytes as f64) / 1e6, idle.cpu_pct, idle.procs
     );
     lines.push(format!(
-        "{{\"bench\":\"idle_{}\",\"system\":\"shmcollab\",\"segments\":{},\"segments_per_lp\":{:.2},\"shm_bytes\":{},\"shm_bytes_per_lp\":{:.0},\"cpu_percent\":{:.3},\"processes\":{}}}",
-        idle.n, idle.segments, per(idle.segments as f64), idle.bytes, per(idle.bytes as f64), idle.cpu_pct, idle.procs
+        "{{\"bench\":\"idle_{}\",\"system\":\"shmcollab\",\"segments\":{},\"segments_per_lp\":{:.2},\"unnamed_segments\":{},\"shm_bytes\":{},\"shm_bytes_per_lp\":{:.0},\"cpu_percent\":{:.3},\"processes\":{}}}",
+        idle.n, idle.segments, per(idle.segments as f64), idle.unnamed, idle.bytes, per(idle.bytes as f64), idle.cpu_pct, idle.procs
     ));
     let agg = |v: &[(f64, f64)], f: fn(&(f64, f64)) -> f64| {
         median(&mut v.iter().map(f).collect::<Vec<_>>())

@@ -12,7 +12,10 @@
 //!    (the sum of the LPs' rates; they run for the same seconds) and the
 //!    median of their p50/p99. `commit_8lp_one_host`: the same 8 LPs
 //!    incrementing keys of one sub-function (one manager, one log: group
-//!    commit). The disk's floor under them, 8 writers on 8 files against
+//!    commit). `commit_8lp_paired`: `commit_8lp` with `placement =
+//!    "paired"` (each LP on its manager's CPU, every wait a sleep; the
+//!    default `auto` spreads them: LPs on one CPU, managers on the other).
+//!    The disk's floor under them, 8 writers on 8 files against
 //!    one shared file with a cross-process group commit, is
 //!    `benches/floor/shared_log.c` (why the logs are one per manager:
 //!    benches/README.md, "Transactions: one log per manager, not per host").
@@ -80,8 +83,20 @@ fn config(
     lps: usize,
     args: &dyn Fn(usize) -> Vec<String>,
 ) -> PathBuf {
+    config_with(bin, dir, name, lps, "", args)
+}
+
+/// [`config`] with `top` (lines of the config's top level) added.
+fn config_with(
+    bin: &Path,
+    dir: &Path,
+    name: &str,
+    lps: usize,
+    top: &str,
+    args: &dyn Fn(usize) -> Vec<String>,
+) -> PathBuf {
     let mut text = format!(
-        "name = \"{name}\"\nstate_dir = {:?}\n\n[[subfunction]]\nname = \"k\"\npartitions = {lps}\n",
+        "name = \"{name}\"\nstate_dir = {:?}\n{top}\n[[subfunction]]\nname = \"k\"\npartitions = {lps}\n",
         dir.join("state").display().to_string()
     );
     for i in 0..lps {
@@ -228,6 +243,17 @@ fn main() {
     let cfg = config(&bench_lp, &dir.0, &name, 8, &|_| strs(&["one", &s, "8"]));
     rows.push(row("commit_8lp", &run(&bins, &cfg, &name)));
 
+    let name = format!("txn8pa-{tag}");
+    let cfg = config_with(
+        &bench_lp,
+        &dir.0,
+        &name,
+        8,
+        "placement = \"paired\"\n",
+        &|_| strs(&["one", &s, "8"]),
+    );
+    rows.push(row("commit_8lp_paired", &run(&bins, &cfg, &name)));
+
     let name = format!("txn8h-{tag}");
     let cfg = config(&bench_lp, &dir.0, &name, 8, &|_| {
         strs(&["one", &s, "8", "k/0"])
@@ -307,8 +333,9 @@ fn verdicts(rows: &[Row], recovery_ms: f64, mb: u64) {
         p50("commit_2pc", "shmcollab") / floor
     );
     println!(
-        "commit_8lp {:.0}/s, one host {:.0}/s, pipelined {:.0}/s (read-modify-write {:.0}/s)   (targets vs SQLite's commit_8lp: >= 3x, >= 10x; run benches/compare --bin sqlite)",
+        "commit_8lp {:.0}/s (paired {:.0}/s), one host {:.0}/s, pipelined {:.0}/s (read-modify-write {:.0}/s)   (targets vs SQLite's commit_8lp: >= 3x, >= 10x; run benches/compare --bin sqlite)",
         rate("commit_8lp"),
+        rate("commit_8lp_paired"),
         rate("commit_8lp_one_host"),
         rate("commit_8lp_pipelined"),
         rate("commit_8lp_pipelined_rmw")

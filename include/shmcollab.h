@@ -334,6 +334,47 @@ shmc_status shmc_subfunction_count(shmc_lp *lp, size_t *out);
 shmc_status shmc_subfunction(shmc_lp *lp, size_t index, char *buf, size_t cap, size_t *needed);
 
 /**
+ * Tells the manager (and through it the supervisor) that this LP is
+ * ready: processes waiting on it may start.
+ *
+ * Thread-safety: only on the thread that connected `lp`
+ * (`SHMC_ERR_WRONG_THREAD` elsewhere).
+ *
+ * # Safety
+ * `lp` null or from `shmc_connect`.
+ */
+shmc_status shmc_ready(shmc_lp *lp);
+
+/**
+ * Publishes `key = value` in this LP's state report (under "custom" in
+ * `shmcollab status`).
+ *
+ * Thread-safety: only on the thread that connected `lp`
+ * (`SHMC_ERR_WRONG_THREAD` elsewhere).
+ *
+ * # Safety
+ * `lp` null or from `shmc_connect`; `key` and `value` null or
+ * NUL-terminated.
+ */
+shmc_status shmc_report(shmc_lp *lp, const char *key, const char *value);
+
+/**
+ * The coordinator's view of the collaboration as a JSON document (the
+ * format of `shmcollab status --json`), NUL-terminated, into `buf`; buffer
+ * rules as for `shmc_subfunction` (the document can grow between a size
+ * query and the call: loop while `SHMC_ERR_BUFFER_TOO_SMALL`).
+ * `SHMC_ERR_STATE` until the coordinator has published.
+ *
+ * Thread-safety: only on the thread that connected `lp`
+ * (`SHMC_ERR_WRONG_THREAD` elsewhere).
+ *
+ * # Safety
+ * `lp` null or from `shmc_connect`; `buf` null or writable for `cap`
+ * bytes; `needed` null or writable.
+ */
+shmc_status shmc_collaboration_state(shmc_lp *lp, char *buf, size_t cap, size_t *needed);
+
+/**
  * Sends the `len` bytes at `data` to sub-function `subfn`, waiting while
  * the ring to the manager is full. `data` may be null when `len` is 0.
  *
@@ -441,47 +482,6 @@ shmc_status shmc_reply(shmc_lp *lp, const shmc_message *req, const uint8_t *data
  * changed by the caller since.
  */
 shmc_status shmc_message_free(shmc_message *m);
-
-/**
- * Tells the manager (and through it the supervisor) that this LP is
- * ready: processes waiting on it may start.
- *
- * Thread-safety: only on the thread that connected `lp`
- * (`SHMC_ERR_WRONG_THREAD` elsewhere).
- *
- * # Safety
- * `lp` null or from `shmc_connect`.
- */
-shmc_status shmc_ready(shmc_lp *lp);
-
-/**
- * Publishes `key = value` in this LP's state report (under "custom" in
- * `shmcollab status`).
- *
- * Thread-safety: only on the thread that connected `lp`
- * (`SHMC_ERR_WRONG_THREAD` elsewhere).
- *
- * # Safety
- * `lp` null or from `shmc_connect`; `key` and `value` null or
- * NUL-terminated.
- */
-shmc_status shmc_report(shmc_lp *lp, const char *key, const char *value);
-
-/**
- * The coordinator's view of the collaboration as a JSON document (the
- * format of `shmcollab status --json`), NUL-terminated, into `buf`; buffer
- * rules as for `shmc_subfunction` (the document can grow between a size
- * query and the call: loop while `SHMC_ERR_BUFFER_TOO_SMALL`).
- * `SHMC_ERR_STATE` until the coordinator has published.
- *
- * Thread-safety: only on the thread that connected `lp`
- * (`SHMC_ERR_WRONG_THREAD` elsewhere).
- *
- * # Safety
- * `lp` null or from `shmc_connect`; `buf` null or writable for `cap`
- * bytes; `needed` null or writable.
- */
-shmc_status shmc_collaboration_state(shmc_lp *lp, char *buf, size_t cap, size_t *needed);
 
 /**
  * The message of the last call on this thread that returned an error, as

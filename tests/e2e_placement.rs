@@ -159,8 +159,10 @@ fn wait_until_burners_are_wide(lps: &[(String, String, String)], all: &[usize], 
     }
 }
 
-/// A light collaboration (a request every 5 ms) is compact: the supervisor,
-/// both managers and both LPs on one CPU, and it stays so. A saturating one
+/// A light collaboration (a request every 5 ms) is compact: both managers
+/// and both LPs on one CPU, the supervisor on the other (so that a load
+/// that fills the compact CPU cannot delay the look that spreads it), and
+/// it stays so. A saturating one
 /// (requests back to back) spreads: LPs on one CPU, managers on the other,
 /// the supervisor on both. Read from the CPU affinity of the real processes.
 #[test]
@@ -178,7 +180,10 @@ fn a_light_collaboration_is_compact_and_a_saturating_one_spreads() {
     let cfg = pingpong_config(&dir.0, &name, &["paced", "1000000", "5000"], "", false);
     let run = launch_on(&all, &cfg, &name);
     let procs = processes(&name, run.pid());
-    let compact = |_: Role| lp_cpus.clone();
+    let compact = |r: Role| match r {
+        Role::Supervisor => mgr_cpus.clone(),
+        _ => lp_cpus.clone(),
+    };
     wait_placed(&procs, compact, "compact");
     // Six of the governor's periods later, it is still compact.
     std::thread::sleep(Duration::from_millis(1500));
@@ -201,6 +206,56 @@ fn a_light_collaboration_is_compact_and_a_saturating_one_spreads() {
     assert_placed(&procs, spread, "still spread");
     let (_, _, err) = stop(run, &name);
     assert!(err.contains("load heavy"), "{err}");
+}
+
+/// `placement = "paired"`: each LP on the one CPU of its own manager, the
+/// two pairs on different CPUs, the supervisor on both; and it stays so
+/// under a saturating load (requests back to back), which would spread
+/// `auto`. Read from the CPU affinity of the real processes.
+#[test]
+fn paired_puts_each_lp_on_its_managers_cpu() {
+    let mine = cpus_of("self").unwrap();
+    if mine.len() < 2 {
+        eprintln!("skipped: launch needs two CPUs to have a choice");
+        return;
+    }
+    let all = mine[..2].to_vec();
+    let dir = TempDir::new("paired");
+    let name = unique("par");
+    let cfg = pingpong_config(&dir.0, &name, &["rtt", "1000000000"], "", false);
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let text = text.replacen('\n', "\nplacement = \"paired\"\n", 1);
+    std::fs::write(&cfg, text).unwrap();
+    let run = launch_on(&all, &cfg, &name);
+    let v = wait_status(&name, "2 ready LPs", |v| all_ready(v, 2));
+    let pairs = lps_and_managers(&v);
+    let sup = run.pid().to_string();
+    // (supervisor, each pair's (manager, LP)) CPUs, and whether they are
+    // paired: one CPU per pair, shared by its manager and LP, a CPU each.
+    let look = || {
+        let on: Vec<_> = pairs
+            .iter()
+            .map(|(_, lp, mgr)| (cpus_of(mgr), cpus_of(lp)))
+            .collect();
+        let ok = cpus_of(&sup).as_ref() == Some(&all)
+            && on
+                .iter()
+                .all(|(m, l)| m == l && m.as_ref().is_some_and(|c| c.len() == 1))
+            && on[0].0 != on[1].0;
+        (ok, on)
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !look().0 {
+        assert!(Instant::now() < deadline, "never paired: {:?}", look().1);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Six of the governor's periods later, still paired.
+    std::thread::sleep(Duration::from_millis(1500));
+    let (ok, on) = look();
+    assert!(ok, "not paired any more: {on:?}");
+    let (_, _, err) = stop(run, &name);
+    assert!(err.contains("shmcollab: paired"), "{err}");
+    assert!(!err.contains("load heavy"), "{err}");
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -56,11 +56,13 @@
 mod args;
 mod handle;
 mod lp;
+mod msg;
 mod status;
 mod txn;
 
 pub use handle::ShmcLp;
 pub use lp::*;
+pub use msg::*;
 pub use status::{shmc_last_error, shmc_status_name, ShmcStatus};
 pub use txn::*;
 

@@ -128,6 +128,18 @@ impl Handover {
         self.subfns.iter().position(|n| n == name).map(|i| i as u32)
     }
 
+    /// Every sub-function's index by name, as [`Handover::subfn_index`]
+    /// gives it (the first of a name the (untrusted) list repeats): for
+    /// lookups per message, which searched the list before (13% of an
+    /// LP's CPU in a flood of 256 LPs).
+    pub fn subfn_ids(&self) -> std::collections::HashMap<String, u32> {
+        let mut ids = std::collections::HashMap::with_capacity(self.subfns.len());
+        for (i, n) in self.subfns.iter().enumerate() {
+            ids.entry(n.clone()).or_insert(i as u32);
+        }
+        ids
+    }
+
     /// Name of sub-function `i`.
     pub fn subfn_name(&self, i: u32) -> Option<&str> {
         self.subfns.get(i as usize).map(String::as_str)
@@ -192,5 +204,26 @@ mod tests {
         assert!(Handover::decode(&short.encode()).is_err());
         assert!(Handover::decode("{\"session_id\":1}").is_err());
         assert!(Handover::decode("\u{0}garbage").is_err());
+    }
+
+    /// The index by name answers as the search of the list does: every
+    /// name, a repeated name's first index, nothing for an unknown one.
+    #[test]
+    fn the_index_by_name_agrees_with_the_list() {
+        let h = Handover {
+            subfns: ["w.0", "w.1", "b", "w.1", "w.255"]
+                .map(String::from)
+                .to_vec(),
+            owners: vec![None; 5],
+            ..sample()
+        };
+        let ids = h.subfn_ids();
+        for n in &h.subfns {
+            assert_eq!(ids.get(n.as_str()).copied(), h.subfn_index(n), "{n}");
+        }
+        assert_eq!(ids.get("w.1"), Some(&1));
+        assert_eq!(ids.len(), 4);
+        assert_eq!(ids.get("w.2"), None);
+        assert_eq!(h.subfn_index("w.2"), None);
     }
 }

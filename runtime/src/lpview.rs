@@ -1,7 +1,11 @@
-//! The LP's view: a small segment a manager makes for its LP
-//! (`lp<slot>.g<gen>.view`) and hands it by descriptor, holding what the
-//! LP used to read from (and write into) the registry, so that the LP
-//! never maps the registry (issue 11, the LP sandbox):
+//! The LP's view: a small segment a manager makes for its LP and hands it
+//! by descriptor, holding what the LP used to read from (and write into)
+//! the registry, so that the LP never maps the registry (issue 11, the LP
+//! sandbox). It has no name in the session directory (`O_TMPFILE`, see
+//! [`Segment::create_unnamed_sparse`]; `lp<slot>.g<gen>.view` labels it in
+//! errors): only the manager and its LP hold it, it goes when both have
+//! closed it, and an idle collaboration's directory holds one file fewer
+//! per LP (issue 13):
 //!
 //! - the collaboration state the coordinator published, copied here by
 //!   the manager when the LP asks for it (read by
@@ -72,7 +76,7 @@ struct ViewHeader {
 const _: () = assert!(std::mem::size_of::<ViewHeader>() == DOC_OFF);
 const _: () = assert!(std::mem::align_of::<ViewHeader>() <= 128);
 
-/// Segment name of the view of the LP of `slot`, manager generation `gen`.
+/// Label of the view of the LP of `slot`, manager generation `gen`.
 pub fn view_name(slot: u32, gen: u32) -> String {
     format!("lp{slot}.g{gen}.view")
 }
@@ -96,10 +100,12 @@ pub struct ViewWriter {
 }
 
 impl ViewWriter {
-    /// Make the view `name` with room for a state document of `cap` bytes.
+    /// Make the view (labelled `name`) with room for a state document of
+    /// `cap` bytes.
     pub fn create(session: &Session, name: &str, cap: usize) -> Result<ViewWriter, CreateError> {
+        let body = DOC_OFF + cap;
         let seg =
-            Segment::create_sparse(session, name, SegmentKind::Blob, DOC_OFF + cap, |p, _| {
+            Segment::create_unnamed_sparse(session, name, SegmentKind::Blob, body, |p, _| {
                 // SAFETY: `p` is the zeroed, 128-aligned body of DOC_OFF + cap
                 // bytes, not yet visible to anyone.
                 unsafe { p.cast::<u64>().write(MAGIC.to_le()) }
@@ -337,9 +343,17 @@ mod tests {
         w.serve(b"{\"doc\":1}");
         assert!(!w.wanted() && r.served(ticket));
         assert_eq!(r.state().unwrap(), b"{\"doc\":1}");
-        // Sparse: a view sized for 1 MiB holds a page or two.
+        // Sparse: a view sized for 1 MiB holds a page or two (of a file
+        // with no name in the session directory).
+        use std::os::fd::AsFd;
         use std::os::unix::fs::MetadataExt;
-        let blocks = std::fs::metadata(w.segment().path()).unwrap().blocks();
+        let file = std::fs::File::from(w.segment().as_fd().try_clone_to_owned().unwrap());
+        let blocks = file.metadata().unwrap().blocks();
         assert!(blocks * 512 < 64 << 10, "{blocks} blocks");
+        assert_eq!(
+            std::fs::read_dir(session.dir()).unwrap().flatten().count(),
+            1,
+            "owner only"
+        );
     }
 }

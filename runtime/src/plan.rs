@@ -45,6 +45,13 @@ pub enum Placement {
     /// Always compact: every process on one CPU, every wait a sleep (the
     /// least CPU; a saturating load gets one CPU).
     Compact,
+    /// Always paired ([`LoadMode::Paired`]): each LP on the CPU of its own
+    /// manager, the pairs dealt over the CPUs, every wait a sleep. For LPs
+    /// that talk mostly to their own manager and wait for fdatasyncs
+    /// (durable commits, one in flight each): `commit_8lp` ran 1.3-2.2x
+    /// `auto`'s rate (benches/README.md, "Transactions: CPU per commit, and
+    /// the paired placement").
+    Paired,
     /// Anywhere the kernel puts them, no load mode.
     None,
 }
@@ -89,10 +96,23 @@ impl CpuSplit {
         &self.lps[..self.lps.len().min(1)]
     }
 
-    /// The CPUs of (managers, LPs) in `mode`.
-    pub fn for_mode(&self, mode: LoadMode) -> (&[usize], &[usize]) {
+    /// The CPUs of (managers, LPs) in `mode`; paired, of the manager of
+    /// `slot` and its LP: one CPU for both, the slots dealt in turn over
+    /// the LPs' CPUs and then the managers'.
+    pub fn for_slot(&self, mode: LoadMode, slot: u32) -> (&[usize], &[usize]) {
         match mode {
             LoadMode::Compact => (self.compact(), self.compact()),
+            LoadMode::Paired => {
+                // A split read from the plan file may be empty: no CPU
+                // then (setting none fails, the kernel's choice stands).
+                let n = (self.lps.len() + self.managers.len()).max(1);
+                let i = slot as usize % n;
+                let one = match i.checked_sub(self.lps.len()) {
+                    None => self.lps.get(i..=i),
+                    Some(j) => self.managers.get(j..=j),
+                };
+                (one.unwrap_or(&[]), one.unwrap_or(&[]))
+            }
             LoadMode::Spread | LoadMode::Unset => (&self.managers, &self.lps),
         }
     }
@@ -241,8 +261,18 @@ mod tests {
         // The allowed CPUs are used as given (a taskset of 2, 5, 7).
         let s = CpuSplit::for_cpus(&[2, 5, 7], 8).unwrap();
         assert_eq!(s.compact(), &[2]);
-        assert_eq!(s.for_mode(LoadMode::Compact), (&[2][..], &[2][..]));
-        assert_eq!(s.for_mode(LoadMode::Spread), (&[7][..], &[2, 5][..]));
+        assert_eq!(s.for_slot(LoadMode::Compact, 4), (&[2][..], &[2][..]));
+        assert_eq!(s.for_slot(LoadMode::Spread, 4), (&[7][..], &[2, 5][..]));
+        // Paired: each slot's manager and LP on one CPU, slots in turn.
+        let paired: Vec<_> = (0..7).map(|i| s.for_slot(LoadMode::Paired, i)).collect();
+        for (i, cpu) in [2, 5, 7, 2, 5, 7, 2].into_iter().enumerate() {
+            assert_eq!(paired[i], (&[cpu][..], &[cpu][..]), "slot {i}");
+        }
+        let empty = CpuSplit {
+            lps: Vec::new(),
+            managers: Vec::new(),
+        };
+        assert_eq!(empty.for_slot(LoadMode::Paired, 3), (&[][..], &[][..]));
         assert_eq!((s.lps, s.managers), (vec![2, 5], vec![7]));
     }
 }

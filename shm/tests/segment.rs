@@ -151,3 +151,37 @@ fn a_segment_knows_when_its_name_was_given_to_another_file() {
     assert!(!again.replaced());
     assert!(opened.replaced(), "made again: another file");
 }
+
+/// An unnamed segment (an LP's view) is in no directory: nobody opens it
+/// by name, another process maps it from its descriptor with the usual
+/// checks, and its name stays free.
+#[test]
+fn an_unnamed_segment_reaches_others_only_by_descriptor() {
+    use std::os::fd::AsFd;
+    let s = session("unnamed");
+    let files = || std::fs::read_dir(s.dir()).unwrap().count();
+    let before = files();
+    let seg = Segment::create_unnamed_sparse(&s, "v", SegmentKind::Blob, 1 << 20, |p, _| {
+        // SAFETY: the body is 1 MiB, writable, not yet visible to anyone.
+        unsafe { p.write(42) }
+    })
+    .unwrap();
+    assert_eq!(
+        files(),
+        before,
+        "an unnamed segment left a file in the directory"
+    );
+    assert!(matches!(
+        Segment::open(&s, "v", SegmentKind::Blob),
+        Err(OpenError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound
+    ));
+    let fd = seg.as_fd().try_clone_to_owned().unwrap();
+    let label = std::path::Path::new("<view>");
+    let other = Segment::from_fd(fd.into(), label, s.id(), SegmentKind::Blob).unwrap();
+    // SAFETY: the body is 1 MiB long.
+    assert_eq!(unsafe { *other.body_ptr() }, 42);
+    let wrong = seg.as_fd().try_clone_to_owned().unwrap();
+    assert!(Segment::from_fd(wrong.into(), label, s.id() ^ 1, SegmentKind::Blob).is_err());
+    // The name is free for a named segment.
+    Segment::create(&s, "v", SegmentKind::Blob, 64, |_, _| {}).unwrap();
+}

@@ -381,6 +381,7 @@ fn placement_values() {
         ("auto", Placement::Auto),
         ("spread", Placement::Spread),
         ("compact", Placement::Compact),
+        ("paired", Placement::Paired),
     ] {
         let line = format!("name = \"t\"\nplacement = \"{word}\"\n");
         let text = small("").replace("name = \"t\"\n", &line);
@@ -389,7 +390,9 @@ fn placement_values() {
     let text = small("").replace("name = \"t\"\n", "name = \"t\"\nplacement = \"fast\"\n");
     let shown = error_at(&text, 2, 13, "field `placement`");
     assert!(
-        shown.ends_with("expected \"auto\", \"spread\", \"compact\" or \"none\", found \"fast\""),
+        shown.ends_with(
+            "expected \"auto\", \"spread\", \"compact\", \"paired\" or \"none\", found \"fast\""
+        ),
         "{shown}"
     );
 }

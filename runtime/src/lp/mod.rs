@@ -172,6 +172,11 @@ pub struct Lp {
     slot: u32,
     name: String,
     subfns: Vec<String>,
+    /// Every sub-function's index by name ([`Handover::subfn_ids`]): a
+    /// send looks its destination up here. Made at the first lookup: an
+    /// LP that never sends by name (1,024 idle ones at launch) does not
+    /// pay for it.
+    subfn_ids: std::cell::OnceCell<std::collections::HashMap<String, u32>>,
     /// The ring to the manager.
     tx: TxLink,
     /// Messages of `send_buffered` not yet written to it.
@@ -246,6 +251,7 @@ impl Lp {
         let main = RxLink::new(rx, Opener::new(rx_key.clone()), Resync::Never);
         let subfns = plan.hosted_by(slot);
         Ok(Lp {
+            subfn_ids: std::cell::OnceCell::new(),
             plan,
             view: taken.view,
             sock: taken.sock,
@@ -318,10 +324,9 @@ impl Lp {
         Ok(managers.saturating_add(self.frames_lost()))
     }
 
-    fn subfn_id(&self, subfn: &str) -> Result<u32, LpError> {
-        self.plan
-            .subfn_index(subfn)
-            .ok_or_else(|| LpError::UnknownSubfn(subfn.to_owned()))
+    pub(crate) fn subfn_id(&self, subfn: &str) -> Result<u32, LpError> {
+        let ids = self.subfn_ids.get_or_init(|| self.plan.subfn_ids());
+        (ids.get(subfn).copied()).ok_or_else(|| LpError::UnknownSubfn(subfn.to_owned()))
     }
 
     /// Send one message, after whatever `send_buffered` queued.

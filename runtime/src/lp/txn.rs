@@ -217,9 +217,8 @@ impl OwnedTxn {
     }
 
     fn subfn(lp: &Lp, name: &str) -> Result<u32, TxnError> {
-        lp.plan
-            .subfn_index(name)
-            .ok_or_else(|| TxnError::UnknownSubfn(name.to_owned()))
+        lp.subfn_id(name)
+            .map_err(|_| TxnError::UnknownSubfn(name.to_owned()))
     }
 
     /// The value of `key` in sub-function `subfn` ([`Txn::get`]).

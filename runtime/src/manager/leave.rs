@@ -41,7 +41,6 @@ impl Manager {
             self.coord.publish(&self.ctx, true);
             self.coord.resign(&self.ctx);
         }
-        self.access.remove(&self.ctx);
         let reg = &self.ctx.registry;
         let _ = reg.release_slot(self.ctx.slot, self.ctx.generation);
         reg.changes().notify();

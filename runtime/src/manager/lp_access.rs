@@ -172,13 +172,6 @@ impl LpAccess {
         v.serve(&doc);
         true
     }
-
-    /// Remove the view (the manager ends).
-    pub fn remove(&self, ctx: &Ctx) {
-        if self.view.is_some() {
-            ctx.remove_ring(&view_name(ctx.slot, ctx.generation));
-        }
-    }
 }
 
 /// What the LP reads of the plan.

@@ -134,11 +134,12 @@ impl LpProc {
     }
 
     /// Place this manager and the LP as the load mode says: both on the
-    /// compact CPU while the load is light, else the plan's CPU split. (The
-    /// supervisor's governor moves every process when the mode changes.)
+    /// compact CPU while the load is light, both on our slot's CPU while
+    /// paired, else the plan's CPU split. (The supervisor's governor moves
+    /// every process when the mode changes.)
     pub fn place(&self, ctx: &Ctx, mode: LoadMode) {
         if let Some(split) = &ctx.plan.cpus {
-            let (me, lp) = split.for_mode(mode);
+            let (me, lp) = split.for_slot(mode, ctx.slot);
             set_process_cpus(std::process::id(), me);
             set_process_cpus(self.pid(), lp);
         }

@@ -102,16 +102,6 @@ fn remove_stale_rings(session: &Session, slot: u32, generation: u32) {
     for e in rd.flatten() {
         let name = e.file_name();
         let name = name.to_str().unwrap_or("");
-        // An earlier generation's LP view (`lp<slot>.g<gen>.view`).
-        let view_of = |g: u32| crate::lpview::view_name(slot, g) == name;
-        if name.ends_with(".view") && !view_of(generation) {
-            let stem = name.strip_suffix(".view").unwrap_or("");
-            let gen = stem.rsplit_once(".g").and_then(|(_, g)| g.parse().ok());
-            if gen.is_some_and(view_of) {
-                let _ = std::fs::remove_file(e.path());
-            }
-            continue;
-        }
         let Some(ring) = RingName::parse(name) else {
             continue;
         };

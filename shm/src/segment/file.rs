@@ -71,12 +71,42 @@ impl Segment {
         Self::create_in(session, name, kind, body_len, false, init)
     }
 
+    /// As [`Segment::create_sparse`], but the file never has a name: it
+    /// is made with `O_TMPFILE` in the session's directory (the same file
+    /// system, so its pages count against /dev/shm as a named segment's
+    /// would) and reaches another process only by descriptor. It goes with
+    /// the last descriptor and mapping, so a crash leaves nothing behind,
+    /// and nobody can open it by name. `name` labels it in errors and in
+    /// [`Segment::path`] (which names no file: [`Segment::replaced`] is
+    /// true).
+    pub fn create_unnamed_sparse(
+        session: &Session,
+        name: &str,
+        kind: SegmentKind,
+        body_len: usize,
+        init: impl FnOnce(*mut u8, usize),
+    ) -> Result<Segment, CreateError> {
+        Self::create_with(session, name, kind, body_len, (false, false), init)
+    }
+
     fn create_in(
         session: &Session,
         name: &str,
         kind: SegmentKind,
         body_len: usize,
         full: bool,
+        init: impl FnOnce(*mut u8, usize),
+    ) -> Result<Segment, CreateError> {
+        Self::create_with(session, name, kind, body_len, (full, true), init)
+    }
+
+    /// `(full, named)`: allocate every block; give the file `name`.
+    fn create_with(
+        session: &Session,
+        name: &str,
+        kind: SegmentKind,
+        body_len: usize,
+        (full, named): (bool, bool),
         init: impl FnOnce(*mut u8, usize),
     ) -> Result<Segment, CreateError> {
         if !valid_name(name, 100, true) {
@@ -93,13 +123,14 @@ impl Segment {
                 }
             }
         };
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(io)?;
+        let mut opts = OpenOptions::new();
+        opts.read(true).write(true).mode(0o600);
+        let file = if named {
+            opts.create_new(true).open(&path)
+        } else {
+            opts.custom_flags(libc::O_TMPFILE).open(session.dir())
+        }
+        .map_err(io)?;
         let total = (HEADER_LEN + body_len) as u64;
         let sized = if full {
             preallocate(&file, total)
@@ -108,7 +139,9 @@ impl Segment {
         };
         if let Err(source) = sized {
             // Leave no half-made segment behind to refuse the next try.
-            let _ = std::fs::remove_file(&path);
+            if named {
+                let _ = std::fs::remove_file(&path);
+            }
             return Err(no_space_or(session, &path, total, source));
         }
         let map = memmap2::MmapOptions::new().map_raw(&file).map_err(io)?;

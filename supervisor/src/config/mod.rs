@@ -25,6 +25,8 @@
 //!                               # light; LPs on one half of the CPUs, managers on the
 //!                               # other, waits spinning first, when it grows;
 //!                               # "spread" / "compact": always one of the two;
+//!                               # "paired": each LP on its manager's CPU, the pairs
+//!                               # over every CPU, waits sleeping (durable commits);
 //!                               # "none": wherever the kernel puts them
 //! build = ["cargo", "build", "--release", "--examples"]   # optional, run once first
 //!

@@ -238,12 +238,14 @@ impl Source<'_> {
                 "auto" => Ok(Placement::Auto),
                 "spread" => Ok(Placement::Spread),
                 "compact" => Ok(Placement::Compact),
+                "paired" => Ok(Placement::Paired),
                 "none" => Ok(Placement::None),
                 other => Err(self.err(
                     p.span(),
                     top("placement"),
                     format!(
-                        "expected \"auto\", \"spread\", \"compact\" or \"none\", found {other:?}"
+                        "expected \"auto\", \"spread\", \"compact\", \"paired\" or \"none\", \
+                         found {other:?}"
                     ),
                 )),
             },

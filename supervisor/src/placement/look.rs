@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 pub(super) struct Seen {
     /// Ready LPs: (name, pid, nanoseconds waited in the LP API).
     pub ready: Vec<(String, u32, u64)>,
+    /// The same LPs as (slot, pid): where each goes when paired.
+    pub ready_at: Vec<(u32, u32)>,
     /// Every process: LPs, managers, this supervisor.
     pub pids: Vec<u32>,
     /// Each slot's count of messages its LP sent (untrusted).
@@ -29,14 +31,14 @@ impl Seen {
             .filter_map(|s| registry.slot(s).ok())
             .filter(|v| v.state == SlotState::Active)
             .collect();
-        let ready = slots
+        let (ready, ready_at) = slots
             .iter()
             .filter(|v| v.lp_state == LpState::Ready && v.lp_pid != 0)
             .filter_map(|v| {
                 let name = plan.lps.get(v.index as usize)?.name.clone();
-                Some((name, v.lp_pid, v.lp_wait_ns))
+                Some(((name, v.lp_pid, v.lp_wait_ns), (v.index, v.lp_pid)))
             })
-            .collect();
+            .unzip();
         let lp_pids = slots.iter().map(|v| v.lp_pid).filter(|&p| p != 0);
         let pids = lp_pids
             .chain(managers.iter().map(|m| m.1))
@@ -53,6 +55,7 @@ impl Seen {
         }
         Seen {
             ready,
+            ready_at,
             pids,
             msgs,
             ready_slots,
@@ -64,6 +67,7 @@ impl Seen {
     pub fn read_msgs(registry: &Registry, plan: &Plan) -> Seen {
         Seen {
             ready: Vec::new(),
+            ready_at: Vec::new(),
             pids: Vec::new(),
             msgs: (0..plan.lps.len() as u32)
                 .map(|s| registry.lp_msgs(s).unwrap_or(0))

@@ -1,10 +1,13 @@
 //! Placement of the collaboration's processes, four times a second.
 //!
 //! With more processes than CPUs, the [`Governor`] first chooses the
-//! collaboration's load mode (`mode.rs`): compact, every process (this
-//! supervisor too) on one CPU and every wait a sleep, while the load is
-//! light; spread, LPs on one half of the CPUs and managers on the other
-//! (see [`CpuSplit`]), once it grows. It writes the mode in the registry
+//! collaboration's load mode (`mode.rs`): compact, every LP and manager
+//! on one CPU and every wait a sleep, while the load is light (this
+//! supervisor beside them, on the other CPUs: it must not queue behind the
+//! load it watches); spread, LPs on one half of the CPUs and managers on the other
+//! (see [`CpuSplit`]), once it grows. With `placement = "paired"` the mode is
+//! fixed to paired: each manager and its LP on one CPU, the pairs dealt
+//! over every CPU ([`CpuSplit::for_slot`]). It writes the mode in the registry
 //! (managers follow it and hand it to their LPs) and moves every process
 //! whose CPUs differ from what the mode says.
 //!
@@ -158,6 +161,7 @@ impl Governor {
             mode: match placement {
                 Placement::Spread => Hysteresis::fixed(LoadMode::Spread),
                 Placement::Compact => Hysteresis::fixed(LoadMode::Compact),
+                Placement::Paired => Hysteresis::fixed(LoadMode::Paired),
                 Placement::Auto | Placement::None => Hysteresis::default(),
             },
             started: false,
@@ -224,7 +228,7 @@ impl Governor {
     /// is two system calls per process, four times a second, which showed
     /// in the idle CPU of hundreds of LPs.
     fn place_due(&mut self, seen: &Seen, managers: &[(u32, u32)]) -> bool {
-        if self.mode.mode() != LoadMode::Compact {
+        if !matches!(self.mode.mode(), LoadMode::Compact | LoadMode::Paired) {
             return true;
         }
         self.since_placed += 1;
@@ -306,28 +310,47 @@ impl Governor {
         self.placed = seen.placed(managers);
         self.since_placed = 0;
         registry.set_load_mode(mode);
-        let (mgr_cpus, lp_cpus) = self.split.for_mode(mode);
-        let (mgr_cpus, lp_cpus) = (mgr_cpus.to_vec(), lp_cpus.to_vec());
         let me_cpus = match mode {
-            LoadMode::Compact => self.split.compact().to_vec(),
+            LoadMode::Compact => self.beside_compact(),
             _ => self.all.clone(),
         };
         move_to(std::process::id(), &me_cpus);
-        for (_, pid) in managers.iter().filter(|(s, _)| seen.ready_slot(*s)) {
-            move_to(*pid, &mgr_cpus);
+        for (slot, pid) in managers.iter().filter(|(s, _)| seen.ready_slot(*s)) {
+            move_to(*pid, self.split.for_slot(mode, *slot).0);
         }
-        for (_, pid, _) in &seen.ready {
+        // Compact and paired, every process has its one CPU; spread, an
+        // LP's CPUs are the LPs' or all of them (widened).
+        let one_cpu = matches!(mode, LoadMode::Compact | LoadMode::Paired);
+        for (slot, pid) in &seen.ready_at {
+            let lp_cpus = self.split.for_slot(mode, *slot).1;
             let on = process_cpus(Some(*pid));
-            // Spread, the LP's CPUs are its own or all of them (widened).
-            if on != lp_cpus && (mode == LoadMode::Compact || on != self.all) {
-                set_process_cpus(*pid, &lp_cpus);
+            if on != lp_cpus && (one_cpu || on != self.all) {
+                set_process_cpus(*pid, lp_cpus);
             }
         }
-        if mode == LoadMode::Compact {
+        if one_cpu {
             // Widening is for spread: forget what was seen.
             self.lps.clear();
         } else {
             self.look_at(&seen.ready);
+        }
+    }
+
+    /// This supervisor's CPUs while compact: every CPU but the compact one
+    /// (all of them if there is no other). On the compact CPU it was one
+    /// runnable process among the collaboration's: once a flood saturated
+    /// that CPU (256 LPs and their managers), it got its share, 1/513, and
+    /// its 20 ms look came seconds late, so the collaboration stayed
+    /// compact for seconds (2.7-7.3 s of `mesh flood`, by hand).
+    fn beside_compact(&self) -> Vec<usize> {
+        let compact = self.split.compact();
+        let rest: Vec<usize> = (self.all.iter().copied())
+            .filter(|c| !compact.contains(c))
+            .collect();
+        if rest.is_empty() {
+            self.all.clone()
+        } else {
+            rest
         }
     }
 
@@ -410,8 +433,13 @@ fn say_mode(mode: LoadMode, split: &CpuSplit, s: Option<Sample>) {
     };
     match mode {
         LoadMode::Compact => eprintln!(
-            "shmcollab: load light ({why}): every process on CPU {:?}, waits sleep",
+            "shmcollab: load light ({why}): LPs and managers on CPU {:?}, waits sleep",
             split.compact()
+        ),
+        LoadMode::Paired => eprintln!(
+            "shmcollab: paired ({why}): each LP on its manager's CPU, pairs over CPUs {:?} \
+             and {:?}, waits sleep",
+            split.lps, split.managers
         ),
         _ => eprintln!(
             "shmcollab: load heavy ({why}): LPs on CPUs {:?}, managers on CPUs {:?}, waits \

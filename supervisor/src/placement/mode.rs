@@ -162,6 +162,8 @@ impl Hysteresis {
                     self.since = 0;
                 }
             }
+            // Only ever fixed (`placement = "paired"`), returned above.
+            LoadMode::Paired => {}
             LoadMode::Spread | LoadMode::Unset => {
                 let compact_ns = s.msgs as f64 * self.msg_ns;
                 if !s.lp_wide && compact_ns < COMPACT_AT * period_ns {

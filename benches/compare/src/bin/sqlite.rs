@@ -547,7 +547,7 @@ fn measure(dir: &Path, warm: usize, n: usize) -> Res<Vec<Row>> {
     create_db(&shared, &keys)?;
     rows.push(commit_8lp(
         "sqlite_wal_full",
-        &[shared.clone()],
+        std::slice::from_ref(&shared),
         Busy::Timeout,
         warm,
         n,
