@@ -200,6 +200,66 @@ impl Doorbell {
         got
     }
 
+    /// Run `publish`, then wait as [`Doorbell::wait_until_any`], for a
+    /// caller whose `publish` causes its input (a request, whose reply it
+    /// waits for). With [`WaitStrategy::SLEEP`] (compact) it registers as a
+    /// sleeper on `bells` before `publish`: on one CPU the peer that
+    /// `publish` wakes often takes the CPU at once, and whatever the caller
+    /// still had to do before its sleep then runs later, on the round
+    /// trip's path; now that is the check and the system call. (The
+    /// protocol of the module doc: a waker that publishes after our
+    /// registration sees us and rings.) Other strategies publish, then
+    /// wait as usual. An error from `publish` ends it at once.
+    pub fn publish_then_wait<R, E, T>(
+        bells: &[&Doorbell],
+        strategy: WaitStrategy,
+        timeout: Option<Duration>,
+        publish: impl FnOnce() -> Result<R, E>,
+        mut ready: impl FnMut() -> Option<T>,
+    ) -> Result<(R, Option<T>), E> {
+        let bells = &bells[..bells.len().min(4)];
+        if strategy != WaitStrategy::SLEEP || bells.is_empty() {
+            let r = publish()?;
+            return Ok((r, Self::wait_until_any(bells, strategy, timeout, ready)));
+        }
+        let start = Instant::now();
+        // SYNC: SeqCst increment, then (after `publish`) the re-check;
+        // pairs with the fence in `ring`, as in `wait_phases`.
+        let mut words = [(&bells[0].seq, 0u32); 4];
+        for (w, b) in words.iter_mut().zip(bells) {
+            b.sleepers.fetch_add(1, Ordering::SeqCst);
+            *w = (&b.seq, b.seq.load(Ordering::Acquire));
+        }
+        let awake = || {
+            for b in bells {
+                b.sleepers.fetch_sub(1, Ordering::SeqCst);
+            }
+        };
+        let r = match publish() {
+            Ok(r) => r,
+            Err(e) => {
+                awake();
+                return Err(e);
+            }
+        };
+        let mut got = ready();
+        if got.is_none() {
+            let first = timeout.map_or(MAX_SLEEP, |t| t.min(MAX_SLEEP));
+            futex_wait_any(&words[..bells.len()], Some(first));
+        }
+        awake();
+        got = got.or_else(&mut ready);
+        if got.is_none() {
+            // A spurious wake-up, or the first sleep's cap: the usual wait
+            // for the rest of the time.
+            let left = timeout.map(|t| t.saturating_sub(start.elapsed()));
+            return Ok((r, Self::wait_until_any(bells, strategy, left, ready)));
+        }
+        let end = Instant::now();
+        crate::handover::waited(Some((end - start, end)));
+        Ok((r, got))
+    }
+
     /// The spin, yield and sleep phases of [`Doorbell::wait_until_any`],
     /// from `start`, once `ready()` said no.
     fn wait_phases<T>(
@@ -214,8 +274,14 @@ impl Doorbell {
         if let Some(v) = Self::spin(strategy.spin, deadline, &mut ready) {
             return Some(v);
         }
-        // Phase 2: yield (and spin briefly after each yield).
-        let yield_start = Instant::now();
+        // Phase 2: yield (and spin briefly after each yield). Compact waits
+        // have none: no clock read then (a requester goes this way between
+        // its request and its sleep).
+        let yield_start = if strategy.yields > 0 {
+            Instant::now()
+        } else {
+            start
+        };
         for i in 0..strategy.yields {
             crate::sync::yield_now();
             if let Some(v) = ready() {
@@ -397,6 +463,66 @@ mod tests {
             done_rx.recv_timeout(Duration::from_secs(60)).is_ok(),
             "the waiter slept for ever after its wake-up was lost"
         );
+    }
+
+    /// A compact requester is a sleeper before its request leaves: a reply
+    /// published between its last check and its sleep rings it (the
+    /// registration is what makes the replier's `ring` see it). Spread, it
+    /// publishes first and waits as usual. A failed publish leaves no
+    /// sleeper behind (every ring would then make a system call).
+    #[test]
+    fn publish_then_wait_registers_before_publishing() {
+        let bell = Doorbell::new();
+        let flag = AtomicBool::new(false);
+        let mut checks = 0;
+        let got = Doorbell::publish_then_wait(
+            &[&bell],
+            WaitStrategy::SLEEP,
+            Some(Duration::from_secs(30)),
+            || Ok::<_, ()>(bell.sleepers.load(Ordering::SeqCst)),
+            || {
+                checks += 1;
+                let seen = flag.load(Ordering::SeqCst);
+                if checks == 1 {
+                    // The reply lands right after this check said no.
+                    flag.store(true, Ordering::SeqCst);
+                    bell.ring();
+                }
+                seen.then_some(checks)
+            },
+        );
+        let (sleepers_at_publish, checks_at_return) = (got.unwrap().0, got.unwrap().1);
+        assert_eq!(sleepers_at_publish, 1, "registered before publishing");
+        assert_eq!(checks_at_return, Some(2), "found after the one sleep");
+        assert_eq!(
+            bell.seq(),
+            1,
+            "the reply's ring saw the sleeper and woke it"
+        );
+        assert_eq!(bell.sleepers.load(Ordering::SeqCst), 0);
+
+        let spread = Doorbell::publish_then_wait(
+            &[&bell],
+            RESPIN,
+            Some(Duration::from_secs(30)),
+            || Ok::<_, ()>(bell.sleepers.load(Ordering::SeqCst)),
+            || Some(()),
+        );
+        assert_eq!(
+            spread,
+            Ok((0, Some(()))),
+            "spread: no sleeper while publishing"
+        );
+
+        let failed: Result<((), Option<()>), &str> = Doorbell::publish_then_wait(
+            &[&bell],
+            WaitStrategy::SLEEP,
+            Some(Duration::from_secs(30)),
+            || Err("ring full"),
+            || None,
+        );
+        assert_eq!(failed, Err("ring full"));
+        assert_eq!(bell.sleepers.load(Ordering::SeqCst), 0, "no sleeper left");
     }
 
     #[test]

@@ -497,8 +497,7 @@ impl Lp {
                 return Ok(Some(m));
             }
             // A frame may bring only a transaction reply: wait on.
-            let left = deadline.saturating_duration_since(Instant::now());
-            if !self.fill_inbox(Some(left))? {
+            if !self.fill_inbox(Some(deadline))? {
                 return Ok(None);
             }
         }

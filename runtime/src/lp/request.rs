@@ -23,43 +23,50 @@ impl Lp {
         // Unpredictable: another LP cannot aim a reply at a request it
         // cannot see (sequential ids from 1 could be sprayed in advance).
         let corr = fresh_corr();
+        let hdr = Self::header(kind::REQUEST, dst, corr);
         // We wait for the reply at once: no hand-over after this wake-up
         // (see `shmcollab_shm::handover`), a yield would only put us behind
-        // the processes that will answer us and delay our own wait.
-        handover::without_wake_hand_over(|| {
-            self.emit(
-                Self::header(kind::REQUEST, dst, corr),
-                bytes,
-                Wait::For(timeout),
-            )
-        })?;
-        let deadline = Instant::now() + timeout;
+        // the processes that will answer us and delay our own wait. While
+        // compact, the send and the first sleep are one step.
+        let sent = match self.send_then_wait(hdr, bytes, timeout)? {
+            Some(at) => at,
+            None => {
+                handover::without_wake_hand_over(|| self.emit(hdr, bytes, Wait::For(timeout)))?;
+                Instant::now()
+            }
+        };
+        let deadline = sent + timeout;
         loop {
             // The owner of the sub-function, now: only its reply counts (the
             // source is stamped by the sender's manager, not by the sender).
             let owner = self.plan.owner(dst);
             let mut forged = 0u64;
             let mut hit = None;
-            // Other messages stay in the inbox, in order, for `recv`.
-            self.inbox.retain(|m| match reply_match(m, corr, owner) {
-                ReplyMatch::Other => true,
-                ReplyMatch::Forged => {
-                    forged += 1;
-                    false
-                }
-                ReplyMatch::Ours => {
-                    if hit.is_none() {
-                        hit = Some(m.clone());
+            // Other messages stay in the inbox, in order, for `recv`. The
+            // reply is moved out, not copied (it leaves the inbox anyway).
+            self.inbox
+                .retain_mut(|m| match reply_match(m, corr, owner) {
+                    ReplyMatch::Other => true,
+                    ReplyMatch::Forged => {
+                        forged += 1;
+                        false
                     }
-                    false
-                }
-            });
+                    ReplyMatch::Ours => {
+                        if hit.is_none() {
+                            hit = Some(Message {
+                                to: m.to.take(),
+                                payload: std::mem::take(&mut m.payload),
+                                ..*m
+                            });
+                        }
+                        false
+                    }
+                });
             self.forged_replies = self.forged_replies.saturating_add(forged);
             if let Some(m) = hit {
                 return Ok(m);
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if !self.fill_inbox(Some(left))? {
+            if !self.fill_inbox(Some(deadline))? {
                 return Err(LpError::Timeout);
             }
         }

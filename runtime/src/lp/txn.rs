@@ -124,7 +124,7 @@ impl Lp {
     pub fn poll_commit(&mut self, h: &CommitHandle) -> Option<Result<Version, TxnError>> {
         if !self.txn_replies.contains_key(&h.corr) {
             // Read what arrived, without waiting.
-            let _ = self.fill_inbox(Some(Duration::ZERO));
+            let _ = self.fill_inbox(Some(Instant::now()));
         }
         let reply = self.txn_replies.remove(&h.corr)?;
         Some(commit_outcome(TxnReply::decode(&reply)))
@@ -162,7 +162,7 @@ impl Lp {
             if left.is_zero() {
                 return Err(TxnError::Timeout);
             }
-            self.fill_inbox(Some(left))?;
+            self.fill_inbox(Some(deadline))?;
         }
     }
 

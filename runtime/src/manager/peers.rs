@@ -374,6 +374,11 @@ impl Peers {
     /// first); returns (work, dropped).
     pub fn pump_out(&mut self, ctx: &Ctx) -> (bool, u64) {
         self.connect(ctx);
+        self.pump_linked(ctx)
+    }
+
+    /// [`Peers::pump_out`] without opening rings first (the fast path).
+    pub fn pump_linked(&mut self, ctx: &Ctx) -> (bool, u64) {
         let mut work = false;
         let mut dropped = 0;
         for peer in self.map.values_mut() {
