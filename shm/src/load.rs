@@ -8,9 +8,10 @@
 //! process that hands work on and then sleeps gives its CPU to the one it
 //! woke. A heavily loaded one needs every CPU, and there a waiter that spins
 //! briefly is on a CPU when its work comes.
-//! Paired (only when the config asks for it) is compact per pair of LP and
-//! manager, the pairs over every CPU: for LPs that mostly wait for their
-//! own manager (durable commits).
+//! Paired is compact per pair of LP and manager, the pairs over every CPU:
+//! for LPs that mostly wait for their own manager (durable commits); the
+//! governor chooses it for a busy collaboration whose traffic is that, or
+//! the config fixes it.
 //!
 //! The mode travels as a word: in the registry header (the supervisor writes
 //! it, managers read it) and in the wait hint of each LP's inbound ring (its

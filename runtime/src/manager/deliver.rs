@@ -28,6 +28,8 @@ pub(super) struct FromLp<'a> {
     pub ctl: Vec<LpCtl>,
     /// The LP sent at least one frame.
     pub framed: bool,
+    /// Transaction frames for our own server among them.
+    pub own_txn: usize,
 }
 
 impl FromLp<'_> {
@@ -70,11 +72,14 @@ impl FromLp<'_> {
                 Ok(c) => self.ctl.push(c),
                 Err(_) => self.counters.dropped += 1,
             },
-            Route::Txn => self.txn.push(TxnFrame {
-                h,
-                payload: p.to_vec(),
-                from_lp: true,
-            }),
+            Route::Txn => {
+                self.own_txn += 1;
+                self.txn.push(TxnFrame {
+                    h,
+                    payload: p.to_vec(),
+                    from_lp: true,
+                })
+            }
             _ => self.counters.dropped += 1,
         }
     }

@@ -87,8 +87,12 @@ impl Manager {
         self.maybe_report();
         // Peers' reports are published within 20 ms of their arrival.
         self.coord.publish(&self.ctx, false);
-        self.load
-            .turn(&self.ctx, &self.lp, std::mem::take(&mut self.pumped));
+        self.load.turn(
+            &self.ctx,
+            &self.lp,
+            std::mem::take(&mut self.pumped),
+            std::mem::take(&mut self.pumped_own_txn),
+        );
         Ok(work)
     }
 

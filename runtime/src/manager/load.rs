@@ -14,14 +14,18 @@ pub(super) struct Load {
     mode: LoadMode,
     msgs: u64,
     published: u64,
+    own_txn: u64,
+    own_txn_published: u64,
 }
 
 impl Load {
     /// Once per turn: read the mode (one load), hand it to the LP (a load,
     /// and a store only when the ring's word differs, so a hint another
     /// process overwrote is put back), publish the messages `pumped` this
-    /// turn added (a store only when there were some).
-    pub fn turn(&mut self, ctx: &Ctx, lp: &LpLink, pumped: usize) {
+    /// turn added (a store only when there were some), and of those the
+    /// transaction frames for our own server (`own_txn`: the governor pairs
+    /// a collaboration whose traffic is mostly that).
+    pub fn turn(&mut self, ctx: &Ctx, lp: &LpLink, pumped: usize, own_txn: usize) {
         self.mode = ctx.registry.load_mode();
         shmcollab_shm::load::follow(self.mode);
         lp.set_wait_hint(self.mode);
@@ -29,6 +33,11 @@ impl Load {
         if self.msgs != self.published {
             self.published = self.msgs;
             let _ = ctx.registry.set_lp_msgs(ctx.slot, self.msgs);
+        }
+        self.own_txn = self.own_txn.wrapping_add(own_txn as u64);
+        if self.own_txn != self.own_txn_published {
+            self.own_txn_published = self.own_txn;
+            let _ = ctx.registry.set_lp_own_txn(ctx.slot, self.own_txn);
         }
     }
 

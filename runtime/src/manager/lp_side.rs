@@ -127,13 +127,15 @@ impl Manager {
             txn: &mut self.txn_in,
             ctl: Vec::new(),
             framed: false,
+            own_txn: 0,
         };
         let slot = self.ctx.slot;
         let pumped = self
             .lp
             .pump(slot, budget, &mut self.scratch, |h, p| sink.take(h, p))
             .map_err(|e| anyhow!("LP ring: {e}"))?;
-        let (ctl, framed) = (std::mem::take(&mut sink.ctl), sink.framed);
+        let (ctl, framed, own_txn) = (std::mem::take(&mut sink.ctl), sink.framed, sink.own_txn);
+        self.pumped_own_txn += own_txn;
         self.counters.bad_batches += pumped.malformed as u64;
         self.pumped += pumped.messages;
         if pumped.rejected > 0 {

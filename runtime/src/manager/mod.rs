@@ -162,6 +162,7 @@ pub fn run(dir: &Path, slot: u32) -> anyhow::Result<i32> {
         access: LpAccess::new(landlock),
         load: load::Load::default(),
         pumped: 0,
+        pumped_own_txn: 0,
         forwarded: false,
     };
     if let Err(e) = m.start_lp() {
@@ -211,6 +212,8 @@ struct Manager {
     load: load::Load,
     /// Messages taken from our LP in this turn.
     pumped: usize,
+    /// Of those, transaction frames for our own server.
+    pumped_own_txn: usize,
     /// Frames of our LP went on before this turn (`forward`).
     forwarded: bool,
 }

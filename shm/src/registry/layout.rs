@@ -122,7 +122,12 @@ pub(super) struct Slot {
     /// the manager, read by the placement governor as the collaboration's
     /// load). Publishes nothing: Relaxed.
     pub(super) lp_msgs: AtomicU64,
-    _reserved0b: [AtomicU32; 4],
+    /// Of those, the transaction frames its own manager served (the LP's
+    /// requests to it), summed (written by the manager, read by the
+    /// governor: a collaboration whose traffic is mostly that is paired).
+    /// Publishes nothing: Relaxed.
+    pub(super) lp_own_txn: AtomicU64,
+    _reserved0b: [AtomicU32; 2],
     /// The doorbell of this slot's manager.
     pub(super) doorbell: Doorbell,
     _reserved1: [AtomicU32; 14],
@@ -141,6 +146,7 @@ const _: () = assert!(std::mem::align_of::<Slot>() == 128);
 const _: () = assert!(std::mem::offset_of!(Slot, heartbeat_ms) == 24);
 const _: () = assert!(std::mem::offset_of!(Slot, name) == 36);
 const _: () = assert!(std::mem::offset_of!(Slot, lp_msgs) == 104);
+const _: () = assert!(std::mem::offset_of!(Slot, lp_own_txn) == 112);
 const _: () = assert!(std::mem::offset_of!(Slot, doorbell) == 128);
 const _: () = assert!(std::mem::offset_of!(Slot, lp_wait_ns) == 192);
 const _: () = assert!(std::mem::offset_of!(Slot, made) == 100);

@@ -32,6 +32,21 @@ impl Registry {
         Ok(())
     }
 
+    /// Set the count of transaction frames `slot`'s manager took from its
+    /// LP and served itself.
+    pub fn set_lp_own_txn(&self, slot: u32, n: u64) -> Result<(), RegistryError> {
+        // Relaxed: the count publishes nothing else.
+        self.slot_ref(slot)?.lp_own_txn.store(n, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Transaction frames `slot`'s manager took from its LP and served
+    /// itself (untrusted, as [`Registry::lp_msgs`]).
+    pub fn lp_own_txn(&self, slot: u32) -> Result<u64, RegistryError> {
+        // Relaxed: the count publishes nothing else.
+        Ok(self.slot_ref(slot)?.lp_own_txn.load(Ordering::Relaxed))
+    }
+
     /// Messages `slot`'s manager took from its LP (untrusted: another
     /// process may have written anything here).
     pub fn lp_msgs(&self, slot: u32) -> Result<u64, RegistryError> {
@@ -55,6 +70,12 @@ mod tests {
         assert_eq!(reg.load_mode(), LoadMode::Spread);
         reg.set_lp_msgs(1, 42).unwrap();
         assert_eq!(reg.lp_msgs(1).unwrap(), 42);
+        reg.set_lp_own_txn(1, 40).unwrap();
+        assert_eq!(
+            (reg.lp_own_txn(1).unwrap(), reg.lp_msgs(1).unwrap()),
+            (40, 42)
+        );
+        assert!(reg.lp_own_txn(2).is_err());
         assert_eq!(reg.lp_msgs(0).unwrap(), 0);
         assert!(reg.lp_msgs(2).is_err());
         assert!(reg.set_lp_msgs(2, 1).is_err());

@@ -23,7 +23,7 @@
 //!     40    8 changes        Doorbell: the change counter
 //!     48    4 name_len       length of the collaboration name, 1..=63
 //!     52   64 name           UTF-8, zero padded
-//!    116    4 load_mode      LoadMode the supervisor chose: 0 unset, 1 compact, 2 spread
+//!    116    4 load_mode      LoadMode the supervisor chose: 0 unset, 1 compact, 2 spread, 3 paired
 //!    120    8 reserved
 //!
 //! Slot (384 bytes, align 128), max_slots of them at offset 128
@@ -41,7 +41,8 @@
 //!    100    4 made           bumped by a peer that made a ring this manager
 //!                            writes (answer to a ring request)
 //!    104    8 lp_msgs        messages the manager took from its LP, summed
-//!    112   16 reserved
+//!    112    8 lp_own_txn     of those, transaction frames its own manager served
+//!    120    8 reserved
 //!    128    8 doorbell       Doorbell the slot's manager sleeps on
 //!    136   56 reserved
 //!    192    8 lp_wait_ns     nanoseconds the LP spent waiting in the LP API

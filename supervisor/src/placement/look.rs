@@ -18,6 +18,9 @@ pub(super) struct Seen {
     pub pids: Vec<u32>,
     /// Each slot's count of messages its LP sent (untrusted).
     pub msgs: Vec<u64>,
+    /// Of those, each slot's transaction frames its own manager served
+    /// (untrusted; the full look only).
+    pub own_txn: Vec<u64>,
     /// Whether each slot has a ready LP (by slot: asked once per manager at
     /// every look, a search of `slots` each was quadratic).
     ready_slots: Vec<bool>,
@@ -47,6 +50,9 @@ impl Seen {
         let msgs = (0..plan.lps.len() as u32)
             .map(|s| registry.lp_msgs(s).unwrap_or(0))
             .collect();
+        let own_txn = (0..plan.lps.len() as u32)
+            .map(|s| registry.lp_own_txn(s).unwrap_or(0))
+            .collect();
         let mut ready_slots = vec![false; plan.lps.len()];
         for v in slots.iter().filter(|v| v.lp_state == LpState::Ready) {
             if let Some(r) = ready_slots.get_mut(v.index as usize) {
@@ -58,6 +64,7 @@ impl Seen {
             ready_at,
             pids,
             msgs,
+            own_txn,
             ready_slots,
         }
     }
@@ -72,6 +79,7 @@ impl Seen {
             msgs: (0..plan.lps.len() as u32)
                 .map(|s| registry.lp_msgs(s).unwrap_or(0))
                 .collect(),
+            own_txn: Vec::new(),
             ready_slots: Vec::new(),
         }
     }
@@ -95,7 +103,17 @@ impl Seen {
 pub(super) struct Window {
     cpu: HashMap<u32, u64>,
     msgs: Vec<u64>,
+    own_txn: Vec<u64>,
     at: Instant,
+}
+
+/// What a window saw: CPU (ns), messages, of those transaction frames the
+/// LPs' own managers served, and its length.
+pub(super) struct Advanced {
+    pub cpu_ns: u64,
+    pub msgs: u64,
+    pub own_txn: u64,
+    pub dt: Duration,
 }
 
 impl Window {
@@ -105,6 +123,7 @@ impl Window {
         Window {
             cpu: HashMap::new(),
             msgs: Vec::new(),
+            own_txn: Vec::new(),
             at: Instant::now(),
         }
     }
@@ -114,7 +133,7 @@ impl Window {
     /// its start is not the collaboration's load; 0 unless `with_cpu`,
     /// which costs a system call per process), the messages sent, and its
     /// length.
-    pub fn advance(&mut self, now: Instant, seen: &Seen, with_cpu: bool) -> (u64, u64, Duration) {
+    pub fn advance(&mut self, now: Instant, seen: &Seen, with_cpu: bool) -> Advanced {
         let mut cpu = HashMap::with_capacity(seen.pids.len());
         let mut cpu_ns = 0u64;
         for &pid in seen.pids.iter().filter(|_| with_cpu) {
@@ -128,9 +147,16 @@ impl Window {
         self.cpu = cpu;
         let sent = sent_since(&seen.msgs, &self.msgs);
         self.msgs.clone_from(&seen.msgs);
+        let own_txn = sent_since(&seen.own_txn, &self.own_txn);
+        self.own_txn.clone_from(&seen.own_txn);
         let dt = now.duration_since(self.at);
         self.at = now;
-        (cpu_ns, sent, dt)
+        Advanced {
+            cpu_ns,
+            msgs: sent,
+            own_txn,
+            dt,
+        }
     }
 }
 

@@ -260,7 +260,7 @@ impl Governor {
         if !full {
             return false;
         }
-        let (cpu_ns, msgs, dt) = self.slow.advance(now, seen, true);
+        let a = self.slow.advance(now, seen, true);
         // An LP that computes keeps the collaboration spread.
         let lp_wide = self.lps.values().any(|w| w.hot > 0)
             || seen
@@ -268,9 +268,10 @@ impl Governor {
                 .iter()
                 .any(|r| process_cpus(Some(r.1)) == self.all);
         let s = Sample {
-            cpu_ns,
-            msgs,
-            dt,
+            cpu_ns: a.cpu_ns,
+            msgs: a.msgs,
+            own_txn: a.own_txn,
+            dt: a.dt,
             lp_wide,
         };
         let mode = self.mode.next(s);
@@ -287,14 +288,15 @@ impl Governor {
             return false;
         }
         // CPU is not read in the short look: it reads as 0 below.
-        let (cpu_ns, msgs, dt) = self.fast.advance(now, seen, false);
-        if !self.mode.burst(msgs, dt) {
+        let a = self.fast.advance(now, seen, false);
+        if !self.mode.burst(a.msgs, a.dt) {
             return false;
         }
         let s = Sample {
-            cpu_ns,
-            msgs,
-            dt,
+            cpu_ns: a.cpu_ns,
+            msgs: a.msgs,
+            own_txn: 0,
+            dt: a.dt,
             lp_wide: false,
         };
         say_mode(self.mode.mode(), &self.split, Some(s));
@@ -425,9 +427,14 @@ fn say_mode(mode: LoadMode, split: &CpuSplit, s: Option<Sample>) {
         None => "started".to_owned(),
         Some(s) if s.cpu_ns == 0 => format!("{} messages in {} ms", s.msgs, s.dt.as_millis()),
         Some(s) => format!(
-            "{:.0}% of a core, {} messages in {} ms",
+            "{:.0}% of a core, {} messages{} in {} ms",
             s.cpu_ns as f64 / s.dt.as_nanos().max(1) as f64 * 100.0,
             s.msgs,
+            if s.own_txn > 0 {
+                format!(" ({} transactions with the LPs' own managers)", s.own_txn)
+            } else {
+                String::new()
+            },
             s.dt.as_millis()
         ),
     };

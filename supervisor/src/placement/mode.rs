@@ -1,7 +1,12 @@
 //! The collaboration's load mode (see `shmcollab_shm::load`): compact (every
 //! process on one CPU, every wait a sleep) while its CPU use is light, spread
 //! (LPs and managers on separate CPUs, waits that spin and yield first) once
-//! it grows, with hysteresis.
+//! it grows, with hysteresis; paired instead of spread (each LP on its own
+//! manager's CPU, every wait a sleep) while at least [`PAIR_SHARE`] of the
+//! LPs' messages are transactions their own managers serve (each manager
+//! counts them in its registry slot beside its LP's messages), back to
+//! spread below [`UNPAIR_SHARE`] or when an LP computes, each after
+//! [`PAIR_PERIODS`] periods.
 //!
 //! The two modes are judged by different measures, because in spread mode
 //! spinning waiters use CPU whatever the load:
@@ -51,6 +56,17 @@ pub const MAX_COOL_PERIODS: u32 = 256;
 /// counts as a flap.
 const FLAP_WITHIN: u32 = 16;
 
+/// Share of the LPs' messages that are transactions their own manager
+/// serves at or above which a busy collaboration is paired rather than
+/// spread (each LP and its manager on one CPU, every wait a sleep: the
+/// commits of `commit_8lp` went 1.3-2.2 x faster, a hop between two LPs
+/// about 15 x slower; benches/README.md, "Transactions: CPU per commit").
+pub const PAIR_SHARE: f64 = 0.9;
+/// Share below which a paired collaboration spreads again.
+pub const UNPAIR_SHARE: f64 = 0.5;
+/// Periods in a row on the other side of a share before changing.
+pub const PAIR_PERIODS: u32 = 2;
+
 /// CPU per message assumed before one was measured compact: about what a
 /// paced LP round trip (two messages) costs on the development VM.
 pub const DEFAULT_MSG_NS: f64 = 35_000.0;
@@ -65,6 +81,8 @@ pub struct Sample {
     pub cpu_ns: u64,
     /// Messages its LPs sent.
     pub msgs: u64,
+    /// Of those, transaction frames the LPs' own managers served.
+    pub own_txn: u64,
     /// Length of the period.
     pub dt: Duration,
     /// An LP computes on every CPU (the per-LP governor widened it).
@@ -84,6 +102,9 @@ pub struct Hysteresis {
     cool_needed: u32,
     /// Periods since the last change of mode.
     since: u32,
+    /// Periods in a row whose traffic said "pair" (spread) or "unpair"
+    /// (paired).
+    pair: u32,
 }
 
 impl Default for Hysteresis {
@@ -98,6 +119,7 @@ impl Default for Hysteresis {
             cool_needed: COOL_PERIODS,
             // Starting is not a change of mode: the first spread is no flap.
             since: u32::MAX / 2,
+            pair: 0,
         }
     }
 }
@@ -132,6 +154,34 @@ impl Hysteresis {
         true
     }
 
+    /// Whether a sample's traffic is mostly transactions served by the
+    /// LPs' own managers (`Some(true)`), mostly not (`Some(false)`), or too
+    /// little to tell (`None`). Counts are untrusted: `own_txn` above
+    /// `msgs` reads as all of them.
+    fn txn_share(s: &Sample) -> Option<f64> {
+        (s.msgs >= LEARN_MIN_MSGS).then(|| s.own_txn.min(s.msgs) as f64 / s.msgs as f64)
+    }
+
+    /// Busy and not compact: spread, or paired when the traffic is
+    /// transactions with the LPs' own managers for [`PAIR_PERIODS`]
+    /// periods in a row (and back when it is not).
+    fn pair_or_spread(&mut self, s: &Sample) {
+        let share = Self::txn_share(s);
+        let other = match self.mode {
+            LoadMode::Paired => s.lp_wide || share.is_some_and(|x| x < UNPAIR_SHARE),
+            _ => !s.lp_wide && share.is_some_and(|x| x >= PAIR_SHARE),
+        };
+        self.pair = if other { self.pair + 1 } else { 0 };
+        if self.pair >= PAIR_PERIODS {
+            self.pair = 0;
+            self.mode = match self.mode {
+                LoadMode::Paired => LoadMode::Spread,
+                _ => LoadMode::Paired,
+            };
+            self.since = 0;
+        }
+    }
+
     /// Takes one period's sample; returns the mode from now on.
     pub fn next(&mut self, s: Sample) -> LoadMode {
         let period_ns = s.dt.as_nanos().max(1) as f64;
@@ -158,13 +208,16 @@ impl Hysteresis {
                     if self.since <= FLAP_WITHIN {
                         self.cool_needed = (self.cool_needed * 2).min(MAX_COOL_PERIODS);
                     }
-                    self.mode = LoadMode::Spread;
+                    self.mode = if Self::txn_share(&s).is_some_and(|x| x >= PAIR_SHARE) {
+                        LoadMode::Paired
+                    } else {
+                        LoadMode::Spread
+                    };
                     self.since = 0;
+                    self.pair = 0;
                 }
             }
-            // Only ever fixed (`placement = "paired"`), returned above.
-            LoadMode::Paired => {}
-            LoadMode::Spread | LoadMode::Unset => {
+            LoadMode::Spread | LoadMode::Paired | LoadMode::Unset => {
                 let compact_ns = s.msgs as f64 * self.msg_ns;
                 if !s.lp_wide && compact_ns < COMPACT_AT * period_ns {
                     self.cool += 1;
@@ -173,8 +226,11 @@ impl Hysteresis {
                 }
                 if self.cool >= self.cool_needed {
                     self.cool = 0;
+                    self.pair = 0;
                     self.mode = LoadMode::Compact;
                     self.since = 0;
+                } else {
+                    self.pair_or_spread(&s);
                 }
             }
         }
@@ -212,9 +268,57 @@ mod tests {
         Sample {
             cpu_ns: cpu_ms * 1_000_000,
             msgs,
+            own_txn: 0,
             dt: P,
             lp_wide: false,
         }
+    }
+
+    /// `msgs` of which `txn` are transactions with the LPs' own managers.
+    fn txn_sample(cpu_ms: u64, msgs: u64, txn: u64) -> Sample {
+        Sample {
+            own_txn: txn,
+            ..sample(cpu_ms, msgs)
+        }
+    }
+
+    /// LPs that commit to their own managers are paired when busy, from
+    /// compact at once and from spread after PAIR_PERIODS; talk between
+    /// LPs spreads them again; quiet, they go compact as from spread.
+    #[test]
+    fn transactions_with_the_own_manager_pair_and_other_traffic_spreads() {
+        let mut h = Hysteresis::default();
+        assert_eq!(h.next(txn_sample(300, 5_000, 4_900)), LoadMode::Paired);
+        for _ in 0..20 {
+            assert_eq!(h.next(txn_sample(400, 5_000, 5_000)), LoadMode::Paired);
+        }
+        // Mostly messages between LPs now (one period is not enough).
+        assert_eq!(h.next(txn_sample(400, 50_000, 5_000)), LoadMode::Paired);
+        assert_eq!(h.next(txn_sample(400, 50_000, 5_000)), LoadMode::Spread);
+        // Commits again: after PAIR_PERIODS periods.
+        assert_eq!(h.next(txn_sample(400, 5_000, 5_000)), LoadMode::Spread);
+        assert_eq!(h.next(txn_sample(400, 5_000, 5_000)), LoadMode::Paired);
+        // Too few messages to tell: stays.
+        assert_eq!(h.next(txn_sample(400, 10, 0)), LoadMode::Paired);
+        // A computing LP spreads it.
+        let wide = Sample {
+            lp_wide: true,
+            ..txn_sample(400, 5_000, 5_000)
+        };
+        assert_eq!(h.next(wide), LoadMode::Paired);
+        assert_eq!(h.next(wide), LoadMode::Spread);
+        // A busy compact collaboration of messages spreads, as before.
+        let mut h = Hysteresis::default();
+        assert_eq!(h.next(txn_sample(300, 5_000, 100)), LoadMode::Spread);
+        // Garbage: more transactions than messages reads as all.
+        assert_eq!(h.next(txn_sample(300, 5_000, u64::MAX)), LoadMode::Spread);
+        assert_eq!(h.next(txn_sample(300, 5_000, u64::MAX)), LoadMode::Paired);
+        // Quiet: compact after the cool periods.
+        let mut mode = LoadMode::Paired;
+        for _ in 0..COOL_PERIODS {
+            mode = h.next(txn_sample(300, 0, 0));
+        }
+        assert_eq!(mode, LoadMode::Compact);
     }
 
     #[test]
@@ -320,6 +424,7 @@ mod tests {
         let huge = |cpu_ns| Sample {
             cpu_ns,
             msgs: u64::MAX,
+            own_txn: 0,
             dt: P,
             lp_wide: false,
         };
