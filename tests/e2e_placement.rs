@@ -19,6 +19,17 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The first two CPUs this test may use; `None` (the test is skipped) with
+/// fewer: launch needs two to have a choice.
+fn two_cpus() -> Option<Vec<usize>> {
+    let mine = cpus_of("self").unwrap();
+    if mine.len() < 2 {
+        eprintln!("skipped: launch needs two CPUs to have a choice");
+        return None;
+    }
+    Some(mine[..2].to_vec())
+}
+
 /// The CPUs a process may run on, from `/proc/<pid>/status`
 /// (`Cpus_allowed_list`, e.g. "0-1,4").
 fn cpus_of(pid: &str) -> Option<Vec<usize>> {
@@ -178,12 +189,9 @@ fn wait_until_burners_are_wide(lps: &[(String, String, String)], all: &[usize], 
 #[test]
 fn a_light_collaboration_is_compact_and_a_saturating_one_spreads() {
     let _serial = one_at_a_time();
-    let mine = cpus_of("self").unwrap();
-    if mine.len() < 2 {
-        eprintln!("skipped: launch needs two CPUs to have a choice");
+    let Some(all) = two_cpus() else {
         return;
-    }
-    let all = mine[..2].to_vec();
+    };
     let (lp_cpus, mgr_cpus) = (vec![all[0]], vec![all[1]]);
 
     let dir = TempDir::new("compact");
@@ -226,12 +234,9 @@ fn a_light_collaboration_is_compact_and_a_saturating_one_spreads() {
 #[test]
 fn paired_puts_each_lp_on_its_managers_cpu() {
     let _serial = one_at_a_time();
-    let mine = cpus_of("self").unwrap();
-    if mine.len() < 2 {
-        eprintln!("skipped: launch needs two CPUs to have a choice");
+    let Some(all) = two_cpus() else {
         return;
-    }
-    let all = mine[..2].to_vec();
+    };
     let dir = TempDir::new("paired");
     let name = unique("par");
     let cfg = pingpong_config(&dir.0, &name, &["rtt", "1000000000"], "", false);
@@ -277,16 +282,13 @@ fn stays_paired(run: &Launched, name: &str, all: &[usize]) {
 /// `placement = "auto"` (the default) pairs a busy collaboration whose LPs
 /// commit transactions to their own managers (each LP and its manager on
 /// one CPU, every wait a sleep: commits 1.3-2.2 x faster than spread), as
-/// the governor says on stderr, and spreads it when it stops.
+/// the governor says on stderr.
 #[test]
 fn auto_pairs_lps_that_commit_to_their_own_managers() {
     let _serial = one_at_a_time();
-    let mine = cpus_of("self").unwrap();
-    if mine.len() < 2 {
-        eprintln!("skipped: launch needs two CPUs to have a choice");
+    let Some(all) = two_cpus() else {
         return;
-    }
-    let all = mine[..2].to_vec();
+    };
     let dir = TempDir::new("autopair");
     let name = unique("apr");
     let bench = example("txn-bench").display().to_string();

@@ -53,7 +53,7 @@ impl Segment {
         body_len: usize,
         init: impl FnOnce(*mut u8, usize),
     ) -> Result<Segment, CreateError> {
-        Self::create_in(session, name, kind, body_len, true, init)
+        Self::create_with(session, name, kind, body_len, (true, true), init)
     }
 
     /// As [`Segment::create`], but only the pages written take memory: for
@@ -68,7 +68,7 @@ impl Segment {
         body_len: usize,
         init: impl FnOnce(*mut u8, usize),
     ) -> Result<Segment, CreateError> {
-        Self::create_in(session, name, kind, body_len, false, init)
+        Self::create_with(session, name, kind, body_len, (false, true), init)
     }
 
     /// As [`Segment::create_sparse`], but the file never has a name: it
@@ -87,17 +87,6 @@ impl Segment {
         init: impl FnOnce(*mut u8, usize),
     ) -> Result<Segment, CreateError> {
         Self::create_with(session, name, kind, body_len, (false, false), init)
-    }
-
-    fn create_in(
-        session: &Session,
-        name: &str,
-        kind: SegmentKind,
-        body_len: usize,
-        full: bool,
-        init: impl FnOnce(*mut u8, usize),
-    ) -> Result<Segment, CreateError> {
-        Self::create_with(session, name, kind, body_len, (full, true), init)
     }
 
     /// `(full, named)`: allocate every block; give the file `name`.
