@@ -19,7 +19,7 @@ pub(super) struct Seen {
     /// Each slot's count of messages its LP sent (untrusted).
     pub msgs: Vec<u64>,
     /// Of those, each slot's transaction frames its own manager served
-    /// (untrusted; the full look only).
+    /// (untrusted).
     pub own_txn: Vec<u64>,
     /// Whether each slot has a ready LP (by slot: asked once per manager at
     /// every look, a search of `slots` each was quadratic).
@@ -69,8 +69,9 @@ impl Seen {
         }
     }
 
-    /// The short look: only each slot's count of messages its LP sent (no
-    /// slots, names or pids: read every [`super::FAST`] while compact).
+    /// The short look: only each slot's counts of messages its LP sent and
+    /// of its transactions with its own manager (no slots, names or pids:
+    /// read every [`super::FAST`] while compact).
     pub fn read_msgs(registry: &Registry, plan: &Plan) -> Seen {
         Seen {
             ready: Vec::new(),
@@ -79,7 +80,9 @@ impl Seen {
             msgs: (0..plan.lps.len() as u32)
                 .map(|s| registry.lp_msgs(s).unwrap_or(0))
                 .collect(),
-            own_txn: Vec::new(),
+            own_txn: (0..plan.lps.len() as u32)
+                .map(|s| registry.lp_own_txn(s).unwrap_or(0))
+                .collect(),
             ready_slots: Vec::new(),
         }
     }

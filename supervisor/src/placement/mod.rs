@@ -281,21 +281,22 @@ impl Governor {
         mode != was
     }
 
-    /// Compact, the short look: spreads on a burst of messages since the
-    /// last look (`seen`'s message counts only are read). True if it did.
+    /// Compact, the short look: spreads (or pairs) on a burst of messages
+    /// since the last look (`seen`'s message counts only are read). True if
+    /// it did.
     fn burst_look(&mut self, now: Instant, seen: &Seen) -> bool {
         if self.mode.mode() != LoadMode::Compact {
             return false;
         }
         // CPU is not read in the short look: it reads as 0 below.
         let a = self.fast.advance(now, seen, false);
-        if !self.mode.burst(a.msgs, a.dt) {
+        if !self.mode.burst(a.msgs, a.own_txn, a.dt) {
             return false;
         }
         let s = Sample {
             cpu_ns: a.cpu_ns,
             msgs: a.msgs,
-            own_txn: 0,
+            own_txn: a.own_txn,
             dt: a.dt,
             lp_wide: false,
         };

@@ -139,18 +139,32 @@ impl Hysteresis {
         self.mode
     }
 
-    /// While compact, a short look between periods: `msgs` sent in `dt`.
-    /// Spreads now if they would take more than [`SPREAD_AT`] of a core at
-    /// the cost per message learned compact. A back-to-back or flooding
-    /// run then spreads within a short look instead of a period.
-    pub fn burst(&mut self, msgs: u64, dt: Duration) -> bool {
+    /// While compact, a short look between periods: `msgs` sent in `dt`,
+    /// `own_txn` of them transactions with the LPs' own managers. Spreads
+    /// (pairs, if at least [`PAIR_SHARE`] of them are those) now if they
+    /// would take more than [`SPREAD_AT`] of a core at the cost per message
+    /// learned compact. A back-to-back, flooding or committing run then
+    /// moves within a short look instead of a period.
+    pub fn burst(&mut self, msgs: u64, own_txn: u64, dt: Duration) -> bool {
         let period_ns = dt.as_nanos().max(1) as f64;
         let busy = msgs >= LEARN_MIN_MSGS && msgs as f64 * self.msg_ns > SPREAD_AT * period_ns;
         if self.fixed || self.mode != LoadMode::Compact || !busy {
             return false;
         }
         self.hot = 0;
-        self.mode = LoadMode::Spread;
+        self.pair = 0;
+        let s = Sample {
+            cpu_ns: 0,
+            msgs,
+            own_txn,
+            dt,
+            lp_wide: false,
+        };
+        self.mode = if Self::txn_share(&s).is_some_and(|x| x >= PAIR_SHARE) {
+            LoadMode::Paired
+        } else {
+            LoadMode::Spread
+        };
         true
     }
 
@@ -373,13 +387,17 @@ mod tests {
         let mut h = Hysteresis::default();
         let fast = Duration::from_millis(20);
         // 1,000 round trips a second: 40 messages in 20 ms.
-        assert!(!h.burst(40, fast));
+        assert!(!h.burst(40, 0, fast));
         // Back to back at 15 µs a round trip: some 2,600 messages.
-        assert!(h.burst(2_600, fast));
+        assert!(h.burst(2_600, 0, fast));
         assert_eq!(h.mode(), LoadMode::Spread);
         // Only compact bursts.
-        assert!(!h.burst(2_600, fast));
-        assert!(!h.burst(u64::MAX, Duration::ZERO));
+        assert!(!h.burst(2_600, 0, fast));
+        assert!(!h.burst(u64::MAX, 0, Duration::ZERO));
+        // A burst of commits to the LPs' own managers pairs at once.
+        let mut h = Hysteresis::default();
+        assert!(h.burst(2_600, 2_500, fast));
+        assert_eq!(h.mode(), LoadMode::Paired);
     }
 
     /// Busy without messages (LPs polling): compact finds the CPU full,
@@ -410,7 +428,7 @@ mod tests {
     #[test]
     fn a_fixed_mode_stays() {
         let mut h = Hysteresis::fixed(LoadMode::Compact);
-        assert!(!h.burst(u64::MAX, P));
+        assert!(!h.burst(u64::MAX, 0, P));
         assert_eq!(h.next(sample(250, 100_000)), LoadMode::Compact);
         let mut h = Hysteresis::fixed(LoadMode::Spread);
         for _ in 0..2 * COOL_PERIODS {
