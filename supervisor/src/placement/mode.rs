@@ -153,34 +153,33 @@ impl Hysteresis {
         }
         self.hot = 0;
         self.pair = 0;
-        let s = Sample {
-            cpu_ns: 0,
-            msgs,
-            own_txn,
-            dt,
-            lp_wide: false,
-        };
-        self.mode = if Self::txn_share(&s).is_some_and(|x| x >= PAIR_SHARE) {
-            LoadMode::Paired
-        } else {
-            LoadMode::Spread
-        };
+        self.mode = Self::busy_mode(msgs, own_txn);
         true
     }
 
-    /// Whether a sample's traffic is mostly transactions served by the
-    /// LPs' own managers (`Some(true)`), mostly not (`Some(false)`), or too
-    /// little to tell (`None`). Counts are untrusted: `own_txn` above
-    /// `msgs` reads as all of them.
-    fn txn_share(s: &Sample) -> Option<f64> {
-        (s.msgs >= LEARN_MIN_MSGS).then(|| s.own_txn.min(s.msgs) as f64 / s.msgs as f64)
+    /// Where a compact collaboration that got busy goes: paired if at
+    /// least [`PAIR_SHARE`] of its `msgs` are transactions with the LPs' own
+    /// managers, else spread.
+    fn busy_mode(msgs: u64, own_txn: u64) -> LoadMode {
+        if Self::txn_share(msgs, own_txn).is_some_and(|x| x >= PAIR_SHARE) {
+            LoadMode::Paired
+        } else {
+            LoadMode::Spread
+        }
+    }
+
+    /// The share of `msgs` that are transactions served by the LPs' own
+    /// managers (`own_txn` of them), or `None` with too few messages to
+    /// tell. Counts are untrusted: `own_txn` above `msgs` reads as all.
+    fn txn_share(msgs: u64, own_txn: u64) -> Option<f64> {
+        (msgs >= LEARN_MIN_MSGS).then(|| own_txn.min(msgs) as f64 / msgs as f64)
     }
 
     /// Busy and not compact: spread, or paired when the traffic is
     /// transactions with the LPs' own managers for [`PAIR_PERIODS`]
     /// periods in a row (and back when it is not).
     fn pair_or_spread(&mut self, s: &Sample) {
-        let share = Self::txn_share(s);
+        let share = Self::txn_share(s.msgs, s.own_txn);
         let other = match self.mode {
             LoadMode::Paired => s.lp_wide || share.is_some_and(|x| x < UNPAIR_SHARE),
             _ => !s.lp_wide && share.is_some_and(|x| x >= PAIR_SHARE),
@@ -222,11 +221,7 @@ impl Hysteresis {
                     if self.since <= FLAP_WITHIN {
                         self.cool_needed = (self.cool_needed * 2).min(MAX_COOL_PERIODS);
                     }
-                    self.mode = if Self::txn_share(&s).is_some_and(|x| x >= PAIR_SHARE) {
-                        LoadMode::Paired
-                    } else {
-                        LoadMode::Spread
-                    };
+                    self.mode = Self::busy_mode(s.msgs, s.own_txn);
                     self.since = 0;
                     self.pair = 0;
                 }
