@@ -1,31 +1,9 @@
 //! `sandbox` and `user` in a process (issue 11, the LP sandbox): they
 //! reach the plan, and a bad one is refused naming its line.
 
-use shmcollab_supervisor::config::{Config, ConfigError};
-use std::path::Path;
+mod common;
 
-fn parse(text: &str) -> Result<Config, ConfigError> {
-    Config::parse(text, Path::new("/nonexistent/cfg/config.toml"))
-}
-
-/// A small valid config plus `extra` lines in its process (line 10 on).
-fn small(extra: &str) -> String {
-    format!(
-        "name = \"t\"\n\n[[subfunction]]\nname = \"a\"\n\n[[process]]\nname = \"p\"\n\
-         command = [\"prog\"]\nhosts = [\"a\"]\n{extra}"
-    )
-}
-
-fn error_at(text: &str, line: usize, col: usize, field: &str) -> String {
-    let e = match parse(text) {
-        Ok(_) => panic!("config accepted:\n{text}"),
-        Err(e) => e,
-    };
-    let shown = e.to_string();
-    assert_eq!(e.location(), Some((line, col)), "{shown}");
-    assert!(shown.contains(field), "{shown} does not name {field}");
-    shown
-}
+use common::{error_at, parse, small};
 
 #[test]
 fn sandbox_and_user_reach_the_plan() {
