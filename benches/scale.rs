@@ -52,7 +52,7 @@ impl Counts {
             } else {
                 (256, 4, 5_000, 1_000_000)
             },
-            mesh_rounds: if q { 1 } else { 2 },
+            mesh_rounds: if q { 1 } else { 3 },
             first: if q { 8 } else { 64 },
         }
     }
