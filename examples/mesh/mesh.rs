@@ -12,6 +12,13 @@
 //! received, after printing a JSON line: what it received, and when the
 //! first and the last arrived (CLOCK_MONOTONIC µs).
 //!
+//! `mesh flood K M GO warm`: the same after a warm-up before GO: each LP
+//! sends one 1-byte message to each of its K peers and waits for one from
+//! each of the K before it, then prints `{"flood_warm":I}`. Once every LP
+//! printed it, each pair has talked, so its rings are made and its direct
+//! path is set up: the flood after GO is the steady state, without the
+//! setup of 4 x 256 pairs at once inside the measured window.
+//!
 //! `mesh first GO`: the LPs pair up (sub-functions 2p and 2p+1); once GO
 //! exists, and 20 ms more per pair before it (one pair at a time), the
 //! first of each pair sends the second one message carrying the time it
@@ -28,7 +35,9 @@ fn main() -> Result<(), LpError> {
     if args.get(1).map(String::as_str) == Some("flood") {
         let num = |i: usize| args.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(1);
         let go = args.get(4).cloned().unwrap_or_default();
-        return flood(&mut lp, num(2) as usize, num(3), std::path::Path::new(&go));
+        let warm = args.get(5).map(String::as_str) == Some("warm");
+        let go = std::path::Path::new(&go);
+        return flood(&mut lp, (num(2) as usize, num(3)), go, warm);
     }
     if args.get(1).map(String::as_str) == Some("first") {
         let go = args.get(2).cloned().unwrap_or_default();
@@ -80,14 +89,23 @@ fn main() -> Result<(), LpError> {
     }
 }
 
-/// `mesh flood K M GO` (see the module doc).
-fn flood(lp: &mut Lp, k: usize, m: u64, go: &std::path::Path) -> Result<(), LpError> {
+/// `mesh flood K M GO [warm]` (see the module doc).
+fn flood(
+    lp: &mut Lp,
+    (k, m): (usize, u64),
+    go: &std::path::Path,
+    warm: bool,
+) -> Result<(), LpError> {
     let all = lp.all_subfunctions();
     let me = lp.subfunctions().first().cloned().unwrap_or_default();
     let i = all.iter().position(|s| *s == me).unwrap_or(0);
     let k = k.min(all.len().saturating_sub(1));
     let to: Vec<String> = (1..=k).map(|j| all[(i + j) % all.len()].clone()).collect();
     lp.ready()?;
+    if warm {
+        warm_up(lp, &to)?;
+        println!("{{\"flood_warm\":{i}}}");
+    }
     while !go.exists() {
         std::thread::sleep(Duration::from_millis(1));
     }
@@ -130,6 +148,21 @@ fn flood(lp: &mut Lp, k: usize, m: u64, go: &std::path::Path) -> Result<(), LpEr
         }
     }
     println!("{{\"flood_lp\":{i},\"received\":{got},\"first_us\":{first},\"last_us\":{last}}}");
+    Ok(())
+}
+
+/// One 1-byte message to each of `to`, then wait for one from each of as
+/// many senders (the LPs before this one).
+fn warm_up(lp: &mut Lp, to: &[String]) -> Result<(), LpError> {
+    for dst in to {
+        lp.send(dst, b"w")?;
+    }
+    let mut got = 0;
+    while got < to.len() {
+        if lp.recv()?.kind != MessageKind::Broadcast {
+            got += 1;
+        }
+    }
     Ok(())
 }
 

@@ -71,6 +71,8 @@ impl Producer {
         bell: Option<BellRef>,
     ) -> Result<Producer, crate::segment::OpenError> {
         let (mem, cap) = shmring::mem(seg)?;
+        // Our writes go round the whole ring: fault its pages in now.
+        seg.prefault();
         Ok(Producer::new(mem, cap, bell))
     }
 

@@ -48,7 +48,7 @@ mod session;
 pub mod sigbus;
 
 pub use error::{CreateError, EntryError, OpenError, Refusal, SessionError};
-pub use file::Segment;
+pub use file::{Segment, PREFAULT_MAX};
 pub use owner::{
     euid, open_session_dir, parse_owner, process_alive, process_start_time, read_owner, Owner,
     OWNER_MAX_LEN,
