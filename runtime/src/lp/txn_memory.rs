@@ -28,13 +28,15 @@
 //!   or whose writes carry other versions (two-phase commit) forgets the
 //!   keys it wrote.
 //! * Bounded: at most [`MEMORY_ENTRIES`] entries and [`MEMORY_BYTES`] bytes
-//!   of keys and values (the oldest filled go first); values over
+//!   of keys and values (past that, entries go in no particular order:
+//!   the memory is a hint, and an evicted key is read from its host);
+//!   values over
 //!   [`MAX_REMEMBERED_VALUE`] bytes are not remembered; at most
 //!   [`MAX_PENDING`] commits in flight are followed (the writes of one past
 //!   that are forgotten at once).
 
 use crate::txn::store::{Version, WriteItem};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 /// At most this many keys are remembered.
 pub const MEMORY_ENTRIES: usize = 4096;
@@ -75,8 +77,6 @@ pub(super) struct Recalled {
 struct Entry {
     value: Option<Vec<u8>>,
     version: Version,
-    /// When it was filled: the eviction order.
-    stamp: u64,
 }
 
 /// What a commit in flight wrote and read from memory.
@@ -104,10 +104,8 @@ pub(super) enum Settled {
 #[derive(Debug, Default)]
 pub(super) struct TxnMemory {
     entries: HashMap<Key, Entry>,
-    /// stamp -> key, oldest first.
-    order: BTreeMap<u64, Key>,
+    /// Bytes of the keys and values in `entries`.
     bytes: usize,
-    next_stamp: u64,
     pending: HashMap<u32, Pending>,
     stats: TxnMemoryStats,
 }
@@ -200,44 +198,45 @@ impl TxnMemory {
     /// Remember `key` = `value` at `version` (a later version than one
     /// remembered; a value too large is not kept, and drops the old one).
     fn fill(&mut self, key: Key, value: Option<Vec<u8>>, version: Version) {
-        if let Some(old) = self.entries.get(&key) {
+        let too_large = value
+            .as_ref()
+            .is_some_and(|v| v.len() > MAX_REMEMBERED_VALUE);
+        if let Some(old) = self.entries.get_mut(&key) {
             if old.version > version {
                 return;
             }
+            if !too_large {
+                // The common case (a key written again): in place.
+                self.bytes -= cost(&key, &old.value);
+                self.bytes += cost(&key, &value);
+                *old = Entry { value, version };
+                self.stats.filled += 1;
+                self.evict();
+                return;
+            }
         }
-        self.remove(&key);
-        if value
-            .as_ref()
-            .is_some_and(|v| v.len() > MAX_REMEMBERED_VALUE)
-        {
+        if too_large {
+            self.remove(&key);
             return;
         }
         self.bytes += cost(&key, &value);
-        let stamp = self.next_stamp;
-        self.next_stamp += 1;
-        self.order.insert(stamp, key.clone());
-        self.entries.insert(
-            key,
-            Entry {
-                value,
-                version,
-                stamp,
-            },
-        );
+        self.entries.insert(key, Entry { value, version });
         self.stats.filled += 1;
+        self.evict();
+    }
+
+    /// Drop entries until the bounds hold.
+    fn evict(&mut self) {
         while self.entries.len() > MEMORY_ENTRIES || self.bytes > MEMORY_BYTES {
-            let Some((_, oldest)) = self.order.pop_first() else {
+            let Some(victim) = self.entries.keys().next().cloned() else {
                 break;
             };
-            if let Some(e) = self.entries.remove(&oldest) {
-                self.bytes -= cost(&oldest, &e.value);
-            }
+            self.remove(&victim);
         }
     }
 
     fn remove(&mut self, key: &Key) -> Option<Entry> {
         let e = self.entries.remove(key)?;
-        self.order.remove(&e.stamp);
         self.bytes -= cost(key, &e.value);
         Some(e)
     }
