@@ -234,7 +234,7 @@ impl Lp {
             }
         };
         self.txn_memory
-            .sent(corr, std::mem::take(&mut set.writes), recalled);
+            .sent(corr, std::mem::take(&mut set.writes), &set.reads, recalled);
         Ok(CommitHandle { corr })
     }
 

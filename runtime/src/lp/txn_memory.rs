@@ -11,7 +11,10 @@
 //!   (`TxnReply::Committed { writes_carry_version: true, .. }`: a commit at
 //!   one host), with the value that commit wrote (`None` for a delete).
 //!   Never from a write that is not yet acknowledged: the writes of a
-//!   commit in flight wait in `pending` until its answer.
+//!   commit in flight wait in `pending` until its answer. Only writes of
+//!   keys the transaction read (a read-modify-write, which the LP is likely
+//!   to do again) or that the memory holds are followed: a stream of blind
+//!   writes (`commit_8lp_pipelined`) pays nothing for the memory.
 //! * A read served from memory records the remembered version in the
 //!   transaction's read set, which the host validates at commit like any
 //!   read (a read-only transaction is sent for validation too: only an
@@ -35,8 +38,9 @@
 //!   [`MAX_PENDING`] commits in flight are followed (the writes of one past
 //!   that are forgotten at once).
 
-use crate::txn::store::{Version, WriteItem};
-use std::collections::HashMap;
+use crate::txn::store::{ReadItem, Version, WriteItem};
+use rustc_hash::FxHashMap;
+use std::collections::VecDeque;
 
 /// At most this many keys are remembered.
 pub const MEMORY_ENTRIES: usize = 4096;
@@ -103,10 +107,13 @@ pub(super) enum Settled {
 /// The memory of one LP.
 #[derive(Debug, Default)]
 pub(super) struct TxnMemory {
-    entries: HashMap<Key, Entry>,
+    /// FxHash: the keys are the LP's own (no hostile input), and a map
+    /// operation is on every commit's path.
+    entries: FxHashMap<Key, Entry>,
     /// Bytes of the keys and values in `entries`.
     bytes: usize,
-    pending: HashMap<u32, Pending>,
+    /// In the order sent: answers come mostly in that order.
+    pending: VecDeque<(u32, Pending)>,
     stats: TxnMemoryStats,
 }
 
@@ -128,9 +135,28 @@ impl TxnMemory {
         })
     }
 
-    /// A commit went out under `corr` with these writes and recalled
-    /// reads: follow it until [`TxnMemory::settle`].
-    pub fn sent(&mut self, corr: u32, writes: Vec<WriteItem>, recalled: Vec<Recalled>) {
+    /// A commit went out under `corr` with these writes, reads (`reads`,
+    /// from memory: `recalled`): follow it until [`TxnMemory::settle`].
+    /// Only the writes of keys it read (a read-modify-write) or that the
+    /// memory holds are followed: a stream of blind writes costs nothing.
+    pub fn sent(
+        &mut self,
+        corr: u32,
+        mut writes: Vec<WriteItem>,
+        reads: &[ReadItem],
+        recalled: Vec<Recalled>,
+    ) {
+        if self.entries.is_empty() && reads.is_empty() {
+            writes.clear();
+        } else {
+            writes.retain(|w| {
+                reads.iter().any(|r| r.subfn == w.subfn && r.key == w.key)
+                    || self.entries.contains_key(&(w.subfn, w.key.clone()))
+            });
+        }
+        if writes.is_empty() && recalled.is_empty() {
+            return;
+        }
         if self.pending.len() >= MAX_PENDING {
             // Not followed: its answer will not tell us its version, so
             // what we remember of the keys it writes may turn stale.
@@ -139,7 +165,7 @@ impl TxnMemory {
             }
             return;
         }
-        self.pending.insert(corr, Pending { writes, recalled });
+        self.pending.push_back((corr, Pending { writes, recalled }));
     }
 
     /// A commit could not be sent: forget what it wrote.
@@ -151,7 +177,10 @@ impl TxnMemory {
 
     /// The commit `corr` ended so.
     pub fn settle(&mut self, corr: u32, how: Settled) {
-        let Some(p) = self.pending.remove(&corr) else {
+        let Some(at) = self.pending.iter().position(|(c, _)| *c == corr) else {
+            return;
+        };
+        let Some((_, p)) = self.pending.remove(at) else {
             return;
         };
         match how {

@@ -12,15 +12,35 @@ fn w(subfn: u32, key: &[u8], value: Option<&[u8]>) -> WriteItem {
     }
 }
 
+/// Reads of the keys of `writes` (a read-modify-write).
+fn reads_of(writes: &[WriteItem]) -> Vec<ReadItem> {
+    writes
+        .iter()
+        .map(|w| ReadItem {
+            subfn: w.subfn,
+            key: w.key.clone(),
+            version: 0,
+        })
+        .collect()
+}
+
+/// Send a read-modify-write of `writes` and settle it.
 fn commit(m: &mut TxnMemory, corr: u32, writes: Vec<WriteItem>, how: Settled) {
-    m.sent(corr, writes, Vec::new());
+    let reads = reads_of(&writes);
+    m.sent(corr, writes, &reads, Vec::new());
     m.settle(corr, how);
+}
+
+/// Send a read-modify-write of `writes`.
+fn send(m: &mut TxnMemory, corr: u32, writes: Vec<WriteItem>) {
+    let reads = reads_of(&writes);
+    m.sent(corr, writes, &reads, Vec::new());
 }
 
 #[test]
 fn filled_only_by_an_applied_commit_with_its_version() {
     let mut m = TxnMemory::default();
-    m.sent(1, vec![w(0, b"k", Some(b"v1"))], Vec::new());
+    send(&mut m, 1, vec![w(0, b"k", Some(b"v1"))]);
     // In flight: not remembered yet.
     assert_eq!(m.recall(0, b"k"), None);
     m.settle(1, Settled::Applied(7));
@@ -60,11 +80,8 @@ fn a_conflict_drops_what_it_recalled_and_keeps_the_rest() {
         Settled::Applied(4),
     );
     let a = m.recall(0, b"a").expect("remembered");
-    m.sent(
-        2,
-        vec![w(0, b"a", Some(b"x")), w(0, b"b", Some(b"y"))],
-        vec![a],
-    );
+    let writes = vec![w(0, b"a", Some(b"x")), w(0, b"b", Some(b"y"))];
+    m.sent(2, writes, &reads_of(&[w(0, b"a", None)]), vec![a]);
     m.settle(2, Settled::Conflict);
     assert_eq!(m.recall(0, b"a"), None);
     // Nothing applied: b's entry still holds.
@@ -79,7 +96,8 @@ fn a_committed_transaction_puts_back_what_it_recalled() {
     let a = m.recall(0, b"a").expect("remembered");
     // Read-only: validated by the host, answered without a version of
     // writes.
-    m.sent(2, Vec::new(), vec![a]);
+    let reads = reads_of(&[w(0, b"a", None)]);
+    m.sent(2, Vec::new(), &reads, vec![a]);
     m.settle(2, Settled::Committed);
     assert_eq!(m.recall(0, b"a").map(|r| r.version), Some(4));
 }
@@ -87,8 +105,8 @@ fn a_committed_transaction_puts_back_what_it_recalled() {
 #[test]
 fn an_older_answer_does_not_replace_a_newer_entry() {
     let mut m = TxnMemory::default();
-    m.sent(1, vec![w(0, b"k", Some(b"old"))], Vec::new());
-    m.sent(2, vec![w(0, b"k", Some(b"new"))], Vec::new());
+    send(&mut m, 1, vec![w(0, b"k", Some(b"old"))]);
+    send(&mut m, 2, vec![w(0, b"k", Some(b"new"))]);
     m.settle(2, Settled::Applied(8));
     m.settle(1, Settled::Applied(5));
     let r = m.recall(0, b"k").expect("remembered");
@@ -147,9 +165,10 @@ fn commits_past_the_pending_cap_forget_their_keys() {
     let mut m = TxnMemory::default();
     commit(&mut m, 1, vec![w(0, b"k", Some(b"a"))], Settled::Applied(1));
     for corr in 10..10 + MAX_PENDING as u32 {
-        m.sent(corr, vec![w(1, b"other", Some(b"x"))], Vec::new());
+        send(&mut m, corr, vec![w(1, b"other", Some(b"x"))]);
     }
-    m.sent(99_999, vec![w(0, b"k", Some(b"b"))], Vec::new());
+    // A blind write of a key the memory holds: followed, but past the cap.
+    m.sent(99_999, vec![w(0, b"k", Some(b"b"))], &[], Vec::new());
     assert_eq!(m.recall(0, b"k"), None);
     m.settle(99_999, Settled::Applied(50));
     assert_eq!(m.recall(0, b"k"), None, "not followed, not filled");
@@ -212,7 +231,8 @@ proptest! {
                     };
                     let writes: Vec<WriteItem> =
                         write.map(|v| w(0, &[key], Some(&[v]))).into_iter().collect();
-                    m.sent(corr, writes, recalled);
+                    let reads = reads_of(&[w(0, &[key], None)]);
+                    m.sent(corr, writes, &reads, recalled);
                     if seen != now {
                         m.settle(corr, Settled::Conflict);
                         prop_assert!(m.recall(0, &[key]).is_none());
@@ -232,7 +252,8 @@ proptest! {
                     next += 1;
                 }
                 Step::Lost { key, value, applied } => {
-                    m.sent(corr, vec![w(0, &[key], Some(&[value]))], Vec::new());
+                    // A blind write.
+                    m.sent(corr, vec![w(0, &[key], Some(&[value]))], &[], Vec::new());
                     if applied {
                         host.insert(key, (value, next));
                         next += 1;
@@ -253,4 +274,20 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn blind_writes_of_keys_not_remembered_are_not_followed() {
+    let mut m = TxnMemory::default();
+    m.sent(1, vec![w(0, b"k", Some(b"v"))], &[], Vec::new());
+    assert!(m.pending.is_empty(), "a blind write stream pays nothing");
+    m.settle(1, Settled::Applied(3));
+    assert_eq!(m.recall(0, b"k"), None);
+    // A blind write of a key the memory holds is followed: its entry
+    // gets the new version.
+    commit(&mut m, 2, vec![w(0, b"k", Some(b"a"))], Settled::Applied(4));
+    m.sent(3, vec![w(0, b"k", Some(b"b"))], &[], Vec::new());
+    m.settle(3, Settled::Applied(5));
+    let r = m.recall(0, b"k").expect("remembered");
+    assert_eq!((r.value.as_deref(), r.version), (Some(&b"b"[..]), 5));
 }
