@@ -11,7 +11,8 @@
 //! from the LP's memory, without a round trip to the host: an increment of
 //! an LP's own counter is one round trip (the commit) instead of two. The
 //! memory is filled only from acknowledged commits at one host (whose
-//! answer says every write carries its version), each read from it goes
+//! answer says every write carries its version), with the keys they read
+//! and wrote (a blind write of another key is not followed), each read from it goes
 //! into the read set with the remembered version and is validated by the
 //! host at commit like any read (read-only transactions included), a stale
 //! one is refused as a conflict and the retry reads from the host; a read
