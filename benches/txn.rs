@@ -22,8 +22,9 @@
 //! 3. `commit_8lp_pipelined`: 8 LPs, up to 64 commits in flight each, each
 //!    commit writing a key of the LP's sub-function (no read: the stream of
 //!    state updates that pipelining is for). `commit_8lp_pipelined_rmw`:
-//!    the same with increments (get + put), whose reads are round trips
-//!    to the manager, one at a time, so the LP's rate is bound by them.
+//!    the same with increments (get + put); each counter's read comes
+//!    from the LP's memory of its own last committed write (no round
+//!    trip: `runtime/src/lp/txn_memory.rs`), as in `commit_8lp`.
 //! 4. `commit_2pc`: one LP's transactions increment a key of its own
 //!    sub-function and one of a sub-function another manager hosts.
 //! 5. `recovery_100mb`: this process writes a 100 MB log of commit records

@@ -300,7 +300,13 @@ fn txnmsg_seeds() -> Vec<Vec<u8>> {
     .iter()
     .map(TxnRequest::encode)
     .collect();
-    v.push(TxnReply::Committed { version: 5 }.encode());
+    v.push(
+        TxnReply::Committed {
+            version: 5,
+            writes_carry_version: true,
+        }
+        .encode(),
+    );
     v.push(TxnReply::Failed("no".into()).encode());
     v.push(TxnReply::Entries(vec![(b"k".to_vec(), b"v".to_vec(), 2)]).encode());
     v

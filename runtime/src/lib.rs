@@ -34,5 +34,5 @@ pub mod wire;
 
 pub use lp::{
     AttachError, CommitHandle, CorruptError, Lp, LpError, Message, MessageKind, OwnedTxn,
-    StateError, Txn, TxnError,
+    StateError, Txn, TxnError, TxnMemoryStats,
 };

@@ -25,8 +25,10 @@ mod fds;
 mod inbound;
 mod request;
 mod txn;
+mod txn_memory;
 
 pub use txn::{CommitHandle, KeyValue, OwnedTxn, Txn, TxnError, MAX_ATTEMPTS};
+pub use txn_memory::{TxnMemoryStats, MEMORY_BYTES, MEMORY_ENTRIES};
 
 use crate::ctl::LpCtl;
 use crate::handover::Handover;
@@ -187,6 +189,8 @@ pub struct Lp {
     /// Replies of transaction servers, by correlation id.
     txn_replies: std::collections::HashMap<u32, Vec<u8>>,
     next_corr: u32,
+    /// What this LP remembers of its own committed writes.
+    txn_memory: txn_memory::TxnMemory,
     /// See [`Lp::forged_replies`].
     forged_replies: u64,
     scratch: Vec<u8>,
@@ -264,6 +268,7 @@ impl Lp {
             inbox: VecDeque::new(),
             txn_replies: std::collections::HashMap::new(),
             next_corr: 1,
+            txn_memory: txn_memory::TxnMemory::default(),
             forged_replies: 0,
             scratch: Vec::with_capacity(4096),
         })

@@ -7,6 +7,21 @@
 //! changed since fails with [`TxnError::Conflict`], and
 //! [`Lp::transaction`] runs it again.
 //!
+//! A read of a key whose last committed write was this LP's own is served
+//! from the LP's memory, without a round trip to the host: an increment of
+//! an LP's own counter is one round trip (the commit) instead of two. The
+//! memory is filled only from acknowledged commits at one host (whose
+//! answer says every write carries its version), with the keys they read
+//! and wrote (a blind write of another key is not followed), each read from it goes
+//! into the read set with the remembered version and is validated by the
+//! host at commit like any read (read-only transactions included), a stale
+//! one is refused as a conflict and the retry reads from the host; a read
+//! takes its entry out of memory until its transaction commits, so an
+//! aborted or failed transaction leaves none of what it read. Bounded:
+//! [`super::MEMORY_ENTRIES`] keys, [`super::MEMORY_BYTES`] bytes. The rules:
+//! `txn_memory.rs`. The cost: a key that other LPs write as well costs one
+//! refused commit each time the memory of it is stale.
+//!
 //! ```no_run
 //! # let mut lp = shmcollab_runtime::Lp::connect()?;
 //! lp.transaction(|t| {
@@ -17,6 +32,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+use super::txn_memory::{Recalled, Settled, TxnMemoryStats};
 use super::{Lp, LpError};
 use crate::link::Wait;
 use crate::txn::msg::{TxnReply, TxnRequest};
@@ -86,6 +102,9 @@ pub struct Txn<'a> {
 pub struct OwnedTxn {
     set: TxnSet,
     writes: BTreeMap<(u32, Vec<u8>), Option<Vec<u8>>>,
+    /// Reads served from the LP's memory (`txn_memory.rs`): back into it
+    /// if this transaction commits.
+    recalled: Vec<Recalled>,
 }
 
 impl Lp {
@@ -107,12 +126,18 @@ impl Lp {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            let stale = self.txn_memory.stats().stale;
             let mut t = self.begin();
             let out = f(&mut t).and_then(|v| t.commit().map(|_| v));
             match out {
                 Err(TxnError::Conflict(_)) if attempt < MAX_ATTEMPTS => {
-                    // Let the other side finish: a short, growing pause.
-                    std::thread::sleep(Duration::from_micros(20 << attempt.min(8)));
+                    // A stale memory (another LP wrote a key since this
+                    // one did) is not contention: the retry reads from the
+                    // host at once. Else let the other side finish: a
+                    // short, growing pause.
+                    if self.txn_memory.stats().stale == stale {
+                        std::thread::sleep(Duration::from_micros(20 << attempt.min(8)));
+                    }
                 }
                 other => return other,
             }
@@ -127,17 +152,34 @@ impl Lp {
             let _ = self.fill_inbox(Some(Instant::now()));
         }
         let reply = self.txn_replies.remove(&h.corr)?;
-        Some(commit_outcome(TxnReply::decode(&reply)))
+        Some(self.commit_outcome(h.corr, TxnReply::decode(&reply)))
     }
 
     /// Wait up to `timeout` for the outcome of a commit.
     pub fn wait_commit(&mut self, h: CommitHandle, timeout: Duration) -> Result<Version, TxnError> {
-        let reply = self.txn_wait(h.corr, timeout)?;
-        commit_outcome(TxnReply::decode(&reply))
+        match self.txn_wait(h.corr, timeout) {
+            Ok(reply) => self.commit_outcome(h.corr, TxnReply::decode(&reply)),
+            Err(e) => {
+                // The outcome is unknown: what it wrote may be there.
+                self.txn_memory.settle(h.corr, Settled::Other);
+                Err(e)
+            }
+        }
+    }
+
+    /// What this LP's memory of its own committed writes did so far (reads
+    /// it served without a round trip, stale entries met).
+    pub fn txn_memory_stats(&self) -> TxnMemoryStats {
+        self.txn_memory.stats()
     }
 
     /// Send a transaction request; returns its correlation id.
     fn txn_send(&mut self, dst: u32, to_manager: bool, req: &TxnRequest) -> Result<u32, TxnError> {
+        self.txn_send_bytes(dst, to_manager, &req.encode())
+    }
+
+    /// Send an encoded transaction request; returns its correlation id.
+    fn txn_send_bytes(&mut self, dst: u32, to_manager: bool, req: &[u8]) -> Result<u32, TxnError> {
         let corr = self.next_corr;
         self.next_corr = self.next_corr.wrapping_add(1).max(1);
         let h = FrameHeader {
@@ -147,7 +189,7 @@ impl Lp {
             flags: if to_manager { FLAG_MANAGER } else { 0 },
             ..Default::default()
         };
-        self.emit(h, &req.encode(), Wait::Forever)?;
+        self.emit(h, req, Wait::Forever)?;
         Ok(corr)
     }
 
@@ -166,18 +208,65 @@ impl Lp {
         }
     }
 
-    /// Hand `set` to our manager for commit.
-    fn commit_set(&mut self, set: TxnSet) -> Result<CommitHandle, TxnError> {
+    /// Hand `set` to our manager for commit (`recalled`: what it read
+    /// from memory).
+    fn commit_set(
+        &mut self,
+        mut set: TxnSet,
+        recalled: Vec<Recalled>,
+    ) -> Result<CommitHandle, TxnError> {
         if set.writes.is_empty() && set.reads.is_empty() && set.scans.is_empty() {
             // Nothing to do: trivially committed, at no version.
             let corr = self.next_corr;
             self.next_corr = self.next_corr.wrapping_add(1).max(1);
-            let done = TxnReply::Committed { version: 0 }.encode();
+            let done = TxnReply::Committed {
+                version: 0,
+                writes_carry_version: false,
+            }
+            .encode();
             self.txn_replies.insert(corr, done);
             return Ok(CommitHandle { corr });
         }
-        let corr = self.txn_send(0, true, &TxnRequest::Commit { set })?;
+        let corr = match self.txn_send_bytes(0, true, &TxnRequest::encode_commit(&set)) {
+            Ok(c) => c,
+            Err(e) => {
+                self.txn_memory.unsent(&set.writes);
+                return Err(e);
+            }
+        };
+        self.txn_memory
+            .sent(corr, std::mem::take(&mut set.writes), &set.reads, recalled);
         Ok(CommitHandle { corr })
+    }
+
+    /// A commit's answer as its outcome; the memory learns it.
+    fn commit_outcome(
+        &mut self,
+        corr: u32,
+        reply: Result<TxnReply, crate::txn::codec::DecodeError>,
+    ) -> Result<Version, TxnError> {
+        let (how, out) = match reply {
+            Ok(TxnReply::Committed {
+                version,
+                writes_carry_version,
+            }) => {
+                let how = if writes_carry_version {
+                    Settled::Applied(version)
+                } else {
+                    Settled::Committed
+                };
+                (how, Ok(version))
+            }
+            Ok(TxnReply::Conflict(why)) => (Settled::Conflict, Err(TxnError::Conflict(why))),
+            Ok(TxnReply::Failed(why)) => (Settled::Other, Err(TxnError::Failed(why))),
+            Ok(other) => (
+                Settled::Other,
+                Err(TxnError::BadReply(format!("{other:?}"))),
+            ),
+            Err(e) => (Settled::Other, Err(TxnError::BadReply(e.to_string()))),
+        };
+        self.txn_memory.settle(corr, how);
+        out
     }
 
     fn txn_call(&mut self, dst: u32, req: &TxnRequest) -> Result<TxnReply, TxnError> {
@@ -187,33 +276,22 @@ impl Lp {
     }
 }
 
-fn commit_outcome(
-    reply: Result<TxnReply, crate::txn::codec::DecodeError>,
-) -> Result<Version, TxnError> {
-    match reply {
-        Ok(TxnReply::Committed { version }) => Ok(version),
-        Ok(TxnReply::Conflict(why)) => Err(TxnError::Conflict(why)),
-        Ok(TxnReply::Failed(why)) => Err(TxnError::Failed(why)),
-        Ok(other) => Err(TxnError::BadReply(format!("{other:?}"))),
-        Err(e) => Err(TxnError::BadReply(e.to_string())),
-    }
-}
-
 impl OwnedTxn {
     /// A transaction with nothing read or written yet.
     pub fn new() -> OwnedTxn {
         OwnedTxn::default()
     }
 
-    /// The whole set: reads and scans seen, writes buffered.
-    fn into_set(self) -> TxnSet {
+    /// The whole set (reads and scans seen, writes buffered) and what was
+    /// read from memory.
+    fn into_set(self) -> (TxnSet, Vec<Recalled>) {
         let mut set = self.set;
         set.writes = self
             .writes
             .into_iter()
             .map(|((subfn, key), value)| WriteItem { subfn, key, value })
             .collect();
-        set
+        (set, self.recalled)
     }
 
     fn subfn(lp: &Lp, name: &str) -> Result<u32, TxnError> {
@@ -231,6 +309,26 @@ impl OwnedTxn {
         let s = Self::subfn(lp, subfn)?;
         if let Some(w) = self.writes.get(&(s, key.to_vec())) {
             return Ok(w.clone());
+        }
+        if let Some(r) = self
+            .recalled
+            .iter()
+            .find(|r| r.key.0 == s && r.key.1 == key)
+        {
+            // Read from memory before: its version is in the read set.
+            return Ok(r.value.clone());
+        }
+        if let Some(r) = lp.txn_memory.recall(s, key) {
+            // This LP's own last committed write of the key: validated at
+            // commit like a read from the host.
+            self.set.reads.push(ReadItem {
+                subfn: s,
+                key: key.to_vec(),
+                version: r.version,
+            });
+            let value = r.value.clone();
+            self.recalled.push(r);
+            return Ok(value);
         }
         let req = TxnRequest::Get {
             subfn: s,
@@ -303,14 +401,16 @@ impl OwnedTxn {
 
     /// Commit and wait until it is durable ([`Txn::commit`]).
     pub fn commit(self, lp: &mut Lp) -> Result<Version, TxnError> {
-        let h = lp.commit_set(self.into_set())?;
+        let (set, recalled) = self.into_set();
+        let h = lp.commit_set(set, recalled)?;
         lp.wait_commit(h, STEP_TIMEOUT)
     }
 
     /// Hand the transaction to the manager and return at once
     /// ([`Txn::commit_async`]).
     pub fn commit_async(self, lp: &mut Lp) -> Result<CommitHandle, TxnError> {
-        lp.commit_set(self.into_set())
+        let (set, recalled) = self.into_set();
+        lp.commit_set(set, recalled)
     }
 
     /// Drop the transaction: nothing of it is applied.

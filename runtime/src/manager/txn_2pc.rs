@@ -318,7 +318,13 @@ impl TwoPhase {
         }
         srv.stats.commits += 1;
         if let Some(lp) = lead.lp {
-            reply(ctx, out, lp, TxnReply::Committed { version: txid });
+            // Each host applied its part under its own version: the LP gets
+            // the transaction's id, and must not take it for its writes'.
+            let r = TxnReply::Committed {
+                version: txid,
+                writes_carry_version: false,
+            };
+            reply(ctx, out, lp, r);
         }
         // With the answer sent, before the Decision is durable.
         srv.point_after_send = Some("leader-acknowledged");

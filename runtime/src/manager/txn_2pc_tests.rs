@@ -192,6 +192,19 @@ fn a_parallel_commit_commits_with_one_sync_each_and_forgets_everything() {
     n.settle();
     assert!(n.committed(), "{:?}", n.lp);
     n.check(b"1", "no crash");
+    // Each host applied its part under a version of its own: the LP must
+    // not remember its writes under the answer's.
+    assert!(
+        n.lp.iter().all(|r| matches!(
+            r,
+            TxnReply::Committed {
+                writes_carry_version: false,
+                ..
+            }
+        )),
+        "{:?}",
+        n.lp
+    );
     for i in 0..2 {
         let s = n.srv(i);
         assert!(s.two_phase.decided.is_empty(), "slot {i} keeps outcomes");

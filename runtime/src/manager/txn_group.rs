@@ -44,6 +44,9 @@ pub(super) enum AfterSync {
         to: Requester,
         txid: u64,
         version: Version,
+        /// All of the transaction's writes are in this commit (the answer
+        /// tells the LP that they carry `version`).
+        whole: bool,
     },
     /// Two-phase commit steps (`txn_2pc.rs`).
     TwoPhase(super::txn_2pc::AfterSync),
@@ -225,13 +228,21 @@ impl<S: Storage> TxnServer<S> {
     ) {
         for a in group {
             match a {
-                AfterSync::Commit { to, txid, version } => {
+                AfterSync::Commit {
+                    to,
+                    txid,
+                    version,
+                    whole,
+                } => {
                     let ok = synced.is_ok();
                     self.store.decide(txid, ok, version);
                     let r = match &synced {
                         Ok(()) => {
                             self.stats.commits += 1;
-                            TxnReply::Committed { version }
+                            TxnReply::Committed {
+                                version,
+                                writes_carry_version: whole,
+                            }
                         }
                         Err(e) => {
                             self.stats.aborts += 1;

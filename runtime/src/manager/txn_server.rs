@@ -394,7 +394,13 @@ impl<S: Storage> TxnServer<S> {
         };
         let txid = self.new_txid(ctx);
         match hosts.as_slice() {
-            [] => reply(ctx, out, lp, TxnReply::Committed { version: 0 }),
+            [] => {
+                let r = TxnReply::Committed {
+                    version: 0,
+                    writes_carry_version: false,
+                };
+                reply(ctx, out, lp, r)
+            }
             [one] if *one == ctx.slot => self.commit_local(ctx, lp, txid, set, out),
             [one] => {
                 let corr = self.two_phase.forward(lp);
@@ -421,11 +427,18 @@ impl<S: Storage> TxnServer<S> {
         };
         let version = self.next_version;
         self.next_version += 1;
+        // Every write is applied here under `version` (none was of a
+        // sub-function that moved away): the LP may remember them.
+        let whole = part.writes.len() == set.writes.len();
         if part.writes.is_empty() {
             // Read-only: validated, nothing to log.
             self.store.decide(txid, true, version);
             self.stats.commits += 1;
-            return reply(ctx, out, to, TxnReply::Committed { version });
+            let r = TxnReply::Committed {
+                version,
+                writes_carry_version: false,
+            };
+            return reply(ctx, out, to, r);
         }
         let r = Record::Commit {
             txid,
@@ -437,9 +450,12 @@ impl<S: Storage> TxnServer<S> {
             self.stats.aborts += 1;
             return reply(ctx, out, to, TxnReply::Failed(e));
         }
-        self.groups
-            .gathering
-            .push(AfterSync::Commit { to, txid, version });
+        self.groups.gathering.push(AfterSync::Commit {
+            to,
+            txid,
+            version,
+            whole,
+        });
     }
 
     /// Timers: ask coordinators about in-doubt transactions.

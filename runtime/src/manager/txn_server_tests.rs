@@ -183,3 +183,55 @@ fn commits_that_arrive_during_a_sync_form_the_next_group_and_its_failure_fails_b
     assert_eq!(srv.store.get(0, b"c").unwrap().0, None);
     assert_eq!(srv.store.get(0, b"d").unwrap().0, None);
 }
+
+#[test]
+fn a_local_commit_tells_the_lp_that_its_writes_carry_the_version() {
+    let ctx = testctx::ctx(0, 1);
+    let mut srv = TxnServer::open_on(&ctx, FaultyStorage::new());
+    let mut out = Vec::new();
+    srv.handle(&ctx, commit(&ctx, 1, b"a", b"1"), &mut out);
+    srv.sync_group_wait(&ctx, &mut out, false);
+    let got = answers(&mut out);
+    let [(
+        1,
+        TxnReply::Committed {
+            version,
+            writes_carry_version: true,
+        },
+    )] = got[..]
+    else {
+        panic!("{got:?}");
+    };
+    assert_eq!(
+        srv.store.get(0, b"a").unwrap(),
+        (Some(b"1".to_vec()), version)
+    );
+    // A read-only commit (validated, nothing written) carries no version
+    // of writes.
+    let set = TxnSet {
+        reads: vec![crate::txn::store::ReadItem {
+            subfn: 0,
+            key: b"a".to_vec(),
+            version,
+        }],
+        ..Default::default()
+    };
+    let mut f = commit(&ctx, 2, b"a", b"1");
+    f.payload = TxnRequest::Commit { set }.encode();
+    srv.handle(&ctx, f, &mut out);
+    srv.sync_group_wait(&ctx, &mut out, false);
+    let got = answers(&mut out);
+    assert!(
+        matches!(
+            got[..],
+            [(
+                2,
+                TxnReply::Committed {
+                    writes_carry_version: false,
+                    ..
+                }
+            )]
+        ),
+        "{got:?}"
+    );
+}

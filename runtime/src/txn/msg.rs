@@ -13,6 +13,7 @@
 //!                 | u32 limit            2 Entries    u32 n, n x (bytes key
 //!  3 Commit       TxnSet                              | bytes value | u64 version)
 //!  4 CommitLocal  u64 txid | TxnSet      3 Committed  u64 version
+//!                                                     | u8 writes_carry_version
 //!  5 Prepare      u64 txid | TxnSet      4 Conflict   bytes text (UTF-8)
 //!  6 Decide       u64 txid | u8 commit   5 Failed     bytes text (UTF-8)
 //!  7 Outcome      u64 txid               6 Vote       u64 txid | u8 yes
@@ -112,6 +113,13 @@ pub enum TxnReply {
     Committed {
         /// The commit's version.
         version: Version,
+        /// Every key the transaction wrote now carries `version` (a commit
+        /// at one host, which applied all of it under that version): what
+        /// the LP may remember of its own writes (`lp/txn_memory.rs`).
+        /// False for a two-phase commit (each host applied its part under
+        /// a version of its own; `version` is then the transaction's id)
+        /// and for a commit with no writes.
+        writes_carry_version: bool,
     },
     /// Refused by validation or a lock: retry.
     Conflict(String),
@@ -190,10 +198,7 @@ impl TxnRequest {
                 w.bytes(prefix);
                 w.u32(*limit);
             }
-            TxnRequest::Commit { set } => {
-                w.u8(tag::COMMIT);
-                set.encode_into(&mut w);
-            }
+            TxnRequest::Commit { set } => return TxnRequest::encode_commit(set),
             TxnRequest::CommitLocal { txid, set } | TxnRequest::Prepare { txid, set } => {
                 let local = matches!(self, TxnRequest::CommitLocal { .. });
                 w.u8(if local {
@@ -225,6 +230,14 @@ impl TxnRequest {
                 }
             }
         }
+        w.finish()
+    }
+
+    /// The bytes of `TxnRequest::Commit { set }`, without owning `set`.
+    pub fn encode_commit(set: &TxnSet) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.u8(tag::COMMIT);
+        set.encode_into(&mut w);
         w.finish()
     }
 
@@ -303,9 +316,13 @@ impl TxnReply {
                     w.u64(*ver);
                 }
             }
-            TxnReply::Committed { version } => {
+            TxnReply::Committed {
+                version,
+                writes_carry_version,
+            } => {
                 w.u8(tag::COMMITTED);
                 w.u64(*version);
+                w.bool(*writes_carry_version);
             }
             TxnReply::Conflict(text) | TxnReply::Failed(text) => {
                 let conflict = matches!(self, TxnReply::Conflict(_));
@@ -358,6 +375,7 @@ impl TxnReply {
             tag::ENTRIES => TxnReply::Entries(decode_entries(&mut r)?),
             tag::COMMITTED => TxnReply::Committed {
                 version: r.u64("version")?,
+                writes_carry_version: r.bool("writes carry version")?,
             },
             tag::CONFLICT => TxnReply::Conflict(r.text("conflict")?),
             tag::FAILED => TxnReply::Failed(r.text("failure")?),

@@ -96,7 +96,12 @@ pub fn reply() -> impl Strategy<Value = TxnReply> {
         (option::of(bytes(16)), any::<u64>())
             .prop_map(|(value, version)| TxnReply::Value { value, version }),
         vec((bytes(8), bytes(16), any::<u64>()), 0..4).prop_map(TxnReply::Entries),
-        any::<u64>().prop_map(|version| TxnReply::Committed { version }),
+        (any::<u64>(), any::<bool>()).prop_map(|(version, writes_carry_version)| {
+            TxnReply::Committed {
+                version,
+                writes_carry_version,
+            }
+        }),
         ".{0,20}".prop_map(TxnReply::Conflict),
         ".{0,20}".prop_map(TxnReply::Failed),
         (any::<u64>(), any::<bool>()).prop_map(|(txid, yes)| TxnReply::Vote { txid, yes }),
