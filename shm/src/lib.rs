@@ -13,6 +13,7 @@ pub mod handover;
 pub mod load;
 pub mod ring;
 pub(crate) mod sync;
+pub mod wake_wait;
 
 #[cfg(not(loom))]
 pub mod auth;
@@ -29,3 +30,4 @@ pub use doorbell::{Doorbell, WaitStrategy};
 pub use load::LoadMode;
 #[cfg(not(loom))]
 pub use segment::{OpenError, Segment, SegmentKind, Session};
+pub use wake_wait::WakeWait;
