@@ -14,11 +14,6 @@ pub mod env {
     /// File descriptor from which the LP reads its two link keys (32 bytes:
     /// LP -> manager, then manager -> LP); absent when `secure = false`.
     pub const KEY_FD: &str = "SHMCOLAB_KEY_FD";
-    /// `0`: a compact request wakes the manager and sleeps for the reply
-    /// in two system calls, not one io_uring submission
-    /// ([`shmcollab_shm::wake_wait`]). Inherited from the supervisor's
-    /// environment, not set by the manager.
-    pub const IO_URING: &str = "SHMCOLAB_IO_URING";
 }
 
 /// File descriptor number on which a child finds its keys.

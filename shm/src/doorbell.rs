@@ -29,7 +29,6 @@
 //! wake-up costs latency, never a hang.
 
 use crate::sync::{fence, futex_wait_any, futex_wake, AtomicU32, Ordering};
-use crate::wake_wait::{self, WakeWait, Wakes};
 use std::time::{Duration, Instant};
 
 /// The longest single futex sleep: a sleeper whose wake-up was lost (the
@@ -53,9 +52,9 @@ pub struct Doorbell {
     /// Futex word. Changed only by `ring`/`notify`.
     /// SYNC: bumped with Release after the waker's data is published; the
     /// sleeper loads it with Acquire before re-checking.
-    pub(crate) seq: AtomicU32,
+    seq: AtomicU32,
     /// Count of sleepers. SYNC: SeqCst on both sides (the handshake above).
-    pub(crate) sleepers: AtomicU32,
+    sleepers: AtomicU32,
 }
 #[cfg(not(loom))]
 const _: () = assert!(std::mem::size_of::<Doorbell>() == 8);
@@ -149,10 +148,6 @@ impl Doorbell {
         // SYNC: Release so that a sleeper that sees the new seq also sees
         // what was published before it.
         self.seq.fetch_add(1, Ordering::Release);
-        // A compact requester's wake goes with its sleep (`publish_then_wait`).
-        if crate::wake_wait::defer_wake(&self.seq) {
-            return;
-        }
         crate::handover::after_wake(futex_wake(&self.seq, u32::MAX));
     }
 
@@ -213,14 +208,10 @@ impl Doorbell {
     /// still had to do before its sleep then runs later, on the round
     /// trip's path; now that is the check and the system call. (The
     /// protocol of the module doc: a waker that publishes after our
-    /// registration sees us and rings.) Where `ww` can, the wakes that
-    /// `publish` makes are issued with that sleep, in one system call
-    /// ([`crate::wake_wait`]): then nothing of the caller is left. Other
-    /// strategies publish, then wait as usual. An error from `publish`
-    /// ends it at once.
+    /// registration sees us and rings.) Other strategies publish, then
+    /// wait as usual. An error from `publish` ends it at once.
     pub fn publish_then_wait<R, E, T>(
         bells: &[&Doorbell],
-        ww: &mut WakeWait,
         strategy: WaitStrategy,
         timeout: Option<Duration>,
         publish: impl FnOnce() -> Result<R, E>,
@@ -244,15 +235,9 @@ impl Doorbell {
                 b.sleepers.fetch_sub(1, Ordering::SeqCst);
             }
         };
-        let (r, wakes) = if ww.usable() {
-            wake_wait::deferring(publish)
-        } else {
-            (publish(), Wakes::NONE)
-        };
-        let r = match r {
+        let r = match publish() {
             Ok(r) => r,
             Err(e) => {
-                drop(wakes);
                 awake();
                 return Err(e);
             }
@@ -260,9 +245,7 @@ impl Doorbell {
         let mut got = ready();
         if got.is_none() {
             let first = timeout.map_or(MAX_SLEEP, |t| t.min(MAX_SLEEP));
-            ww.wake_then_wait(wakes, &words[..bells.len()], first);
-        } else {
-            drop(wakes);
+            futex_wait_any(&words[..bells.len()], Some(first));
         }
         awake();
         got = got.or_else(&mut ready);
@@ -287,9 +270,6 @@ impl Doorbell {
         mut ready: impl FnMut() -> Option<T>,
     ) -> Option<T> {
         let deadline = timeout.map(|t| start + t);
-        // Inside a `publish_then_wait`'s publish: what we wait for may come
-        // from the peer whose wake was deferred.
-        wake_wait::flush_deferred();
         // Phase 1: spin.
         if let Some(v) = Self::spin(strategy.spin, deadline, &mut ready) {
             return Some(v);
@@ -489,66 +469,60 @@ mod tests {
     /// published between its last check and its sleep rings it (the
     /// registration is what makes the replier's `ring` see it). Spread, it
     /// publishes first and waits as usual. A failed publish leaves no
-    /// sleeper behind (every ring would then make a system call). The same
-    /// with and without the io_uring of `crate::wake_wait`.
+    /// sleeper behind (every ring would then make a system call).
     #[test]
     fn publish_then_wait_registers_before_publishing() {
-        for uring in [false, true] {
-            let bell = Doorbell::new();
-            let flag = AtomicBool::new(false);
-            let mut checks = 0;
-            let got = Doorbell::publish_then_wait(
-                &[&bell],
-                &mut WakeWait::new(uring),
-                WaitStrategy::SLEEP,
-                Some(Duration::from_secs(30)),
-                || Ok::<_, ()>(bell.sleepers.load(Ordering::SeqCst)),
-                || {
-                    checks += 1;
-                    let seen = flag.load(Ordering::SeqCst);
-                    if checks == 1 {
-                        // The reply lands right after this check said no.
-                        flag.store(true, Ordering::SeqCst);
-                        bell.ring();
-                    }
-                    seen.then_some(checks)
-                },
-            );
-            let (sleepers_at_publish, checks_at_return) = (got.unwrap().0, got.unwrap().1);
-            assert_eq!(sleepers_at_publish, 1, "registered before publishing");
-            assert_eq!(checks_at_return, Some(2), "found after the one sleep");
-            assert_eq!(
-                bell.seq(),
-                1,
-                "the reply's ring saw the sleeper and woke it"
-            );
-            assert_eq!(bell.sleepers.load(Ordering::SeqCst), 0);
+        let bell = Doorbell::new();
+        let flag = AtomicBool::new(false);
+        let mut checks = 0;
+        let got = Doorbell::publish_then_wait(
+            &[&bell],
+            WaitStrategy::SLEEP,
+            Some(Duration::from_secs(30)),
+            || Ok::<_, ()>(bell.sleepers.load(Ordering::SeqCst)),
+            || {
+                checks += 1;
+                let seen = flag.load(Ordering::SeqCst);
+                if checks == 1 {
+                    // The reply lands right after this check said no.
+                    flag.store(true, Ordering::SeqCst);
+                    bell.ring();
+                }
+                seen.then_some(checks)
+            },
+        );
+        let (sleepers_at_publish, checks_at_return) = (got.unwrap().0, got.unwrap().1);
+        assert_eq!(sleepers_at_publish, 1, "registered before publishing");
+        assert_eq!(checks_at_return, Some(2), "found after the one sleep");
+        assert_eq!(
+            bell.seq(),
+            1,
+            "the reply's ring saw the sleeper and woke it"
+        );
+        assert_eq!(bell.sleepers.load(Ordering::SeqCst), 0);
 
-            let spread = Doorbell::publish_then_wait(
-                &[&bell],
-                &mut WakeWait::new(uring),
-                RESPIN,
-                Some(Duration::from_secs(30)),
-                || Ok::<_, ()>(bell.sleepers.load(Ordering::SeqCst)),
-                || Some(()),
-            );
-            assert_eq!(
-                spread,
-                Ok((0, Some(()))),
-                "spread: no sleeper while publishing"
-            );
+        let spread = Doorbell::publish_then_wait(
+            &[&bell],
+            RESPIN,
+            Some(Duration::from_secs(30)),
+            || Ok::<_, ()>(bell.sleepers.load(Ordering::SeqCst)),
+            || Some(()),
+        );
+        assert_eq!(
+            spread,
+            Ok((0, Some(()))),
+            "spread: no sleeper while publishing"
+        );
 
-            let failed: Result<((), Option<()>), &str> = Doorbell::publish_then_wait(
-                &[&bell],
-                &mut WakeWait::new(uring),
-                WaitStrategy::SLEEP,
-                Some(Duration::from_secs(30)),
-                || Err("ring full"),
-                || None,
-            );
-            assert_eq!(failed, Err("ring full"));
-            assert_eq!(bell.sleepers.load(Ordering::SeqCst), 0, "no sleeper left");
-        }
+        let failed: Result<((), Option<()>), &str> = Doorbell::publish_then_wait(
+            &[&bell],
+            WaitStrategy::SLEEP,
+            Some(Duration::from_secs(30)),
+            || Err("ring full"),
+            || None,
+        );
+        assert_eq!(failed, Err("ring full"));
+        assert_eq!(bell.sleepers.load(Ordering::SeqCst), 0, "no sleeper left");
     }
 
     #[test]

@@ -13,7 +13,6 @@ pub mod handover;
 pub mod load;
 pub mod ring;
 pub(crate) mod sync;
-pub mod wake_wait;
 
 #[cfg(not(loom))]
 pub mod auth;
@@ -30,4 +29,3 @@ pub use doorbell::{Doorbell, WaitStrategy};
 pub use load::LoadMode;
 #[cfg(not(loom))]
 pub use segment::{OpenError, Segment, SegmentKind, Session};
-pub use wake_wait::WakeWait;

@@ -213,7 +213,6 @@ impl Lp {
         let (tx, rx) = (&mut self.tx, &self.rx);
         let sent = Doorbell::publish_then_wait(
             &[rx.main.data_bell()],
-            &mut self.wake_wait,
             mode.strategy(),
             Some(left),
             // No hand-over after this wake-up (see `Lp::request`).

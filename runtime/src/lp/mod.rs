@@ -38,7 +38,6 @@ use inbound::Inbound;
 use shmcollab_shm::auth::{LinkKey, Opener, Sealer};
 use shmcollab_shm::frame::{kind, FrameHeader};
 use shmcollab_shm::ring::SendError;
-use shmcollab_shm::WakeWait;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -191,8 +190,6 @@ pub struct Lp {
     /// See [`Lp::forged_replies`].
     forged_replies: u64,
     scratch: Vec<u8>,
-    /// A compact request's wake of the manager and sleep in one system call.
-    wake_wait: WakeWait,
 }
 
 fn env_var(name: &str) -> Result<String, LpError> {
@@ -269,15 +266,7 @@ impl Lp {
             next_corr: 1,
             forged_replies: 0,
             scratch: Vec::with_capacity(4096),
-            wake_wait: WakeWait::new(std::env::var(env::IO_URING).as_deref() != Ok("0")),
         })
-    }
-
-    /// Requests whose wake of the manager and sleep for the reply were one
-    /// system call (an io_uring submission, while compact); 0 where io_uring
-    /// is unavailable or `SHMCOLAB_IO_URING=0`.
-    pub fn one_call_sleeps(&self) -> u64 {
-        self.wake_wait.combined()
     }
 
     /// This LP's name.
