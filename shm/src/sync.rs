@@ -148,11 +148,14 @@ fn futex_waitv(
     Ok(())
 }
 
-/// Wake up to `n` sleepers on `word`; how many were woken (0 on an error).
+/// Wake up to `n` sleepers on `word` (`u32::MAX`: all); how many were
+/// woken (0 on an error). The kernel reads the count as an `int`, and a
+/// negative one wakes a single sleeper: `u32::MAX` (-1) woke one of a
+/// doorbell's sleepers, not all; it is clamped to `i32::MAX`.
 #[cfg(not(loom))]
 pub(crate) fn futex_wake(word: &AtomicU32, n: u32) -> usize {
     use rustix::thread::futex;
-    futex::wake(word, futex::Flags::empty(), n).unwrap_or(0)
+    futex::wake(word, futex::Flags::empty(), n.min(i32::MAX as u32)).unwrap_or(0)
 }
 
 #[cfg(loom)]
@@ -204,6 +207,40 @@ mod tests {
         futex_wake(&word, u32::MAX);
         t.join().unwrap();
         assert_eq!(futex_wake(&word, u32::MAX), 0, "the sleeper is gone");
+    }
+
+    /// `u32::MAX` wakes every sleeper (a registry doorbell has one per
+    /// manager): passed through as -1, it woke one.
+    #[test]
+    fn a_wake_of_all_wakes_every_sleeper() {
+        let word = Arc::new(AtomicU32::new(0));
+        let sleepers: Vec<_> = (0..3)
+            .map(|_| {
+                let w = word.clone();
+                std::thread::spawn(move || {
+                    while w.load(Ordering::SeqCst) == 0 {
+                        futex_wait(&w, 0, Some(Duration::from_secs(10)));
+                    }
+                })
+            })
+            .collect();
+        // Wake (without changing the word) until one wake finds all three
+        // asleep: each woken one sleeps again (10 s of 1 ms tries: a hang
+        // guard). One wake that reports 3 is what the test asks for.
+        let mut most = 0;
+        for _ in 0..10_000 {
+            std::thread::sleep(Duration::from_millis(1));
+            most = most.max(futex_wake(&word, u32::MAX));
+            if most == 3 {
+                break;
+            }
+        }
+        word.store(1, Ordering::SeqCst);
+        futex_wake(&word, u32::MAX);
+        for t in sleepers {
+            t.join().unwrap();
+        }
+        assert_eq!(most, 3, "one wake of all woke {most} of 3 sleepers");
     }
 
     /// A wake on the second of two words ends one `futex_wait_any` (a
