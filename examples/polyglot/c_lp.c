@@ -32,23 +32,38 @@ static uint64_t u64_of(const shmc_bytes *b, int found) {
     return v;
 }
 
-/* One increment of "c"/"count" and "tally"/"total", retried on conflict;
- * returns the count before it. */
+/* A read: its value (0 if absent). A read of a key that a prepared
+ * two-phase commit holds answers SHMC_ERR_CONFLICT, as a commit may:
+ * returns that status so the caller begins again; any other error ends. */
+static shmc_status get_u64(shmc_txn t, const char *subfn, const char *key, uint64_t *out) {
+    shmc_bytes v = {0};
+    int found;
+    shmc_status s = shmc_txn_get(lp, t, subfn, (const uint8_t *)key, strlen(key), &v, &found);
+    if (s == SHMC_ERR_CONFLICT) return s;
+    check(s, "get");
+    *out = u64_of(&v, found);
+    shmc_bytes_free(&v);
+    return SHMC_OK;
+}
+
+/* One increment of "c"/"count" and "tally"/"total", begun again on a
+ * conflict at any step (a read or the commit); returns the count before it. */
 static uint64_t increment(void) {
     for (int attempt = 1;; attempt++) {
         shmc_txn t;
+        uint64_t mine, total;
         check(shmc_txn_begin(lp, &t), "begin");
-        shmc_bytes v = {0};
-        int found;
-        check(shmc_txn_get(lp, t, ME, (const uint8_t *)"count", 5, &v, &found), "get count");
-        uint64_t mine = u64_of(&v, found) + 1;
-        shmc_bytes_free(&v);
-        check(shmc_txn_get(lp, t, "tally", (const uint8_t *)"total", 5, &v, &found), "get total");
-        uint64_t total = u64_of(&v, found) + 1;
-        shmc_bytes_free(&v);
-        check(shmc_txn_put(lp, t, ME, (const uint8_t *)"count", 5, (uint8_t *)&mine, 8), "put count");
-        check(shmc_txn_put(lp, t, "tally", (const uint8_t *)"total", 5, (uint8_t *)&total, 8), "put total");
-        shmc_status s = shmc_txn_commit(lp, t, NULL);
+        shmc_status s = get_u64(t, ME, "count", &mine);
+        if (s == SHMC_OK) s = get_u64(t, "tally", "total", &total);
+        if (s == SHMC_OK) {
+            mine += 1;
+            total += 1;
+            check(shmc_txn_put(lp, t, ME, (const uint8_t *)"count", 5, (uint8_t *)&mine, 8), "put count");
+            check(shmc_txn_put(lp, t, "tally", (const uint8_t *)"total", 5, (uint8_t *)&total, 8), "put total");
+            s = shmc_txn_commit(lp, t, NULL);
+        } else {
+            check(shmc_txn_abort(lp, t), "abort");
+        }
         if (s == SHMC_ERR_CONFLICT && attempt < 1000) continue;
         check(s, "commit");
         return mine - 1;
