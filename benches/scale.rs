@@ -489,7 +489,7 @@ fn main() {
     let dir = tmp.0.as_path();
     let (small, large, rounds) = c.launch;
     let l_small = launch(&bins, dir, small, rounds);
-    let l_large = launch(&bins, dir, large, 1);
+    let l_large = launch(&bins, dir, large, rounds);
     let idle = idle(&bins, dir, c.idle.0, c.idle.1);
     let floods = [false, true].map(|warm| Floods::new(warm, c.mesh));
     let floods = throughput(&bins, dir, floods, c.mesh_rounds);
