@@ -25,10 +25,14 @@
 //!   and makes it durable (write a new file, fsync, rename, fsync the
 //!   directory) before it serves anything; if it cannot, its state is
 //!   unavailable (an id that might repeat must never be handed out);
-//! * a manager without state yet takes the last epoch + 1 too (0 without a
-//!   file) and makes it durable with its log, when it logs its first record:
-//!   before that no host can remember one of its ids (a two-phase commit's
-//!   Staging record comes first), so a start that never logs may reuse them;
+//! * a manager without state yet takes the last epoch + 1 (0 without a
+//!   file) plus its registry generation, and makes it durable with its log,
+//!   when it logs its first record. Before that no host can remember one of
+//!   its ids durably (a two-phase commit's Staging record comes first), so
+//!   a start that never logs needs no write of its own (a launch of many
+//!   managers pays no fsync each); the generation keeps the ids of its
+//!   restarts within a session apart, while a host may still hold one in
+//!   memory (a forwarded commit waiting for its fdatasync);
 //! * state from before this file existed (ids with a generation, 1 and up)
 //!   starts at [`LEGACY_START`], above the generations a session hands out.
 //!
@@ -81,12 +85,18 @@ pub(super) fn save_epoch<S: Storage>(storage: &S, dir: &Path, epoch: u16) -> Res
     res.map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// This start's epoch: the last one used + 1, made durable now if the
-/// manager has state (not `fresh`), else with its log (the rules above).
-pub(super) fn take_epoch<S: Storage>(storage: &S, dir: &Path, fresh: bool) -> Result<u16, String> {
+/// This start's epoch (the rules above): made durable now if the manager
+/// has state (not `fresh`), else with its log.
+pub(super) fn take_epoch<S: Storage>(
+    storage: &S,
+    dir: &Path,
+    fresh: bool,
+    generation: u32,
+) -> Result<u16, String> {
     let last = last_epoch(storage, dir)?;
     if fresh {
-        return Ok(last.map_or(0, |e| e.wrapping_add(1)));
+        let base = last.map_or(0, |e| e.wrapping_add(1));
+        return Ok(base.wrapping_add(generation as u16));
     }
     let epoch = next_epoch(last);
     save_epoch(storage, dir, epoch)?;
@@ -110,6 +120,16 @@ mod tests {
         assert_eq!(last_epoch(&fs, dir), Ok(Some(7)));
         assert_eq!(next_epoch(Some(7)), 8);
         assert_eq!(next_epoch(Some(u16::MAX)), 0);
+        // Without state: nothing written, the generation added.
+        let fresh = FaultyStorage::new();
+        assert_eq!(take_epoch(&fresh, dir, true, 3), Ok(3));
+        assert_eq!(last_epoch(&fresh, dir), Ok(None));
+        assert_eq!(take_epoch(&fs, dir, true, 2), Ok(10));
+        assert_eq!(last_epoch(&fs, dir), Ok(Some(7)));
+        // With state: the next one, durable before it is used.
+        assert_eq!(take_epoch(&fs, dir, false, 2), Ok(8));
+        let fs = fs.crash(CrashImage::POWER_LOSS);
+        assert_eq!(last_epoch(&fs, dir), Ok(Some(8)));
         for junk in [&b"SHMCEPO1\x07\x00"[..], b"SHMCEPO1\x00\x00\x01\x00", b"xx"] {
             fs.write_new(&dir.join(EPOCH_FILE), junk).unwrap();
             assert!(last_epoch(&fs, dir).is_err(), "{junk:?}");

@@ -165,7 +165,7 @@ impl<S: Storage> TxnServer<S> {
         }
         let exists = |f: &str| storage.exists(&dir.join(f));
         let fresh = !exists(crate::txn::wal::LOG_FILE) && !exists(crate::txn::wal::SNAPSHOT_FILE);
-        match super::txn_epoch::take_epoch(&storage, &dir, fresh) {
+        match super::txn_epoch::take_epoch(&storage, &dir, fresh, ctx.generation) {
             Ok(e) => s.epoch = e,
             Err(e) => {
                 eprintln!(
