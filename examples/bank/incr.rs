@@ -7,12 +7,19 @@
 //! increments the counter there too (a two-phase commit); the two must
 //! always be equal: it logs `torn A B` and fails if they are not, and
 //! broadcasts "stop" when it is done (an `idle` LP hosting the other one
-//! then exits).
+//! then exits). With `INCR_TOTAL=<sub-function>` each transaction also adds
+//! 1 to the key `total` there, which several LPs share (so it is the sum of
+//! their counters); at the end it logs `done V T`, its counter and the
+//! total read in one transaction.
 use shmcollab::runtime::{Lp, Txn, TxnError};
 use std::io::Write;
 
 fn counter(t: &mut Txn<'_>, subfn: &str) -> Result<u64, TxnError> {
-    let v = t.get(subfn, b"n")?;
+    number(t, subfn, b"n")
+}
+
+fn number(t: &mut Txn<'_>, subfn: &str, key: &[u8]) -> Result<u64, TxnError> {
+    let v = t.get(subfn, key)?;
     Ok(v.and_then(|b| b.try_into().ok())
         .map_or(0, u64::from_le_bytes))
 }
@@ -29,6 +36,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .cloned()
         .ok_or("hosts no sub-function")?;
     let also: Option<String> = std::env::var("INCR_ALSO").ok();
+    let total: Option<String> = std::env::var("INCR_TOTAL").ok();
     let mut log = match std::env::var_os("INCR_LOG") {
         Some(p) => Some(
             std::fs::OpenOptions::new()
@@ -63,6 +71,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let o = counter(t, s)?;
                 t.put(s, b"n", &(o + 1).to_le_bytes())?;
             }
+            if let Some(s) = &total {
+                let o = number(t, s, b"total")?;
+                t.put(s, b"total", &(o + 1).to_le_bytes())?;
+            }
             Ok(cur + 1)
         })?;
         if let Some(f) = log.as_mut() {
@@ -70,6 +82,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     println!("counter {v}");
+    if let Some(s) = &total {
+        let (v, sum) = lp.transaction(|t| Ok((counter(t, &subfn)?, number(t, s, b"total")?)))?;
+        if let Some(f) = log.as_mut() {
+            writeln!(f, "done {v} {sum}")?;
+        }
+    }
     if also.is_some() {
         lp.broadcast(b"stop")?;
     }

@@ -77,6 +77,7 @@ mod testctx;
 mod txn_2pc;
 mod txn_2pc_host;
 mod txn_checkpoint;
+mod txn_epoch;
 mod txn_group;
 mod txn_server;
 

@@ -29,7 +29,9 @@
 //! from the log, so the transaction can never be committed: abort.
 //!
 //! Recovery rules (the transaction id names its leader's slot in its top
-//! 16 bits):
+//! 16 bits; ids never repeat, across restarts and launches on the same
+//! state, because every outcome below is remembered by id, some for ever:
+//! an id carries its leader's epoch, `txn_epoch.rs`, issue 9):
 //!
 //! | leader's log / state after restart | outcome |
 //! | --- | --- |

@@ -322,6 +322,33 @@ fn a_host_that_refused_a_probe_votes_no_to_a_late_prepare() {
     assert!(!n.srv(1).store.is_prepared(txid));
 }
 
+/// Issue 9: the state outlives a run. The leader's next run (a restart with
+/// the same registry generation, as every new launch has) commits again;
+/// the host, killed after appending that commit's Prepare (lost), is probed
+/// for it and must not answer "prepared" from the first run's commit that
+/// had the same transaction id: the leader would apply its part alone.
+#[test]
+fn a_restarted_leader_does_not_reuse_a_transaction_id_its_host_remembers() {
+    let mut n = Net::new();
+    n.commit(b"1");
+    n.settle();
+    n.check(b"1", "first run");
+    // The next run: both managers start again on the same state.
+    n.crash(0, CrashImage::KILL);
+    n.crash(1, CrashImage::KILL);
+    n.settle();
+    n.lp.clear();
+    n.commit(b"2");
+    // The host appends the Prepare and is killed before its fdatasync.
+    let prepare = n.wire.front().expect("a Prepare").0;
+    assert_eq!(prepare.dst, 1);
+    assert!(n.step());
+    n.crash(1, CrashImage::KILL);
+    n.settle();
+    n.check(b"2", "the host lost the Prepare of the next run's commit");
+    assert_eq!(n.value(0, b"a").as_deref(), Some(&b"1"[..]), "{:?}", n.lp);
+}
+
 fn prepare_txid(p: &[u8]) -> u64 {
     match TxnRequest::decode(p).unwrap() {
         TxnRequest::Prepare { txid, .. } => txid,

@@ -67,6 +67,8 @@ pub(super) struct TxnServer<S: Storage = FsStorage> {
     deferred: Option<(S, PathBuf, crate::plan::SyncMode)>,
     _lock: Option<std::fs::File>,
     pub(super) next_version: Version,
+    /// This start's epoch (`txn_epoch.rs`): in every transaction id.
+    epoch: u16,
     next_txid: u32,
     /// Group commit: the group being gathered and the one being synced.
     pub(super) groups: Groups,
@@ -138,6 +140,7 @@ impl<S: Storage> TxnServer<S> {
             deferred: None,
             _lock: None,
             next_version: 1,
+            epoch: 0,
             next_txid: 0,
             groups: Groups::new(ctx),
             two_phase: TwoPhase::default(),
@@ -161,7 +164,19 @@ impl<S: Storage> TxnServer<S> {
             }
         }
         let exists = |f: &str| storage.exists(&dir.join(f));
-        if !exists(crate::txn::wal::LOG_FILE) && !exists(crate::txn::wal::SNAPSHOT_FILE) {
+        let fresh = !exists(crate::txn::wal::LOG_FILE) && !exists(crate::txn::wal::SNAPSHOT_FILE);
+        match super::txn_epoch::take_epoch(&storage, &dir, fresh, ctx.generation) {
+            Ok(e) => s.epoch = e,
+            Err(e) => {
+                eprintln!(
+                    "shmcollab: {}: transactions disabled: {e}",
+                    ctx.lp_plan().name
+                );
+                s.wal = Err(e);
+                return s;
+            }
+        }
+        if fresh {
             s.deferred = Some((storage, dir, ctx.plan.sync));
             return s;
         }
@@ -251,13 +266,13 @@ impl<S: Storage> TxnServer<S> {
         }
     }
 
-    /// A new transaction id, unique across the collaboration and restarts:
-    /// our slot, our generation, a counter.
+    /// A new transaction id, unique across the collaboration, restarts and
+    /// launches on the same state: our slot, our epoch (not the registry
+    /// generation, which every launch starts again: `txn_epoch.rs`), a
+    /// counter.
     pub(super) fn new_txid(&mut self, ctx: &Ctx) -> u64 {
         self.next_txid = self.next_txid.wrapping_add(1);
-        (u64::from(ctx.slot) << 48)
-            | (u64::from(ctx.generation & 0xffff) << 32)
-            | u64::from(self.next_txid)
+        (u64::from(ctx.slot) << 48) | (u64::from(self.epoch) << 32) | u64::from(self.next_txid)
     }
 
     /// Append a record to the log; the error says why it cannot be. A
@@ -268,8 +283,10 @@ impl<S: Storage> TxnServer<S> {
             return Err(e.clone());
         }
         if let Some((storage, dir, sync)) = self.deferred.take() {
-            // The first record: make the log (empty: nothing to recover).
-            self.wal = open_wal(storage, &dir, sync)
+            // The first record: make the log (empty: nothing to recover),
+            // our epoch durable first (`txn_epoch.rs`).
+            self.wal = super::txn_epoch::save_epoch(&storage, &dir, self.epoch)
+                .and_then(|()| open_wal(storage, &dir, sync).map_err(|e| e.to_string()))
                 .map(|(w, _)| w)
                 .map_err(|e| format!("cannot make the log: {e}"));
         }
