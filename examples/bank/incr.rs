@@ -24,6 +24,16 @@ fn number(t: &mut Txn<'_>, subfn: &str, key: &[u8]) -> Result<u64, TxnError> {
         .map_or(0, u64::from_le_bytes))
 }
 
+/// Append `text` and a newline to the log in one `write` (the file is
+/// opened with O_APPEND, so the line lands whole even if this process is
+/// killed right after or another one appends too). `writeln!` on a `File`
+/// makes one `write` per piece of the format: a kill between them left
+/// "ack 334" without its newline, and the next process's "start 334"
+/// glued to it, so a test read neither line.
+fn line(f: &mut std::fs::File, text: String) -> std::io::Result<()> {
+    f.write_all(format!("{text}\n").as_bytes())
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let n: u64 = std::env::args()
         .nth(1)
@@ -55,9 +65,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok((counter(t, &subfn)?, other))
     })?;
     if let Some(f) = log.as_mut() {
-        writeln!(f, "start {v}")?;
+        line(f, format!("start {v}"))?;
         if other.is_some_and(|o| o != v) {
-            writeln!(f, "torn {v} {}", other.unwrap_or(0))?;
+            line(f, format!("torn {v} {}", other.unwrap_or(0)))?;
         }
     }
     if other.is_some_and(|o| o != v) {
@@ -78,14 +88,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Ok(cur + 1)
         })?;
         if let Some(f) = log.as_mut() {
-            writeln!(f, "ack {v}")?;
+            line(f, format!("ack {v}"))?;
         }
     }
     println!("counter {v}");
     if let Some(s) = &total {
         let (v, sum) = lp.transaction(|t| Ok((counter(t, &subfn)?, number(t, s, b"total")?)))?;
         if let Some(f) = log.as_mut() {
-            writeln!(f, "done {v} {sum}")?;
+            line(f, format!("done {v} {sum}"))?;
         }
     }
     if also.is_some() {
