@@ -10,43 +10,10 @@
 mod common;
 
 use common::*;
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 const N: u64 = 120;
-
-fn config(dir: &Path, name: &str, log: &Path) -> std::path::PathBuf {
-    write_config(
-        dir,
-        &format!(
-            r#"name = "{name}"
-report_interval_ms = 100
-
-[[subfunction]]
-name = "c"
-partitions = 2
-
-[[process]]
-name = "incr"
-command = [{p:?}, "{N}"]
-hosts = ["c/0"]
-restart = "transient"
-max_restarts = 5
-env = {{ INCR_LOG = {log:?}, INCR_ALSO = "c/1" }}
-
-[[process]]
-name = "peer"
-command = [{idle:?}]
-hosts = ["c/1"]
-restart = "transient"
-"#,
-            p = example("bank-incr").display().to_string(),
-            idle = example("idle").display().to_string(),
-            log = log.display().to_string(),
-        ),
-    )
-}
 
 /// One run with the manager that first reaches `point` for the `nth` time
 /// killed there.
@@ -56,7 +23,7 @@ fn crash_at(point: &str, nth: u32) {
     let log = dir.0.join("incr.log");
     let marker = dir.0.join("crashed");
     let name = unique(&format!("tc{tag}"));
-    let cfg = config(&dir.0, &name, &log);
+    let cfg = incr_pair_config(&dir.0, &name, N, &log);
     let mut cmd = Command::new(bin());
     cmd.arg("launch")
         .arg(&cfg)

@@ -20,40 +20,6 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// The `e2e_txn_crash` collaboration: `incr` increments `c/0` and `c/1`
-/// (hosted by `peer`'s manager) in each transaction, up to `n`.
-fn pair_config(dir: &Path, name: &str, n: u64, log: &Path) -> std::path::PathBuf {
-    write_config(
-        dir,
-        &format!(
-            r#"name = "{name}"
-report_interval_ms = 100
-
-[[subfunction]]
-name = "c"
-partitions = 2
-
-[[process]]
-name = "incr"
-command = [{p:?}, "{n}"]
-hosts = ["c/0"]
-restart = "transient"
-max_restarts = 5
-env = {{ INCR_LOG = {log:?}, INCR_ALSO = "c/1" }}
-
-[[process]]
-name = "peer"
-command = [{idle:?}]
-hosts = ["c/1"]
-restart = "transient"
-"#,
-            p = example("bank-incr").display().to_string(),
-            idle = example("idle").display().to_string(),
-            log = log.display().to_string(),
-        ),
-    )
-}
-
 fn launch(cfg: &Path, name: &str, env: &[(&str, &Path)]) -> Launched {
     let mut cmd = Command::new(bin());
     cmd.arg("launch").arg(cfg);
@@ -69,12 +35,12 @@ fn a_host_restarted_in_a_later_launch_does_not_answer_a_probe_with_an_earlier_la
     let log = dir.0.join("incr.log");
     let name = unique("trprobe");
     // Launch 1: 40 two-phase increments, all applied at the peer's manager.
-    let cfg = pair_config(&dir.0, &name, 40, &log);
+    let cfg = incr_pair_config(&dir.0, &name, 40, &log);
     let (code, out, err) = launch(&cfg, &name, &[]).wait(Duration::from_secs(120));
     assert_eq!(code, 0, "launch 1:\n{out}\n{err}");
     // Launch 2, same state: the peer's manager is killed after appending
     // its 20th Prepare (not durable); restarted, it is probed for it.
-    let cfg = pair_config(&dir.0, &name, 100, &log);
+    let cfg = incr_pair_config(&dir.0, &name, 100, &log);
     let marker = dir.0.join("crashed");
     let point = Path::new("host-prepared:20");
     let env = [

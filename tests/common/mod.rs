@@ -347,3 +347,38 @@ pub fn incr_log(log: &Path) -> Vec<(String, u64)> {
         })
         .collect()
 }
+
+/// The crash tests' collaboration (`e2e_txn_crash`, `e2e_txn_relaunch`):
+/// `incr` (`bank-incr n`, its log at `log`) increments `c/0` and `c/1`
+/// (hosted by `peer`'s manager) in each transaction, up to `n`.
+pub fn incr_pair_config(dir: &Path, name: &str, n: u64, log: &Path) -> PathBuf {
+    write_config(
+        dir,
+        &format!(
+            r#"name = "{name}"
+report_interval_ms = 100
+
+[[subfunction]]
+name = "c"
+partitions = 2
+
+[[process]]
+name = "incr"
+command = [{p:?}, "{n}"]
+hosts = ["c/0"]
+restart = "transient"
+max_restarts = 5
+env = {{ INCR_LOG = {log:?}, INCR_ALSO = "c/1" }}
+
+[[process]]
+name = "peer"
+command = [{idle:?}]
+hosts = ["c/1"]
+restart = "transient"
+"#,
+            p = example("bank-incr").display().to_string(),
+            idle = example("idle").display().to_string(),
+            log = log.display().to_string(),
+        ),
+    )
+}
