@@ -233,11 +233,7 @@ fn acknowledged_commits_survive_kill_9_of_the_supervisor() {
         .max()
         .unwrap();
     // Once nothing of the old run is left, launch the same config again.
-    let gone = Instant::now() + Duration::from_secs(30);
-    while !session_dirs(&name).is_empty() && Instant::now() < gone {
-        let _ = Command::new(bin()).arg("clean").output();
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    clean_killed(&name);
     let (code, stdout, stderr) = Launched::start(&cfg, &name).wait(Duration::from_secs(120));
     assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
     let entries = incr_log(&log);

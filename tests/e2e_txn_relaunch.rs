@@ -295,4 +295,6 @@ fn kill_all(l: Launched, name: &str) {
     }
     kill9(l.pid() as i32);
     let _ = l.wait(Duration::from_secs(60));
+    // Its session directory stays in /dev/shm: `shmcollab clean` removes it.
+    clean_killed(name);
 }

@@ -382,3 +382,13 @@ restart = "transient"
         ),
     )
 }
+
+/// After a collaboration was killed whole (nothing stopped cleanly), run
+/// `shmcollab clean` until its session directories are gone (at most 30 s).
+pub fn clean_killed(name: &str) {
+    let gone = Instant::now() + Duration::from_secs(30);
+    while !session_dirs(name).is_empty() && Instant::now() < gone {
+        let _ = Command::new(bin()).arg("clean").output();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
