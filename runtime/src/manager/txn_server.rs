@@ -154,27 +154,13 @@ impl<S: Storage> TxnServer<S> {
         let dir = state_dir(ctx);
         match lock(&dir) {
             Ok(l) => s._lock = Some(l),
-            Err(e) => {
-                eprintln!(
-                    "shmcollab: {}: transactions disabled: {e}",
-                    ctx.lp_plan().name
-                );
-                s.wal = Err(e);
-                return s;
-            }
+            Err(e) => return s.disabled(ctx, e),
         }
         let exists = |f: &str| storage.exists(&dir.join(f));
         let fresh = !exists(crate::txn::wal::LOG_FILE) && !exists(crate::txn::wal::SNAPSHOT_FILE);
         match super::txn_epoch::take_epoch(&storage, &dir, fresh, ctx.generation) {
             Ok(e) => s.epoch = e,
-            Err(e) => {
-                eprintln!(
-                    "shmcollab: {}: transactions disabled: {e}",
-                    ctx.lp_plan().name
-                );
-                s.wal = Err(e);
-                return s;
-            }
+            Err(e) => return s.disabled(ctx, e),
         }
         if fresh {
             s.deferred = Some((storage, dir, ctx.plan.sync));
@@ -270,6 +256,17 @@ impl<S: Storage> TxnServer<S> {
     /// launches on the same state: our slot, our epoch (not the registry
     /// generation, which every launch starts again: `txn_epoch.rs`), a
     /// counter.
+    /// Say why transactions are off here and keep the error: every commit
+    /// is answered with it (messaging goes on).
+    fn disabled(mut self, ctx: &Ctx, e: String) -> Self {
+        eprintln!(
+            "shmcollab: {}: transactions disabled: {e}",
+            ctx.lp_plan().name
+        );
+        self.wal = Err(e);
+        self
+    }
+
     pub(super) fn new_txid(&mut self, ctx: &Ctx) -> u64 {
         self.next_txid = self.next_txid.wrapping_add(1);
         (u64::from(ctx.slot) << 48) | (u64::from(self.epoch) << 32) | u64::from(self.next_txid)
