@@ -89,37 +89,13 @@ fn bank_total_holds_when_a_manager_is_killed() {
     );
 }
 
-fn incr_config(dir: &Path, name: &str, n: u64, log: &Path) -> std::path::PathBuf {
-    write_config(
-        dir,
-        &format!(
-            r#"name = "{name}"
-report_interval_ms = 100
-
-[[subfunction]]
-name = "c"
-
-[[process]]
-name = "incr"
-command = [{p:?}, "{n}"]
-hosts = ["c"]
-restart = "transient"
-max_restarts = 5
-env = {{ INCR_LOG = {log:?} }}
-"#,
-            p = example("bank-incr").display().to_string(),
-            log = log.display().to_string(),
-        ),
-    )
-}
-
 #[test]
 fn acknowledged_commits_survive_kill_9_of_the_manager_and_the_collaboration() {
     let dir = TempDir::new("incr");
     let log = dir.0.join("incr.log");
     let name = unique("incr");
     const N: u64 = 3000;
-    let cfg = incr_config(&dir.0, &name, N, &log);
+    let cfg = incr_config(&dir.0, &name, N, &log, false);
     let run = Launched::start(&cfg, &name);
     // Kill the manager twice while commits go on.
     for round in 1..=2u64 {
@@ -187,7 +163,7 @@ fn a_second_owner_of_the_state_is_refused() {
     let name = unique("own");
     // Two launches of one config (one name, one state_dir) at once: the
     // second finds the first's state locked.
-    let cfg = incr_config(&dir.0, &name, 1_000_000, &log);
+    let cfg = incr_config(&dir.0, &name, 1_000_000, &log, false);
     let first = Launched::start(&cfg, &name);
     wait_status(&name, "the first one running", |v| {
         lp_entry(v, "incr").is_some_and(|l| l["txn"]["commits"].as_u64() >= Some(1))
@@ -212,7 +188,7 @@ fn acknowledged_commits_survive_kill_9_of_the_supervisor() {
     let log = dir.0.join("incr.log");
     let name = unique("isup");
     const N: u64 = 2000;
-    let cfg = incr_config(&dir.0, &name, N, &log);
+    let cfg = incr_config(&dir.0, &name, N, &log, false);
     let run = Launched::start(&cfg, &name);
     let deadline = Instant::now() + Duration::from_secs(60);
     while incr_log(&log).iter().filter(|(k, _)| k == "ack").count() < 300 {

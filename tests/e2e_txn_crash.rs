@@ -23,7 +23,7 @@ fn crash_at(point: &str, nth: u32) {
     let log = dir.0.join("incr.log");
     let marker = dir.0.join("crashed");
     let name = unique(&format!("tc{tag}"));
-    let cfg = incr_pair_config(&dir.0, &name, N, &log);
+    let cfg = incr_config(&dir.0, &name, N, &log, true);
     let mut cmd = Command::new(bin());
     cmd.arg("launch")
         .arg(&cfg)

@@ -35,12 +35,12 @@ fn a_host_restarted_in_a_later_launch_does_not_answer_a_probe_with_an_earlier_la
     let log = dir.0.join("incr.log");
     let name = unique("trprobe");
     // Launch 1: 40 two-phase increments, all applied at the peer's manager.
-    let cfg = incr_pair_config(&dir.0, &name, 40, &log);
+    let cfg = incr_config(&dir.0, &name, 40, &log, true);
     let (code, out, err) = launch(&cfg, &name, &[]).wait(Duration::from_secs(120));
     assert_eq!(code, 0, "launch 1:\n{out}\n{err}");
     // Launch 2, same state: the peer's manager is killed after appending
     // its 20th Prepare (not durable); restarted, it is probed for it.
-    let cfg = incr_pair_config(&dir.0, &name, 100, &log);
+    let cfg = incr_config(&dir.0, &name, 100, &log, true);
     let marker = dir.0.join("crashed");
     let point = Path::new("host-prepared:20");
     let env = [

@@ -348,10 +348,27 @@ pub fn incr_log(log: &Path) -> Vec<(String, u64)> {
         .collect()
 }
 
-/// The crash tests' collaboration (`e2e_txn_crash`, `e2e_txn_relaunch`):
-/// `incr` (`bank-incr n`, its log at `log`) increments `c/0` and `c/1`
-/// (hosted by `peer`'s manager) in each transaction, up to `n`.
-pub fn incr_pair_config(dir: &Path, name: &str, n: u64, log: &Path) -> PathBuf {
+/// The crash tests' collaboration: `incr` (`bank-incr n`, its log at
+/// `log`) increments the counter of the sub-function it hosts, up to `n`.
+/// Alone (`pair` false: `e2e_txn`) it hosts `c`; as a pair (`e2e_txn_crash`,
+/// `e2e_txn_relaunch`) it hosts `c/0` and each transaction also increments
+/// `c/1`, hosted by `peer`'s manager (a two-phase commit).
+pub fn incr_config(dir: &Path, name: &str, n: u64, log: &Path, pair: bool) -> PathBuf {
+    let p = example("bank-incr").display().to_string();
+    let log = log.display().to_string();
+    let (partitions, hosts, also, peer) = if pair {
+        let idle = example("idle").display().to_string();
+        (
+            "partitions = 2\n",
+            "c/0",
+            ", INCR_ALSO = \"c/1\"",
+            format!(
+                "\n[[process]]\nname = \"peer\"\ncommand = [{idle:?}]\nhosts = [\"c/1\"]\nrestart = \"transient\"\n"
+            ),
+        )
+    } else {
+        ("", "c", "", String::new())
+    };
     write_config(
         dir,
         &format!(
@@ -360,25 +377,15 @@ report_interval_ms = 100
 
 [[subfunction]]
 name = "c"
-partitions = 2
-
+{partitions}
 [[process]]
 name = "incr"
 command = [{p:?}, "{n}"]
-hosts = ["c/0"]
+hosts = ["{hosts}"]
 restart = "transient"
 max_restarts = 5
-env = {{ INCR_LOG = {log:?}, INCR_ALSO = "c/1" }}
-
-[[process]]
-name = "peer"
-command = [{idle:?}]
-hosts = ["c/1"]
-restart = "transient"
-"#,
-            p = example("bank-incr").display().to_string(),
-            idle = example("idle").display().to_string(),
-            log = log.display().to_string(),
+env = {{ INCR_LOG = {log:?}{also} }}
+{peer}"#
         ),
     )
 }
