@@ -47,6 +47,21 @@ pub(super) fn single_threaded() -> bool {
     threads == Some(1)
 }
 
+/// Runs once, before the managers are forked, the CPU feature probes each
+/// of them would make again at its first key derivation and checksum
+/// (ring's, and std's for the CRC32C): their answers are in the memory the
+/// managers are copied from.
+pub(super) fn probe_cpu_once() {
+    #[cfg(target_arch = "x86_64")]
+    let _ = std::is_x86_feature_detected!("sse4.2");
+    let e = shmcollab_shm::auth::Endpoint {
+        id: 0,
+        generation: 0,
+    };
+    // A throwaway key: nothing derived from the session's.
+    let _ = shmcollab_shm::auth::link_key(&MasterKey::from_bytes([0; 32]), 0, e, e);
+}
+
 /// The descriptors a child gets as 0, 1 and 2.
 struct Stdio {
     null: OwnedFd,
@@ -133,7 +148,13 @@ fn manager(
     let master = sp
         .secure
         .then(|| MasterKey::take(&mut { *sp.master.as_bytes() }));
-    match shmcollab_runtime::manager::run_forked(&sp.session, slot, plan.clone(), master) {
+    // SAFETY: this process is a private copy of the supervisor that never
+    // returns into the supervisor's frames (it leaves with `_exit`), so the
+    // copy of `plan` here is never used or dropped again: the bitwise copy
+    // owns its allocations alone. (A clone of the plan of 1,024 LPs was 10%
+    // of a forked manager's CPU.)
+    let plan = unsafe { std::ptr::read(plan) };
+    match shmcollab_runtime::manager::run_forked(&sp.session, slot, plan, master) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("shmcollab manager {slot}: {e:#}");

@@ -137,6 +137,7 @@ pub(super) fn spawn_all(
     n: usize,
 ) -> Vec<Result<Manager, SpawnError>> {
     if fork_enabled() && super::fork::single_threaded() {
+        super::fork::probe_cpu_once();
         // SAFETY: single-threaded, checked just above; nothing here starts
         // a thread before the loop ends.
         return (0..n as u32)
