@@ -128,7 +128,7 @@ fn manager(
     stdio: Stdio,
     parent: rustix::process::Pid,
 ) -> i32 {
-    let ruleset = sp._ruleset.as_ref().map(|f| f.as_raw_fd());
+    let ruleset = sp.ruleset.as_ref().map(|f| f.as_raw_fd());
     let set = setup(&stdio, ruleset, parent);
     // Its descriptors are 0, 1 and 2 now, and closed under their old
     // numbers (which the manager's own files may reuse): never close them.

@@ -187,7 +187,7 @@ fn run(cfg: &Config) -> Result<i32, LaunchError> {
         master: std::sync::Arc::new(master),
         secure: plan.secure,
         env: std::sync::Arc::new(env),
-        _ruleset: ruleset.map(std::sync::Arc::new),
+        ruleset: ruleset.map(std::sync::Arc::new),
     };
     let mut supervisor = Supervisor::new(&plan, &registry, spawner, sigfd)?;
     supervisor.start_all()?;

@@ -72,7 +72,7 @@ pub(super) struct Spawner {
     /// descriptor).
     pub(super) env: Arc<Vec<(&'static str, String)>>,
     /// The Landlock ruleset managers inherit (open while we spawn them).
-    pub(super) _ruleset: Option<Arc<std::os::fd::OwnedFd>>,
+    pub(super) ruleset: Option<Arc<std::os::fd::OwnedFd>>,
 }
 
 impl Spawner {
