@@ -134,7 +134,22 @@ fn ctl_header(slot: u32) -> FrameHeader {
 
 /// Run the manager of `slot` in session `dir`. Returns the process exit code.
 pub fn run(dir: &Path, slot: u32) -> anyhow::Result<i32> {
-    let ctx = start::context(dir, slot)?;
+    run_ctx(start::context(dir, slot, None)?, slot)
+}
+
+/// [`run`] in a process the supervisor forked without exec: the plan and
+/// the master key are the ones it holds, not read again (parsing the plan
+/// of 1,024 LPs was a millisecond in every manager).
+pub fn run_forked(
+    dir: &Path,
+    slot: u32,
+    plan: crate::plan::Plan,
+    master: Option<shmcollab_shm::auth::MasterKey>,
+) -> anyhow::Result<i32> {
+    run_ctx(start::context(dir, slot, Some((plan, master)))?, slot)
+}
+
+fn run_ctx(ctx: context::Ctx, slot: u32) -> anyhow::Result<i32> {
     let lp = LpLink::create(&ctx).context("creating the LP rings")?;
     let grace = Duration::from_millis(ctx.plan.grace_ms);
     let life = Lifecycle::new(ctx.lp_plan().clone(), grace, Instant::now());

@@ -15,23 +15,26 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-/// Everything up to the claimed slot: the manager's context.
-pub(super) fn context(dir: &Path, slot: u32) -> anyhow::Result<Ctx> {
+/// The plan and the master key, when the process already holds them (a
+/// manager forked from the supervisor without exec).
+pub(super) type Given = (Plan, Option<MasterKey>);
+
+/// Everything up to the claimed slot: the manager's context. The plan and
+/// the master key are read from the session and [`wire::KEY_FD`] unless
+/// `given`.
+pub(super) fn context(dir: &Path, slot: u32, given: Option<Given>) -> anyhow::Result<Ctx> {
     not_dumpable().context("making the manager not dumpable")?;
     let session = Session::open(dir).context("opening the session")?;
-    let plan = std::fs::read(dir.join(Plan::FILE)).context("reading the plan")?;
-    let plan: Plan = serde_json::from_slice(&plan).context("parsing the plan")?;
+    let (plan, master) = match given {
+        Some(g) => g,
+        None => read_plan_and_key(dir)?,
+    };
     let name = plan
         .lps
         .get(slot as usize)
         .ok_or_else(|| anyhow!("slot {slot} is not in the plan"))?
         .name
         .clone();
-    let master = if plan.secure {
-        Some(read_master_key().context("reading the master key")?)
-    } else {
-        None
-    };
     let registry = Registry::open(&session).context("opening the registry")?;
     let flags = Arc::new(Flags::default());
     spawn_signal_thread(flags.clone(), registry.clone(), slot)?;
@@ -53,6 +56,19 @@ pub(super) fn context(dir: &Path, slot: u32) -> anyhow::Result<Ctx> {
         master,
         flags,
     ))
+}
+
+/// The plan from the session directory, and the master key from
+/// [`wire::KEY_FD`] when frames are sealed.
+fn read_plan_and_key(dir: &Path) -> anyhow::Result<Given> {
+    let plan = std::fs::read(dir.join(Plan::FILE)).context("reading the plan")?;
+    let plan: Plan = serde_json::from_slice(&plan).context("parsing the plan")?;
+    let master = if plan.secure {
+        Some(read_master_key().context("reading the master key")?)
+    } else {
+        None
+    };
+    Ok((plan, master))
 }
 
 /// The manager holds the master key: no core dump of it, and no other

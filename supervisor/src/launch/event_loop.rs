@@ -135,7 +135,7 @@ impl<'a> Supervisor<'a> {
     /// once), then watch them in slot order; the first failure ends the
     /// launch.
     pub(super) fn start_all(&mut self) -> Result<(), SpawnError> {
-        let spawned = spawn_all(&self.spawner, self.children.len());
+        let spawned = spawn_all(&self.spawner, self.plan, self.children.len());
         for (slot, m) in spawned.into_iter().enumerate() {
             self.watch(slot, m?)?;
             self.feed(slot, Event::Spawned);
@@ -189,7 +189,7 @@ impl<'a> Supervisor<'a> {
         if let Some(g) = &mut self.governor {
             if now >= g.due {
                 let managers: Vec<(u32, u32)> = (self.managers.iter().enumerate())
-                    .filter_map(|(s, m)| Some((s as u32, m.as_ref()?.child.id())))
+                    .filter_map(|(s, m)| Some((s as u32, m.as_ref()?.pid)))
                     .collect();
                 g.tick(self.registry, self.plan, &managers);
             }
@@ -245,11 +245,11 @@ impl<'a> Supervisor<'a> {
     /// The pidfd of `slot` is readable: reap, tell the other managers, and
     /// hand the exit to the machine.
     fn on_exit(&mut self, slot: usize) {
-        let Some(mut m) = self.managers[slot].take() else {
+        let Some(m) = self.managers[slot].take() else {
             return;
         };
         let _ = epoll::delete(&self.ep, &m.pidfd);
-        let status = match m.child.wait() {
+        let status = match m.reap() {
             Ok(status) => status,
             Err(e) => return self.feed(slot, Event::ReapFailed(e.to_string())),
         };

@@ -14,6 +14,7 @@
 //! causes only at the top ([`launch`]).
 
 mod event_loop;
+mod fork;
 mod machine;
 mod output;
 pub mod session;
@@ -28,7 +29,7 @@ use shmcollab_runtime::plan::{process_cpus, CpuSplit, Placement, Plan};
 use shmcollab_shm::auth::MasterKey;
 use shmcollab_shm::registry::{LpState, Registry, RegistryError, DEFAULT_STATUS_CAP};
 use shmcollab_shm::segment::{Session, SessionError};
-use spawn::{crowded_env, Spawner};
+use spawn::{crowded_env, exec_with_managers_tunables, Spawner};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
@@ -125,6 +126,7 @@ pub fn launch(config_path: &Path) -> i32 {
             return code::CONFIG;
         }
     };
+    exec_with_managers_tunables(cfg.plan().lps.len(), usable_cpus().1);
     match run(&cfg) {
         Ok(c) => c,
         Err(e) => {
@@ -185,7 +187,7 @@ fn run(cfg: &Config) -> Result<i32, LaunchError> {
         master: std::sync::Arc::new(master),
         secure: plan.secure,
         env: std::sync::Arc::new(env),
-        _ruleset: ruleset.map(std::sync::Arc::new),
+        ruleset: ruleset.map(std::sync::Arc::new),
     };
     let mut supervisor = Supervisor::new(&plan, &registry, spawner, sigfd)?;
     supervisor.start_all()?;
@@ -272,11 +274,7 @@ fn status_cap(lps: usize) -> usize {
 /// managers and LPs than those: the CPU split in the plan (with
 /// `placement = "auto"`) and the environment of every manager.
 fn place(plan: &mut Plan) -> Vec<(&'static str, String)> {
-    let allowed = process_cpus(None);
-    let cpus = match allowed.len() {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    };
+    let (allowed, cpus) = usable_cpus();
     let env = crowded_env(plan.lps.len(), cpus);
     if plan.placement != Placement::None {
         plan.cpus = CpuSplit::for_cpus(&allowed, 2 * plan.lps.len());
@@ -292,6 +290,16 @@ fn place(plan: &mut Plan) -> Vec<(&'static str, String)> {
         }
     }
     env
+}
+
+/// The CPUs this process may run on, and how many.
+fn usable_cpus() -> (Vec<usize>, usize) {
+    let allowed = process_cpus(None);
+    let cpus = match allowed.len() {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    (allowed, cpus)
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

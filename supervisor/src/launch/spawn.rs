@@ -3,20 +3,22 @@
 //! on an inherited pipe (never argv, env or disk), stdout and stderr piped
 //! to the supervisor, and a pidfd to watch it by.
 //!
-//! Large collaborations are spawned by a few threads at once
-//! ([`spawn_all`]): each spawn waits for the child's exec, about 0.8 ms on
-//! an idle machine and several under load, which made spawning most of the
-//! launch of 256 LPs.
+//! At launch, while the supervisor has a single thread, managers are
+//! forked without exec instead ([`super::fork`]); else large collaborations
+//! are spawned by a few threads at once ([`spawn_all`]): each spawn waits
+//! for the child's exec, about 0.8 ms on an idle machine and several under
+//! load, which made spawning most of the launch of 256 LPs.
 //!
 //! Also the environment every manager (and so its LP) gets when there are
 //! more processes than CPUs: decided once per launch, at the top, and
 //! passed down.
 
+use shmcollab_runtime::plan::Plan;
 use shmcollab_runtime::wire;
 use shmcollab_shm::auth::MasterKey;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{mpsc, Arc};
 
 /// Collaborations of at least this many managers are spawned by
@@ -48,9 +50,9 @@ pub enum SpawnError {
 
 /// A spawned manager.
 pub(super) struct Manager {
-    /// The process, to reap it.
-    pub(super) child: Child,
-    /// Its pidfd, to watch and signal it without pid reuse races.
+    /// Its pid.
+    pub(super) pid: u32,
+    /// Its pidfd, to watch, signal and reap it without pid reuse races.
     pub(super) pidfd: OwnedFd,
     /// Its stdout and stderr pipes, for [`super::output::Outputs::attach`].
     pub(super) stdout: Option<OwnedFd>,
@@ -70,7 +72,7 @@ pub(super) struct Spawner {
     /// descriptor).
     pub(super) env: Arc<Vec<(&'static str, String)>>,
     /// The Landlock ruleset managers inherit (open while we spawn them).
-    pub(super) _ruleset: Option<Arc<std::os::fd::OwnedFd>>,
+    pub(super) ruleset: Option<Arc<std::os::fd::OwnedFd>>,
 }
 
 impl Spawner {
@@ -93,22 +95,55 @@ impl Spawner {
         drop(key_read);
         let pid = rustix::process::Pid::from_raw(child.id() as i32).ok_or(SpawnError::BadPid)?;
         let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())?;
+        // Reaped through the pidfd (`Manager::reap`), as a forked one is;
+        // dropping a `Child` neither waits nor kills.
         Ok(Manager {
             stdout: child.stdout.take().map(OwnedFd::from),
             stderr: child.stderr.take().map(OwnedFd::from),
-            child,
+            pid: child.id(),
             pidfd,
         })
     }
 }
 
-/// Spawn the managers of slots `0..n`, in parallel for large
+impl Manager {
+    /// Reap it (it has ended: its pidfd was readable).
+    pub(super) fn reap(&self) -> std::io::Result<std::process::ExitStatus> {
+        use rustix::process::{waitid, WaitId, WaitIdOptions};
+        use std::os::fd::AsFd;
+        use std::os::unix::process::ExitStatusExt;
+        let st = waitid(WaitId::PidFd(self.pidfd.as_fd()), WaitIdOptions::EXITED)?
+            .ok_or_else(|| std::io::Error::other("no exit status"))?;
+        // The wait status as waitpid gives it, which ExitStatus holds.
+        let raw = match (st.exit_status(), st.terminating_signal()) {
+            (Some(code), _) => (code & 0xff) << 8,
+            (None, Some(sig)) => sig | if st.dumped() { 0x80 } else { 0 },
+            (None, None) => return Err(std::io::Error::other("not an exit")),
+        };
+        Ok(std::process::ExitStatus::from_raw(raw))
+    }
+}
+
+/// Spawn the managers of slots `0..n` of `plan`: forked without exec
+/// while this process has a single thread, else in parallel for large
 /// collaborations; the results in slot order.
 ///
 /// The threads that spawned a manager never end: a manager's parent-death
 /// signal (`PR_SET_PDEATHSIG`) fires when the *thread* that forked it exits,
 /// so they park for the supervisor's life once done.
-pub(super) fn spawn_all(spawner: &Spawner, n: usize) -> Vec<Result<Manager, SpawnError>> {
+pub(super) fn spawn_all(
+    spawner: &Spawner,
+    plan: &Plan,
+    n: usize,
+) -> Vec<Result<Manager, SpawnError>> {
+    if fork_enabled() && super::fork::single_threaded() {
+        super::fork::probe_cpu_once();
+        // SAFETY: single-threaded, checked just above; nothing here starts
+        // a thread before the loop ends.
+        return (0..n as u32)
+            .map(|s| unsafe { spawner.fork_manager(plan, s) })
+            .collect();
+    }
     if n < PARALLEL_FROM {
         return (0..n as u32).map(|s| spawner.spawn(s)).collect();
     }
@@ -149,6 +184,37 @@ pub(super) fn spawn_all(spawner: &Spawner, n: usize) -> Vec<Result<Manager, Spaw
     out.into_iter()
         .map(|r| r.unwrap_or_else(|| Err(SpawnError::Spawn(std::io::Error::other("not spawned")))))
         .collect()
+}
+
+/// Whether managers may be forked without exec: unless `SHMCOLAB_FORK=0`
+/// in `launch`'s environment (for measuring the difference).
+fn fork_enabled() -> bool {
+    std::env::var("SHMCOLAB_FORK").map_or(true, |v| v != "0")
+}
+
+/// Forked managers keep the glibc tunables this process was started with
+/// (glibc reads them at exec): when [`crowded_env`] gives managers a
+/// `GLIBC_TUNABLES` other than ours, run this binary again with it, before
+/// anything is set up. Goes on as it is if the exec fails.
+pub(super) fn exec_with_managers_tunables(lps: usize, cpus: usize) {
+    use std::os::unix::process::CommandExt;
+    let env = crowded_env(lps, cpus);
+    let Some((_, want)) = env.iter().find(|(k, _)| *k == "GLIBC_TUNABLES") else {
+        return;
+    };
+    // After the exec ours holds the rseq tunable, and crowded_env gives
+    // none: this runs once.
+    if !fork_enabled() || std::env::var("GLIBC_TUNABLES").as_deref() == Ok(want.as_str()) {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let err = Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env("GLIBC_TUNABLES", want)
+        .exec();
+    eprintln!("shmcollab: running again with GLIBC_TUNABLES={want}: {err}");
 }
 
 /// Environment for managers and LPs when there are more of them than CPUs

@@ -424,18 +424,24 @@ impl Governor {
 
 /// Prints the mode chosen, and why (`s`: the look that chose it).
 fn say_mode(mode: LoadMode, split: &CpuSplit, s: Option<Sample>) {
+    // The short look (CPU not read) pairs too: say why in both.
+    let txn = |s: &Sample| {
+        if s.own_txn > 0 {
+            format!(" ({} transactions with the LPs' own managers)", s.own_txn)
+        } else {
+            String::new()
+        }
+    };
     let why = match s {
         None => "started".to_owned(),
-        Some(s) if s.cpu_ns == 0 => format!("{} messages in {} ms", s.msgs, s.dt.as_millis()),
+        Some(s) if s.cpu_ns == 0 => {
+            format!("{} messages{} in {} ms", s.msgs, txn(&s), s.dt.as_millis())
+        }
         Some(s) => format!(
             "{:.0}% of a core, {} messages{} in {} ms",
             s.cpu_ns as f64 / s.dt.as_nanos().max(1) as f64 * 100.0,
             s.msgs,
-            if s.own_txn > 0 {
-                format!(" ({} transactions with the LPs' own managers)", s.own_txn)
-            } else {
-                String::new()
-            },
+            txn(&s),
             s.dt.as_millis()
         ),
     };
