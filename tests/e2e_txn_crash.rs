@@ -99,3 +99,18 @@ fn host_killed_after_voting() {
 fn host_killed_when_the_decision_comes() {
     crash_at("host-deciding", 40);
 }
+
+/// The leader killed right after its decision was acknowledged by the
+/// participant and it logged that (not durable yet): the participant still
+/// holds its answer; the restarted leader sends the decision again.
+#[test]
+fn leader_killed_after_logging_a_decision_finished() {
+    crash_at("leader-finished", 40);
+}
+
+/// The participant killed right after dropping its answers below the
+/// leader's watermark (its Forget record not durable yet).
+#[test]
+fn host_killed_while_forgetting_below_the_watermark() {
+    crash_at("host-forgetting", 40);
+}

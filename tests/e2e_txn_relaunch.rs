@@ -129,14 +129,16 @@ max_restarts = 20
 }
 
 /// The crash points of the two-phase commit (`runtime/src/failpoint.rs`).
-const POINTS: [&str; 7] = [
+const POINTS: [&str; 9] = [
     "leader-staged",
     "leader-committed",
     "leader-acknowledged",
+    "leader-finished",
     "host-prepared",
     "host-durable",
     "host-voted",
     "host-deciding",
+    "host-forgetting",
 ];
 
 /// A small deterministic generator (xorshift64*), seeded by the caller.

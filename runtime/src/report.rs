@@ -122,6 +122,14 @@ pub struct TxnReport {
     pub fsyncs: u64,
     /// Duration of the last fdatasync, µs.
     pub last_fsync_us: u64,
+    /// Two-phase-commit answers kept as a participant (bounded by the
+    /// transactions in flight: `manager/txn_forget.rs`).
+    #[serde(default)]
+    pub outcomes_kept: u64,
+    /// Two-phase-commit decisions kept as a leader until every participant
+    /// acknowledged them.
+    #[serde(default)]
+    pub decisions_open: u64,
 }
 
 /// Rejected frames by reason.

@@ -78,6 +78,7 @@ mod txn_2pc;
 mod txn_2pc_host;
 mod txn_checkpoint;
 mod txn_epoch;
+mod txn_forget;
 mod txn_group;
 mod txn_server;
 

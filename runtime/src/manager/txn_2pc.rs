@@ -17,8 +17,12 @@
 //!            append Decision(commit, v 0):                Decision(version)
 //!              lazy, no fdatasync waited for  <─Decided─ (lazy fdatasync)
 //!            Decision durable and every host acknowledged:
-//!              forget the decision           ─Forget──> forget its answer
+//!              forget the decision, log Finished
+//!            next Decide (or Forget) carries the watermark: forget below it
 //! ```
+//!
+//! What each side remembers after the outcome, until when, and the logged
+//! forget that bounds it: `txn_forget.rs`.
 //!
 //! The commit point is a state, not a record: the transaction is committed
 //! iff the Staging record and every participant's Prepare record are
@@ -46,7 +50,7 @@
 //!
 //! | participant's state when probed | answer |
 //! | --- | --- |
-//! | Prepare in its log (after that record's fdatasync), or it applied the commit and the leader has not said Forget | prepared |
+//! | Prepare in its log (after that record's fdatasync), or it applied the commit and the leader's watermark is not past it | prepared |
 //! | no Prepare | logs a refusal (Decision(abort) with version 0), answers refused once it is durable, and votes no to that Prepare for ever after |
 //!
 //! Committed iff every participant answers prepared (or voted yes) and the
@@ -55,9 +59,9 @@
 //! after another crash gives the same answer: a prepared participant stays
 //! prepared until decided; a refusal is durable; a participant that applied
 //! the commit remembers it (from its Decision record) until the leader's
-//! Decision is durable and it is told to forget. Participants in doubt ask
-//! the leader (`Outcome`): it answers from its decisions, `None` while it
-//! leads or probes, and abort for a transaction it does not know.
+//! Decision is durable and its watermark says so. Participants in doubt ask
+//! the leader (`Outcome`): it answers `None` while it leads or probes, else
+//! from its decisions, and abort for a transaction it does not know.
 
 use super::context::Ctx;
 use super::txn_server::{reply, to_manager, Outbox, Requester, TxnServer};
@@ -65,7 +69,7 @@ use crate::txn::msg::{TxnReply, TxnRequest};
 use crate::txn::record::Record;
 use crate::txn::storage::Storage;
 use crate::txn::store::{TxnSet, Version};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 /// How often an in-doubt transaction's leader, or a participant being
@@ -88,16 +92,18 @@ pub(super) enum AfterSync {
     Ack { to: Requester, txid: u64 },
     /// A host: answer a probe now that what it depends on is durable.
     Probed { to: Requester, txid: u64 },
+    /// A participant: its Forget record is durable (nothing to do).
+    Forgot,
 }
 
 /// A two-phase commit we lead (or resolve after a restart).
-struct Lead {
+pub(super) struct Lead {
     /// Who waits for the outcome (none after a restart).
     lp: Option<Requester>,
     started: Instant,
     /// The version our own writes carry.
     version: Version,
-    hosts: Vec<u32>,
+    pub(super) hosts: Vec<u32>,
     /// Hosts not known to have a durable Prepare yet.
     waiting: Vec<u32>,
     /// Our Staging record is durable.
@@ -106,12 +112,30 @@ struct Lead {
     probing: Option<Option<Instant>>,
 }
 
-/// A committed transaction we led, until the hosts may forget it.
-struct Closing {
-    hosts: Vec<u32>,
-    unacked: Vec<u32>,
+/// A committed transaction we led, until every host acknowledged it.
+pub(super) struct Closing {
+    pub(super) hosts: Vec<u32>,
+    pub(super) unacked: Vec<u32>,
     /// Our Decision record is durable.
-    logged: bool,
+    pub(super) logged: bool,
+    /// Its record failed: append it again (`txn_forget.rs`).
+    pub(super) retry_log: bool,
+    /// When the Decide was last sent (none: due).
+    pub(super) sent: Option<Instant>,
+}
+
+impl Closing {
+    /// A decision found in the log or a checkpoint: durable, not known to
+    /// be acknowledged: sent again.
+    pub(super) fn recovered(hosts: Vec<u32>) -> Closing {
+        Closing {
+            unacked: hosts.clone(),
+            hosts,
+            logged: true,
+            retry_log: false,
+            sent: None,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -119,13 +143,21 @@ pub(super) struct TwoPhase {
     /// Commits forwarded to their one host: our correlation id -> the LP.
     forwarded: HashMap<u32, Requester>,
     next_corr: u32,
-    leading: HashMap<u64, Lead>,
-    /// Outcomes this manager must be able to tell: as a leader, its
-    /// decisions until every host acknowledged them and they are durable
-    /// here; as a participant, the commits it applied until their leader
-    /// says forget, and its refusals (kept). Kept across checkpoints.
-    pub(super) decided: HashMap<u64, bool>,
-    closing: HashMap<u64, Closing>,
+    pub(super) leading: HashMap<u64, Lead>,
+    /// A participant's answers about other leaders' transactions: the
+    /// commits it applied and its refusals, until their leader's watermark
+    /// passes them (`txn_forget.rs`); also a leader's decisions from a
+    /// checkpoint of the first layout. Kept across checkpoints.
+    pub(super) decided: BTreeMap<u64, bool>,
+    /// A leader's commit decisions until every host acknowledged them.
+    /// Kept across checkpoints.
+    pub(super) closing: HashMap<u64, Closing>,
+    /// A participant: each leader's latest watermark.
+    pub(super) finished: HashMap<u32, u64>,
+    /// A leader: the watermark each host was last told.
+    pub(super) told: HashMap<u32, u64>,
+    /// A leader: when to send again what was not acknowledged.
+    pub(super) sweep_at: Option<Instant>,
     /// Prepared here, outcome unknown: when we last asked the leader.
     pub(super) in_doubt: HashMap<u64, Option<Instant>>,
     /// Staging records replayed (txid -> version, participants), until
@@ -237,12 +269,12 @@ impl TwoPhase {
                 if let Some(c) = srv.two_phase.closing.get_mut(&txid) {
                     c.unacked.retain(|&h| h != from.slot);
                 }
-                srv.two_phase.maybe_forget(ctx, txid, out);
+                Self::finish(srv, txid);
             }
             TxnReply::Outcome {
                 txid,
                 commit: Some(c),
-            } => Self::on_outcome(srv, txid, c),
+            } => Self::on_outcome(srv, from, txid, c),
             TxnReply::Outcome { .. } => {}
             other => {
                 // The answer of a host we forwarded a commit to.
@@ -290,24 +322,16 @@ impl TwoPhase {
         };
         crate::failpoint::hit("leader-committed");
         srv.store.decide(txid, true, lead.version);
-        for &h in &lead.hosts {
-            out.push(to_manager(
-                ctx,
-                h,
-                0,
-                &TxnRequest::Decide { txid, commit: true },
-            ));
-        }
+        let next = srv.upcoming_txid(ctx);
         let tp = &mut srv.two_phase;
-        tp.decided.insert(txid, true);
-        tp.closing.insert(
-            txid,
-            Closing {
-                unacked: lead.hosts.clone(),
-                hosts: lead.hosts,
-                logged: false,
-            },
-        );
+        // Before the Decides: their watermark must not pass it.
+        let mut c = Closing::recovered(lead.hosts.clone());
+        (c.logged, c.sent) = (false, Some(Instant::now()));
+        tp.closing.insert(txid, c);
+        for &h in &lead.hosts {
+            let req = tp.decide_for(h, txid, true, next);
+            out.push(to_manager(ctx, h, 0, &req));
+        }
         // Nobody waits for our Decision: it rides along with a later
         // group's fdatasync. Until it is durable, a restart probes.
         let d = Record::Decision {
@@ -315,8 +339,9 @@ impl TwoPhase {
             commit: true,
             version: 0,
         };
-        if srv.append(&d).is_ok() {
-            srv.after_sync_lazy(AfterSync::Logged { txid });
+        match srv.append(&d) {
+            Ok(()) => srv.after_sync_lazy(AfterSync::Logged { txid }),
+            Err(_) => srv.two_phase.decision_not_logged(txid),
         }
         srv.stats.commits += 1;
         if let Some(lp) = lead.lp {
@@ -345,11 +370,9 @@ impl TwoPhase {
             return;
         };
         srv.store.decide(txid, false, 0);
+        let next = srv.upcoming_txid(ctx);
         for &h in &lead.hosts {
-            let req = TxnRequest::Decide {
-                txid,
-                commit: false,
-            };
+            let req = srv.two_phase.decide_for(h, txid, false, next);
             out.push(to_manager(ctx, h, 0, &req));
         }
         // Spares a restart the probes; presumed abort holds without it.
@@ -387,43 +410,29 @@ impl TwoPhase {
                 if let Some(c) = srv.two_phase.closing.get_mut(&txid) {
                     c.logged = true;
                 }
-                srv.two_phase.maybe_forget(ctx, txid, out);
+                Self::finish(srv, txid);
             }
-            // Not durable: the hosts keep their answers (a restart probes).
-            (AfterSync::Logged { .. }, Err(_)) => {}
+            // Not durable: the hosts keep their answers (a restart probes)
+            // and the record is appended again.
+            (AfterSync::Logged { txid }, Err(_)) => srv.two_phase.decision_not_logged(txid),
             (a, synced) => Self::host_after_sync(srv, ctx, a, synced, out),
         }
     }
 
-    /// A decision every host applied and that is durable here: nobody
-    /// asks about it any more.
-    fn maybe_forget(&mut self, ctx: &Ctx, txid: u64, out: &mut Outbox) {
-        let Some(c) = self.closing.get(&txid) else {
-            return;
-        };
-        if !c.logged || !c.unacked.is_empty() {
-            return;
-        }
-        let Some(c) = self.closing.remove(&txid) else {
-            return;
-        };
-        self.decided.remove(&txid);
-        for h in c.hosts {
-            let req = TxnRequest::Forget { txids: vec![txid] };
-            out.push(to_manager(ctx, h, 0, &req));
-        }
-    }
-
     /// The leader's answer about `txid`: `None` while it is still voting
-    /// or probing.
+    /// or probing (first: that is the truth now), then its decisions.
     pub fn outcome(&self, txid: u64) -> Option<bool> {
-        if let Some(&c) = self.decided.get(&txid) {
-            return Some(c);
-        }
         if self.leading.contains_key(&txid) {
             return None;
         }
-        // Never staged durably, or aborted: presumed abort.
+        if self.closing.contains_key(&txid) {
+            return Some(true);
+        }
+        if let Some(&c) = self.decided.get(&txid) {
+            return Some(c);
+        }
+        // Never staged durably, aborted, or acknowledged by every host
+        // (none asks then): presumed abort.
         Some(false)
     }
 
@@ -438,6 +447,10 @@ impl TwoPhase {
     ) {
         if !set.is_empty() {
             store.restore_prepared(txid, set);
+        }
+        for &p in &participants {
+            // Told our watermark once recovered (`txn_forget.rs`).
+            self.told.entry(p).or_insert(0);
         }
         self.staged.insert(txid, (version, participants));
     }
@@ -459,6 +472,11 @@ impl TwoPhase {
                 probing: Some(None),
             };
             self.leading.insert(txid, lead);
+        }
+        if !self.closing.is_empty() || !self.told.is_empty() {
+            // Decisions found in the log or the checkpoint: sent again;
+            // the participants found there: told our watermark.
+            self.sweep_at = Some(Instant::now());
         }
         max
     }
@@ -492,6 +510,7 @@ impl TwoPhase {
             Self::settle(srv, ctx, txid, out);
         }
         srv.two_phase.ask(ctx, now, out);
+        Self::sweep(srv, ctx, now, out);
     }
 
     /// Manager `slot` restarted or left: the commits we lead that wait for
@@ -511,7 +530,7 @@ impl TwoPhase {
             Some(p) => next(p),
             None => l.started + VOTE_TIMEOUT,
         });
-        ask.chain(votes).min()
+        ask.chain(votes).chain(self.sweep_at).min()
     }
 
     /// Tests: every timer is due.
@@ -523,6 +542,10 @@ impl TwoPhase {
         for l in self.leading.values_mut() {
             l.probing = Some(None);
         }
+        for c in self.closing.values_mut() {
+            c.sent = None;
+        }
+        self.sweep_at = Some(Instant::now());
     }
 }
 

@@ -2,7 +2,8 @@
 //! rules are drawn in `txn_2pc.rs`). A participant validates and locks its
 //! part, logs a Prepare and votes yes once that is durable; applies the
 //! leader's decision; answers the leader's probes (prepared, or refused for
-//! ever); and, while in doubt, asks the leader for the outcome.
+//! ever); and, while in doubt, asks the leader for the outcome. What it
+//! remembers afterwards, and when it forgets: `txn_forget.rs`.
 
 use super::context::Ctx;
 use super::txn_2pc::{leader_of, AfterSync, TwoPhase, ASK_EVERY};
@@ -23,8 +24,10 @@ impl TwoPhase {
         set: TxnSet,
         out: &mut Outbox,
     ) {
-        if srv.two_phase.decided.get(&txid) == Some(&false) {
-            // Refused when its leader probed: never prepared, for ever.
+        let tp = &srv.two_phase;
+        if tp.decided.get(&txid) == Some(&false) || tp.forgotten(txid) {
+            // Refused when its leader probed: never prepared, for ever; or
+            // below its leader's watermark: a Prepare from the past.
             return reply(ctx, out, from, TxnReply::Vote { txid, yes: false });
         }
         let part = match srv.store.prepare(txid, &set) {
@@ -88,17 +91,6 @@ impl TwoPhase {
         srv.after_sync(AfterSync::Probed { to: from, txid });
     }
 
-    /// The leader's decisions are durable: its probes will not come.
-    pub fn forget<S: Storage>(srv: &mut TxnServer<S>, from: Requester, txids: &[u64]) {
-        for t in txids {
-            // Only the leader's own transactions, and only commits (a
-            // refusal is kept for ever).
-            if leader_of(*t) == from.slot && srv.two_phase.decided.get(t) == Some(&true) {
-                srv.two_phase.decided.remove(t);
-            }
-        }
-    }
-
     /// Log and apply the outcome of a transaction prepared here; returns
     /// its version here. If the record cannot be logged the outcome is
     /// still applied: after a crash the Prepare is in doubt again and the
@@ -113,17 +105,24 @@ impl TwoPhase {
         });
         srv.store.decide(txid, commit, version);
         srv.two_phase.in_doubt.remove(&txid);
-        if commit {
+        if commit && !srv.two_phase.forgotten(txid) {
             // Until the leader's own decision is durable it may probe us.
             srv.two_phase.decided.insert(txid, true);
         }
         version
     }
 
-    /// The leader's answer about a transaction in doubt here.
-    pub(super) fn on_outcome<S: Storage>(srv: &mut TxnServer<S>, txid: u64, commit: bool) {
+    /// The leader's answer about a transaction in doubt here: applied, and
+    /// acknowledged once durable (the leader keeps a commit until then).
+    pub(super) fn on_outcome<S: Storage>(
+        srv: &mut TxnServer<S>,
+        leader: Requester,
+        txid: u64,
+        commit: bool,
+    ) {
         if srv.two_phase.in_doubt.contains_key(&txid) {
             TwoPhase::resolve(srv, txid, commit);
+            srv.after_sync_lazy(AfterSync::Ack { to: leader, txid });
         }
     }
 
@@ -163,7 +162,7 @@ impl TwoPhase {
             // Unknown: no answer, the leader probes again.
             (AfterSync::Probed { .. }, Err(_)) => {}
             // The leader's steps are handled by `TwoPhase::after_sync`.
-            (AfterSync::Staged { .. } | AfterSync::Logged { .. }, _) => {}
+            (AfterSync::Staged { .. } | AfterSync::Logged { .. } | AfterSync::Forgot, _) => {}
         }
     }
 
@@ -180,17 +179,25 @@ impl TwoPhase {
         version: Version,
     ) {
         if version == 0 {
-            // Our decision as the leader, or our refusal as a participant.
-            self.decided.insert(txid, commit);
-            if let Some((v, _)) = self.staged.remove(&txid) {
+            // Our decision as the leader (after its Staging), or our
+            // refusal as a participant.
+            if let Some((v, hosts)) = self.staged.remove(&txid) {
                 // Applied here, in the log's order: a later commit on the
                 // same keys comes after it.
                 store.decide(txid, commit, v);
+                if commit {
+                    // Acknowledged or not: sent again until it is (a
+                    // Finished record later in the log drops it).
+                    self.closing
+                        .insert(txid, super::txn_2pc::Closing::recovered(hosts));
+                }
+            } else if !self.forgotten(txid) {
+                self.decided.insert(txid, commit);
             }
         } else {
             store.decide(txid, commit, version);
             self.in_doubt.remove(&txid);
-            if commit {
+            if commit && !self.forgotten(txid) {
                 self.decided.insert(txid, true);
             }
         }

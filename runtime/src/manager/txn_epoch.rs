@@ -9,8 +9,9 @@
 //! later launch on the same `state_dir` handed out the ids of the earlier
 //! ones again. But two-phase-commit outcomes are keyed by id and outlive a
 //! run: a participant remembers the commits it applied (replayed from its
-//! Decision records; a leader's Forget is not logged) and its refusals; a
-//! leader remembers every decision in its log; checkpoints keep them. A new
+//! Decision records) and its refusals; a leader remembers its decisions;
+//! checkpoints keep them (then for ever; now until the leader's watermark
+//! or every acknowledgement says nobody asks: `txn_forget.rs`). A new
 //! transaction with an old id was then answered from the old one's outcome:
 //! a participant restarted before its Prepare was durable answered the
 //! leader's probe "prepared" (the old commit), so the leader committed its

@@ -271,7 +271,7 @@ impl<S: Storage> TxnServer<S> {
         if w.size() < CHECKPOINT_BYTES || busy || self.two_phase.busy() {
             return;
         }
-        let snap = super::txn_checkpoint::encode_checkpoint(&self.store, &self.two_phase.decided);
+        let snap = super::txn_checkpoint::encode_checkpoint(&self.store, &self.two_phase);
         if let Err(e) = w.checkpoint(&snap) {
             eprintln!("shmcollab: checkpoint failed (the log keeps growing): {e}");
         }

@@ -192,9 +192,9 @@ impl<S: Storage> TxnServer<S> {
     fn recover(&mut self, ctx: &Ctx, rec: crate::txn::wal::Recovered) -> Result<(), String> {
         let started = Instant::now();
         if let Some(snap) = rec.snapshot {
-            let (store, decided) = super::txn_checkpoint::decode_checkpoint(&snap)?;
+            let (store, kept) = super::txn_checkpoint::decode_checkpoint(&snap)?;
             self.store = store;
-            self.two_phase.decided = decided;
+            self.two_phase.restore(kept);
             for &i in ctx.assign.subfns_of(ctx.slot) {
                 self.store.host(i);
             }
@@ -249,6 +249,8 @@ impl<S: Storage> TxnServer<S> {
             } => self
                 .two_phase
                 .replay_staging(&mut self.store, txid, version, participants, set),
+            Record::Forget { leader, below } => self.two_phase.replay_forget(leader, below),
+            Record::Finished { txid } => self.two_phase.replay_finished(txid),
         }
     }
 
@@ -268,8 +270,15 @@ impl<S: Storage> TxnServer<S> {
     }
 
     pub(super) fn new_txid(&mut self, ctx: &Ctx) -> u64 {
+        let t = self.upcoming_txid(ctx);
         self.next_txid = self.next_txid.wrapping_add(1);
-        (u64::from(ctx.slot) << 48) | (u64::from(self.epoch) << 32) | u64::from(self.next_txid)
+        t
+    }
+
+    /// The id `new_txid` hands out next.
+    pub(super) fn upcoming_txid(&self, ctx: &Ctx) -> u64 {
+        let n = self.next_txid.wrapping_add(1);
+        (u64::from(ctx.slot) << 48) | (u64::from(self.epoch) << 32) | u64::from(n)
     }
 
     /// Append a record to the log; the error says why it cannot be. A
@@ -373,7 +382,12 @@ impl<S: Storage> TxnServer<S> {
             TxnRequest::Prepare { txid, set } if from.manager => {
                 TwoPhase::prepare(self, ctx, from, txid, set, out)
             }
-            TxnRequest::Decide { txid, commit } if from.manager => {
+            TxnRequest::Decide {
+                txid,
+                commit,
+                finished_below,
+            } if from.manager => {
+                TwoPhase::on_watermark(self, from.slot, finished_below);
                 TwoPhase::decide(self, ctx, from, txid, commit, out)
             }
             TxnRequest::Outcome { txid } if from.manager => {
@@ -381,7 +395,9 @@ impl<S: Storage> TxnServer<S> {
                 reply(ctx, out, from, TxnReply::Outcome { txid, commit })
             }
             TxnRequest::Probe { txid } if from.manager => TwoPhase::probe(self, from, txid),
-            TxnRequest::Forget { txids } if from.manager => TwoPhase::forget(self, from, &txids),
+            TxnRequest::Forget { below } if from.manager => {
+                TwoPhase::on_watermark(self, from.slot, below)
+            }
             _ => reply(
                 ctx,
                 out,
@@ -495,6 +511,7 @@ impl<S: Storage> TxnServer<S> {
     /// Figures for the state report.
     pub fn report(&self) -> TxnReport {
         let mut r = self.stats;
+        (r.outcomes_kept, r.decisions_open) = self.two_phase.remembered();
         if let Ok(w) = &self.wal {
             r.log_bytes = w.size();
         }

@@ -16,12 +16,15 @@
 //!                                                     | u8 writes_carry_version
 //!  5 Prepare      u64 txid | TxnSet      4 Conflict   bytes text (UTF-8)
 //!  6 Decide       u64 txid | u8 commit   5 Failed     bytes text (UTF-8)
-//!  7 Outcome      u64 txid               6 Vote       u64 txid | u8 yes
-//!  8 Probe        u64 txid               7 Decided    u64 txid
-//!  9 Forget       u32 n, n x u64 txid    8 Outcome    u64 txid | u8 outcome
-//!                                                     (0 unknown, 1 commit, 2 abort)
-//!                                        9 Probed     u64 txid | u8 prepared
+//!                 | u64 finished_below   6 Vote       u64 txid | u8 yes
+//!  7 Outcome      u64 txid               7 Decided    u64 txid
+//!  8 Probe        u64 txid               8 Outcome    u64 txid | u8 outcome
+//!  9 (retired: Forget with a list)                    (0 unknown, 1 commit, 2 abort)
+//! 10 Forget       u64 below              9 Probed     u64 txid | u8 prepared
 //! ```
+//!
+//! `finished_below` and `below` are a leader's low watermark for the
+//! receiving participant (`manager/txn_forget.rs`).
 //!
 //! Keys and prefixes are at most 64 KiB, values 1 MiB, texts 64 KiB. An
 //! `Entries` reply is bounded by the frame that carries it: the server
@@ -76,6 +79,10 @@ pub enum TxnRequest {
         txid: u64,
         /// Commit (true) or abort.
         commit: bool,
+        /// The leader will never again probe this participant about, nor
+        /// send it a Prepare of, one of its transactions below this id: the
+        /// participant may forget them (`manager/txn_forget.rs`).
+        finished_below: u64,
     },
     /// A participant recovering an in-doubt txid asks its coordinator.
     Outcome {
@@ -89,11 +96,11 @@ pub enum TxnRequest {
         /// The transaction.
         txid: u64,
     },
-    /// A leader whose decisions are durable in its own log: the
-    /// participant may forget its answers about them.
+    /// A leader's low watermark sent on its own (when no Decide carried
+    /// the latest): as `Decide::finished_below`.
     Forget {
-        /// The transactions.
-        txids: Vec<u64>,
+        /// Every transaction of the leader below this id is finished.
+        below: u64,
     },
 }
 
@@ -163,7 +170,8 @@ mod tag {
     pub const DECIDE: u8 = 6;
     pub const OUTCOME: u8 = 7;
     pub const PROBE: u8 = 8;
-    pub const FORGET: u8 = 9;
+    // 9: retired (Forget with a list of ids): never reuse.
+    pub const FORGET: u8 = 10;
 
     pub const VALUE: u8 = 1;
     pub const ENTRIES: u8 = 2;
@@ -209,10 +217,15 @@ impl TxnRequest {
                 w.u64(*txid);
                 set.encode_into(&mut w);
             }
-            TxnRequest::Decide { txid, commit } => {
+            TxnRequest::Decide {
+                txid,
+                commit,
+                finished_below,
+            } => {
                 w.u8(tag::DECIDE);
                 w.u64(*txid);
                 w.bool(*commit);
+                w.u64(*finished_below);
             }
             TxnRequest::Outcome { txid } => {
                 w.u8(tag::OUTCOME);
@@ -222,12 +235,9 @@ impl TxnRequest {
                 w.u8(tag::PROBE);
                 w.u64(*txid);
             }
-            TxnRequest::Forget { txids } => {
+            TxnRequest::Forget { below } => {
                 w.u8(tag::FORGET);
-                w.count(txids.len());
-                for &t in txids {
-                    w.u64(t);
-                }
+                w.u64(*below);
             }
         }
         w.finish()
@@ -268,6 +278,7 @@ impl TxnRequest {
             tag::DECIDE => TxnRequest::Decide {
                 txid: r.u64("txid")?,
                 commit: r.bool("commit")?,
+                finished_below: r.u64("finished_below")?,
             },
             tag::OUTCOME => TxnRequest::Outcome {
                 txid: r.u64("txid")?,
@@ -275,13 +286,9 @@ impl TxnRequest {
             tag::PROBE => TxnRequest::Probe {
                 txid: r.u64("txid")?,
             },
-            tag::FORGET => {
-                // Bounded by the bytes left (8 each).
-                let n = r.count(8, "txids")?;
-                TxnRequest::Forget {
-                    txids: (0..n).map(|_| r.u64("txid")).collect::<Result<_, _>>()?,
-                }
-            }
+            tag::FORGET => TxnRequest::Forget {
+                below: r.u64("below")?,
+            },
             tag => {
                 return Err(DecodeError::BadTag {
                     what: "request",

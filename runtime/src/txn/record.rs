@@ -6,8 +6,8 @@
 //!
 //! ```text
 //!  off  size  field
-//!    0     1  tag: 1 Commit, 2 Prepare, 3 Decision, 4 Staging (never
-//!             renumber)
+//!    0     1  tag: 1 Commit, 2 Prepare, 3 Decision, 4 Staging,
+//!             5 Forget, 6 Finished (never renumber)
 //!
 //!  Commit     1  8  txid u64
 //!             9  8  version u64
@@ -23,7 +23,15 @@
 //!            17  4  n u32: participants
 //!            21 4n  participant manager slots, u32 each
 //!         21+4n  -  TxnSet (the leader's own hosted part; may be empty)
+//!  Forget     1  4  leader u32 (manager slot)
+//!             5  8  below u64
+//!  Finished   1  8  txid u64
 //! ```
+//!
+//! Forget and Finished bound what the two-phase commit remembers (see
+//! `manager/txn_forget.rs`): a participant forgets its answers about the
+//! leader's transactions below `below`; a leader, its decision of `txid`
+//! (every participant acknowledged it).
 //!
 //! A Decision with version 0 carries no writes here: it is a leader's
 //! decision (or, with commit = 0, a participant's refusal of a transaction
@@ -38,6 +46,8 @@ const COMMIT: u8 = 1;
 const PREPARE: u8 = 2;
 const DECISION: u8 = 3;
 const STAGING: u8 = 4;
+const FORGET: u8 = 5;
+const FINISHED: u8 = 6;
 
 /// One write-ahead log record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +93,21 @@ pub enum Record {
         participants: Vec<u32>,
         /// The leader's own hosted part of the set (its locks, its writes).
         set: TxnSet,
+    },
+    /// A participant: its leader `leader` will never again ask about one
+    /// of its transactions below `below`; what was remembered of them is
+    /// forgotten.
+    Forget {
+        /// The leader's manager slot.
+        leader: u32,
+        /// Its low watermark.
+        below: u64,
+    },
+    /// A leader: every participant acknowledged its decision of `txid`:
+    /// it is forgotten.
+    Finished {
+        /// The transaction.
+        txid: u64,
     },
 }
 
@@ -136,6 +161,15 @@ impl Record {
                 }
                 set.encode_into(&mut w);
             }
+            Record::Forget { leader, below } => {
+                w.u8(FORGET);
+                w.u32(*leader);
+                w.u64(*below);
+            }
+            Record::Finished { txid } => {
+                w.u8(FINISHED);
+                w.u64(*txid);
+            }
         }
         w.finish()
     }
@@ -174,6 +208,13 @@ impl Record {
                     set: TxnSet::decode_from(&mut r)?,
                 }
             }
+            FORGET => Record::Forget {
+                leader: r.u32("leader")?,
+                below: r.u64("below")?,
+            },
+            FINISHED => Record::Finished {
+                txid: r.u64("txid")?,
+            },
             tag => {
                 return Err(DecodeError::BadTag {
                     what: "record",

@@ -67,6 +67,8 @@ pub fn record() -> impl Strategy<Value = Record> {
                 set
             }
         ),
+        (any::<u32>(), any::<u64>()).prop_map(|(leader, below)| Record::Forget { leader, below }),
+        any::<u64>().prop_map(|txid| Record::Finished { txid }),
     ]
 }
 
@@ -83,11 +85,16 @@ pub fn request() -> impl Strategy<Value = TxnRequest> {
         set().prop_map(|set| TxnRequest::Commit { set }),
         (any::<u64>(), set()).prop_map(|(txid, set)| TxnRequest::CommitLocal { txid, set }),
         (any::<u64>(), set()).prop_map(|(txid, set)| TxnRequest::Prepare { txid, set }),
-        (any::<u64>(), any::<bool>())
-            .prop_map(|(txid, commit)| TxnRequest::Decide { txid, commit }),
+        (any::<u64>(), any::<bool>(), any::<u64>()).prop_map(|(txid, commit, finished_below)| {
+            TxnRequest::Decide {
+                txid,
+                commit,
+                finished_below,
+            }
+        }),
         any::<u64>().prop_map(|txid| TxnRequest::Outcome { txid }),
         any::<u64>().prop_map(|txid| TxnRequest::Probe { txid }),
-        vec(any::<u64>(), 0..4).prop_map(|txids| TxnRequest::Forget { txids }),
+        any::<u64>().prop_map(|below| TxnRequest::Forget { below }),
     ]
 }
 
