@@ -195,8 +195,7 @@ impl Doorbell {
         }
         let start = Instant::now();
         let got = Self::wait_phases(bells, strategy, start, timeout, ready);
-        let end = Instant::now();
-        crate::handover::waited(Some((end - start, end)));
+        crate::handover::waited_since(start);
         got
     }
 
@@ -255,8 +254,7 @@ impl Doorbell {
             let left = timeout.map(|t| t.saturating_sub(start.elapsed()));
             return Ok((r, Self::wait_until_any(bells, strategy, left, ready)));
         }
-        let end = Instant::now();
-        crate::handover::waited(Some((end - start, end)));
+        crate::handover::waited_since(start);
         Ok((r, got))
     }
 
