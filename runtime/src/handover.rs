@@ -160,51 +160,6 @@ impl Handover {
     }
 }
 
-/// Sub-function indices by name for a sender's lookups per message: the
-/// index by name ([`Handover::subfn_ids`], made at the first lookup: an LP
-/// that never sends by name, 1,024 idle ones at launch, does not pay for
-/// it), behind the last index found, whose name is compared first: a
-/// requester names the same sub-function every time, and a compare of a
-/// short name is cheaper than hashing it and probing the map (on a round
-/// trip's path, before the request leaves).
-#[derive(Debug)]
-pub struct SubfnLookup {
-    ids: std::cell::OnceCell<std::collections::HashMap<String, u32>>,
-    last: std::cell::Cell<u32>,
-}
-
-impl SubfnLookup {
-    /// Nothing looked up yet.
-    pub fn new() -> SubfnLookup {
-        SubfnLookup {
-            ids: std::cell::OnceCell::new(),
-            last: std::cell::Cell::new(u32::MAX),
-        }
-    }
-
-    /// The index of sub-function `name` in `plan`, as
-    /// [`Handover::subfn_index`] gives it.
-    pub fn get(&self, plan: &Handover, name: &str) -> Option<u32> {
-        let last = self.last.get();
-        if plan.subfn_name(last) == Some(name) {
-            return Some(last);
-        }
-        let id = self
-            .ids
-            .get_or_init(|| plan.subfn_ids())
-            .get(name)
-            .copied()?;
-        self.last.set(id);
-        Some(id)
-    }
-}
-
-impl Default for SubfnLookup {
-    fn default() -> SubfnLookup {
-        SubfnLookup::new()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,28 +225,5 @@ mod tests {
         assert_eq!(ids.len(), 4);
         assert_eq!(ids.get("w.2"), None);
         assert_eq!(h.subfn_index("w.2"), None);
-    }
-
-    /// Lookups through the last index found answer as the list does, in
-    /// any order: the same name again, another, a repeated name (its first
-    /// index, also right after its second position's name was asked), an
-    /// unknown one in between.
-    #[test]
-    fn the_lookup_behind_the_last_name_agrees_with_the_list() {
-        let h = Handover {
-            subfns: ["w.0", "w.1", "b", "w.1", "w.255"]
-                .map(String::from)
-                .to_vec(),
-            owners: vec![None; 5],
-            ..sample()
-        };
-        let l = SubfnLookup::new();
-        let asks = [
-            "b", "b", "w.1", "w.1", "w.2", "w.1", "w.255", "w.0", "w.0", "x", "b",
-        ];
-        for n in asks {
-            assert_eq!(l.get(&h, n), h.subfn_index(n), "{n}");
-        }
-        assert_eq!(l.get(&h, "w.1"), Some(1));
     }
 }

@@ -195,7 +195,8 @@ impl Doorbell {
         }
         let start = Instant::now();
         let got = Self::wait_phases(bells, strategy, start, timeout, ready);
-        crate::handover::waited_since(start);
+        let end = Instant::now();
+        crate::handover::waited(Some((end - start, end)));
         got
     }
 
@@ -254,7 +255,8 @@ impl Doorbell {
             let left = timeout.map(|t| t.saturating_sub(start.elapsed()));
             return Ok((r, Self::wait_until_any(bells, strategy, left, ready)));
         }
-        crate::handover::waited_since(start);
+        let end = Instant::now();
+        crate::handover::waited(Some((end - start, end)));
         Ok((r, got))
     }
 

@@ -144,27 +144,6 @@ pub(crate) fn waited(took: Option<(Duration, Instant)>) {
     LAST_WAIT.with(|c| c.set(last));
 }
 
-/// Called at the end of a wait for input that slept or spun since `start`.
-/// Reads the clock only under [`HandOver::AfterPublish`] (spread), the one
-/// policy whose publishes ask how the last wait ended; under the others
-/// the wait is recorded as long without a clock read: that read came
-/// right after every wake-up, on a paced round trip's path (four times a
-/// round trip while compact). A switch to spread then treats the last wait
-/// before it as long: no hand-over at its first publish.
-#[inline]
-pub(crate) fn waited_since(start: Instant) {
-    waited_since_under(get(), start);
-}
-
-fn waited_since_under(policy: HandOver, start: Instant) {
-    if policy == HandOver::AfterPublish {
-        let end = Instant::now();
-        waited(Some((end - start, end)));
-    } else {
-        LAST_WAIT.with(|c| c.set(LastWait::Long));
-    }
-}
-
 /// Called after publishing frames into a ring (and ringing its doorbell).
 #[inline]
 pub(crate) fn after_publish() {
@@ -230,20 +209,5 @@ mod tests {
         let long_ago = Instant::now() - 10 * STREAM_WAIT;
         waited(Some((Duration::from_micros(3), long_ago)));
         assert!(!streaming(last()), "a short wait, then a pause");
-    }
-
-    /// A wait that just ended is a stream's under the spread policy (the
-    /// clock is read); under the others it is recorded as long, unread.
-    #[test]
-    fn only_the_spread_policy_times_the_end_of_a_wait() {
-        let last = || LAST_WAIT.with(Cell::get);
-        waited_since_under(HandOver::AfterPublish, Instant::now());
-        assert!(matches!(last(), LastWait::ShortEndedAt(_)));
-        assert!(streaming(last()));
-        for p in [HandOver::AfterWake, HandOver::Off] {
-            waited(None);
-            waited_since_under(p, Instant::now());
-            assert_eq!(last(), LastWait::Long, "{p:?}");
-        }
     }
 }

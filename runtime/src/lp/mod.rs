@@ -31,7 +31,7 @@ pub use txn::{CommitHandle, KeyValue, OwnedTxn, Txn, TxnError, MAX_ATTEMPTS};
 pub use txn_memory::{TxnMemoryStats, MEMORY_BYTES, MEMORY_ENTRIES};
 
 use crate::ctl::LpCtl;
-use crate::handover::{Handover, SubfnLookup};
+use crate::handover::Handover;
 use crate::link::{Outbox, Resync, RxLink, TxLink, Wait};
 use crate::lpview::ViewReader;
 use crate::report::CollaborationState;
@@ -174,9 +174,11 @@ pub struct Lp {
     slot: u32,
     name: String,
     subfns: Vec<String>,
-    /// Sub-functions' indices by name: a send looks its destination up
-    /// here ([`SubfnLookup`]).
-    subfn_ids: SubfnLookup,
+    /// Every sub-function's index by name ([`Handover::subfn_ids`]): a
+    /// send looks its destination up here. Made at the first lookup: an
+    /// LP that never sends by name (1,024 idle ones at launch) does not
+    /// pay for it.
+    subfn_ids: std::cell::OnceCell<std::collections::HashMap<String, u32>>,
     /// The ring to the manager.
     tx: TxLink,
     /// Messages of `send_buffered` not yet written to it.
@@ -253,7 +255,7 @@ impl Lp {
         let main = RxLink::new(rx, Opener::new(rx_key.clone()), Resync::Never);
         let subfns = plan.hosted_by(slot);
         Ok(Lp {
-            subfn_ids: SubfnLookup::new(),
+            subfn_ids: std::cell::OnceCell::new(),
             plan,
             view: taken.view,
             sock: taken.sock,
@@ -328,8 +330,8 @@ impl Lp {
     }
 
     pub(crate) fn subfn_id(&self, subfn: &str) -> Result<u32, LpError> {
-        (self.subfn_ids.get(&self.plan, subfn))
-            .ok_or_else(|| LpError::UnknownSubfn(subfn.to_owned()))
+        let ids = self.subfn_ids.get_or_init(|| self.plan.subfn_ids());
+        (ids.get(subfn).copied()).ok_or_else(|| LpError::UnknownSubfn(subfn.to_owned()))
     }
 
     /// Send one message, after whatever `send_buffered` queued.
