@@ -332,17 +332,7 @@ impl TwoPhase {
             let req = tp.decide_for(h, txid, true, next);
             out.push(to_manager(ctx, h, 0, &req));
         }
-        // Nobody waits for our Decision: it rides along with a later
-        // group's fdatasync. Until it is durable, a restart probes.
-        let d = Record::Decision {
-            txid,
-            commit: true,
-            version: 0,
-        };
-        match srv.append(&d) {
-            Ok(()) => srv.after_sync_lazy(AfterSync::Logged { txid }),
-            Err(_) => srv.two_phase.decision_not_logged(txid),
-        }
+        super::txn_forget::log_decision_lazily(srv, txid);
         srv.stats.commits += 1;
         if let Some(lp) = lead.lp {
             // Each host applied its part under its own version: the LP gets

@@ -228,15 +228,7 @@ impl TwoPhase {
             }
         }
         for txid in relog {
-            let d = Record::Decision {
-                txid,
-                commit: true,
-                version: 0,
-            };
-            match srv.append(&d) {
-                Ok(()) => srv.after_sync_lazy(AfterSync::Logged { txid }),
-                Err(_) => mark_retry(&mut srv.two_phase, txid),
-            }
+            log_decision_lazily(srv, txid);
         }
         let tp = &mut srv.two_phase;
         for (h, txid) in again {
@@ -268,6 +260,22 @@ impl TwoPhase {
     /// not acknowledged by every participant.
     pub fn remembered(&self) -> (u64, u64) {
         (self.decided.len() as u64, self.closing.len() as u64)
+    }
+}
+
+/// Append a leader's commit Decision of `txid` without a sync of its own
+/// (nobody waits for it: it rides along with a later group's fdatasync;
+/// until it is durable, a restart probes); one that fails to be appended is
+/// appended again by the next [`TwoPhase::sweep`].
+pub(super) fn log_decision_lazily<S: Storage>(srv: &mut TxnServer<S>, txid: u64) {
+    let d = Record::Decision {
+        txid,
+        commit: true,
+        version: 0,
+    };
+    match srv.append(&d) {
+        Ok(()) => srv.after_sync_lazy(AfterSync::Logged { txid }),
+        Err(_) => mark_retry(&mut srv.two_phase, txid),
     }
 }
 
