@@ -249,3 +249,21 @@ fn checkpoints_of_both_layouts_are_read_and_damaged_ones_refused() {
     huge[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
     assert!(decode_checkpoint(&huge).is_err());
 }
+
+proptest::proptest! {
+    /// A checkpoint is a file (untrusted): any bytes after either layout's
+    /// header are read or refused, never a panic; one that is read keeps
+    /// no more entries than its bytes can hold.
+    #[test]
+    fn any_checkpoint_bytes_are_read_or_refused(
+        v2 in proptest::prelude::any::<bool>(),
+        body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256),
+    ) {
+        let mut b = if v2 { b"SHMCCKP2".to_vec() } else { b"SHMCCKP1".to_vec() };
+        b.extend_from_slice(&body);
+        if let Ok((_, kept)) = decode_checkpoint(&b) {
+            let entries = kept.decided.len() + kept.closing.len() + kept.finished.len();
+            proptest::prop_assert!(entries * 8 <= body.len());
+        }
+    }
+}
