@@ -37,7 +37,15 @@
 //! * state from before this file existed (ids with a generation, 1 and up)
 //!   starts at [`LEGACY_START`], above the generations a session hands out.
 //!
-//! 16 bits: an id repeats after 65,536 opens of one state directory.
+//! 16 bits: an id repeats after 65,536 epochs of one state directory.
+//!
+//! Within a start the counter runs from 1 to `u32::MAX` ([`TxIds`]); when
+//! it is spent (hours at a pipelined rate), the manager takes the next
+//! epoch, durably, before it hands out an id of it, as a restart would. So
+//! a manager's ids keep rising for as long as it runs: a participant drops
+//! its answers below the leader's watermark and votes no to a Prepare below
+//! it (`txn_forget.rs`), so ids that started again from 1 would be refused
+//! for ever.
 
 use crate::txn::storage::Storage;
 use std::path::Path;
@@ -104,10 +112,64 @@ pub(super) fn take_epoch<S: Storage>(
     Ok(epoch)
 }
 
+/// A manager's transaction ids: its slot, its epoch and a counter.
+pub(super) struct TxIds {
+    epoch: u16,
+    /// The counter of the last id handed out (0: none yet this epoch).
+    used: u32,
+}
+
+impl TxIds {
+    pub(super) fn new(epoch: u16) -> TxIds {
+        TxIds { epoch, used: 0 }
+    }
+
+    /// This start's epoch (the one in the ids handed out now).
+    pub(super) fn epoch(&self) -> u16 {
+        self.epoch
+    }
+
+    fn id(slot: u32, epoch: u16, n: u32) -> u64 {
+        (u64::from(slot) << 48) | (u64::from(epoch) << 32) | u64::from(n)
+    }
+
+    /// The id [`TxIds::take`] hands out next (a lower bound of every later
+    /// one).
+    pub(super) fn upcoming(&self, slot: u32) -> u64 {
+        match self.used.checked_add(1) {
+            Some(n) => Self::id(slot, self.epoch, n),
+            None => Self::id(slot, self.epoch.wrapping_add(1), 1),
+        }
+    }
+
+    /// A new id. When this epoch's counter is spent, `save` makes the next
+    /// epoch durable first ([`save_epoch`]); if it cannot, no id is handed
+    /// out (one that might repeat never is) and the next call tries again.
+    pub(super) fn take(
+        &mut self,
+        slot: u32,
+        save: impl FnOnce(u16) -> Result<(), String>,
+    ) -> Result<u64, String> {
+        if self.used == u32::MAX {
+            let next = self.epoch.wrapping_add(1);
+            save(next).map_err(|e| format!("cannot take a new epoch for transaction ids: {e}"))?;
+            (self.epoch, self.used) = (next, 0);
+        }
+        self.used += 1;
+        Ok(Self::id(slot, self.epoch, self.used))
+    }
+
+    /// Skip to the last `left` ids of this epoch (tests of the roll-over).
+    #[cfg(test)]
+    pub(super) fn spend_all_but(&mut self, left: u32) {
+        self.used = u32::MAX - left;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::txn::storage::{CrashImage, FaultyStorage};
+    use crate::txn::storage::{CrashImage, Fail, FaultyStorage};
 
     #[test]
     fn the_epoch_is_bumped_durably_and_bad_files_are_refused() {
@@ -135,5 +197,37 @@ mod tests {
             fs.write_new(&dir.join(EPOCH_FILE), junk).unwrap();
             assert!(last_epoch(&fs, dir).is_err(), "{junk:?}");
         }
+    }
+
+    #[test]
+    fn ids_rise_across_a_spent_counter_and_the_next_epoch_is_durable_first() {
+        let fs = FaultyStorage::new();
+        let dir = Path::new("/state/m3");
+        let mut ids = TxIds::new(9);
+        ids.spend_all_but(2);
+        let mut last = 0;
+        for _ in 0..4 {
+            let next = ids.upcoming(3);
+            let id = ids.take(3, |e| save_epoch(&fs, dir, e)).unwrap();
+            assert_eq!(id, next);
+            assert!(id > last, "{id:#x} after {last:#x}");
+            assert_eq!(id >> 48, 3);
+            last = id;
+        }
+        assert_eq!(ids.epoch(), 10);
+        assert_eq!(last, (3 << 48) | (10 << 32) | 2);
+        // Durable before its first id: a power loss keeps it, and the
+        // next start takes a later epoch still.
+        let fs = fs.crash(CrashImage::POWER_LOSS);
+        assert_eq!(last_epoch(&fs, dir), Ok(Some(10)));
+        assert_eq!(take_epoch(&fs, dir, false, 1), Ok(11));
+        // If the next epoch cannot be made durable, no id is handed out,
+        // and the next try after the disk is back goes on from there.
+        let mut ids = TxIds::new(20);
+        ids.spend_all_but(0);
+        fs.fail_sync_dir(Fail::Once);
+        assert!(ids.take(0, |e| save_epoch(&fs, dir, e)).is_err());
+        assert_eq!(ids.epoch(), 20);
+        assert_eq!(ids.take(0, |e| save_epoch(&fs, dir, e)), Ok((21 << 32) | 1));
     }
 }

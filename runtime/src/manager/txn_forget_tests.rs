@@ -267,3 +267,42 @@ proptest::proptest! {
         }
     }
 }
+
+/// The leader's id counter runs out (after 2^32 transactions of one start:
+/// hours at a pipelined rate): its ids must keep rising (the next epoch,
+/// durable), or its host, holding a watermark of the old epoch, would vote
+/// no to every Prepare from then on. Commits across the roll-over, then a
+/// power loss of both: every one committed, memory still bounded.
+#[test]
+fn commits_go_on_when_the_leaders_id_counter_runs_out() {
+    let mut n = Net::new();
+    n.commit(&v(0));
+    n.quiet();
+    n.srv(0).spend_txids_but(3);
+    let mut ids = Vec::new();
+    for i in 1..=8 {
+        n.commit(&v(i));
+        ids.push(prepare_txid(&n.wire.front().expect("a Prepare").1));
+        n.quiet();
+        n.check(&v(i), &format!("commit {i} across the roll-over"));
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:x?}");
+    assert_eq!(n.lp.len(), 9);
+    assert!(
+        n.lp.iter().all(|r| matches!(r, TxnReply::Committed { .. })),
+        "{:?}",
+        n.lp
+    );
+    n.assert_bounded("after the roll-over");
+    for i in 0..2 {
+        n.crash(i, CrashImage::POWER_LOSS);
+    }
+    n.settle();
+    n.lp.clear();
+    n.commit(&v(9));
+    let after = prepare_txid(&n.wire.front().expect("a Prepare").1);
+    assert!(after > *ids.last().unwrap(), "{after:#x} after {ids:x?}");
+    n.quiet();
+    n.check(&v(9), "after a power loss of both");
+    assert!(n.committed(), "{:?}", n.lp);
+}

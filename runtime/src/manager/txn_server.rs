@@ -67,9 +67,8 @@ pub(super) struct TxnServer<S: Storage = FsStorage> {
     deferred: Option<(S, PathBuf, crate::plan::SyncMode)>,
     _lock: Option<std::fs::File>,
     pub(super) next_version: Version,
-    /// This start's epoch (`txn_epoch.rs`): in every transaction id.
-    epoch: u16,
-    next_txid: u32,
+    /// Transaction ids: this start's epoch and a counter (`txn_epoch.rs`).
+    ids: super::txn_epoch::TxIds,
     /// Group commit: the group being gathered and the one being synced.
     pub(super) groups: Groups,
     pub(super) two_phase: TwoPhase,
@@ -140,8 +139,7 @@ impl<S: Storage> TxnServer<S> {
             deferred: None,
             _lock: None,
             next_version: 1,
-            epoch: 0,
-            next_txid: 0,
+            ids: super::txn_epoch::TxIds::new(0),
             groups: Groups::new(ctx),
             two_phase: TwoPhase::default(),
             stats: TxnReport::default(),
@@ -159,7 +157,7 @@ impl<S: Storage> TxnServer<S> {
         let exists = |f: &str| storage.exists(&dir.join(f));
         let fresh = !exists(crate::txn::wal::LOG_FILE) && !exists(crate::txn::wal::SNAPSHOT_FILE);
         match super::txn_epoch::take_epoch(&storage, &dir, fresh, ctx.generation) {
-            Ok(e) => s.epoch = e,
+            Ok(e) => s.ids = super::txn_epoch::TxIds::new(e),
             Err(e) => return s.disabled(ctx, e),
         }
         if fresh {
@@ -254,10 +252,6 @@ impl<S: Storage> TxnServer<S> {
         }
     }
 
-    /// A new transaction id, unique across the collaboration, restarts and
-    /// launches on the same state: our slot, our epoch (not the registry
-    /// generation, which every launch starts again: `txn_epoch.rs`), a
-    /// counter.
     /// Say why transactions are off here and keep the error: every commit
     /// is answered with it (messaging goes on).
     fn disabled(mut self, ctx: &Ctx, e: String) -> Self {
@@ -269,16 +263,29 @@ impl<S: Storage> TxnServer<S> {
         self
     }
 
-    pub(super) fn new_txid(&mut self, ctx: &Ctx) -> u64 {
-        let t = self.upcoming_txid(ctx);
-        self.next_txid = self.next_txid.wrapping_add(1);
-        t
+    /// A new transaction id, unique across the collaboration, restarts and
+    /// launches on the same state: our slot, our epoch (not the registry
+    /// generation, which every launch starts again: `txn_epoch.rs`), a
+    /// counter; rising (a spent counter takes the next epoch, durably).
+    pub(super) fn new_txid(&mut self, ctx: &Ctx) -> Result<u64, String> {
+        use super::txn_epoch::save_epoch;
+        let (deferred, wal) = (&self.deferred, &self.wal);
+        self.ids.take(ctx.slot, |next| match (deferred, wal) {
+            (Some((storage, dir, _)), _) => save_epoch(storage, dir, next),
+            (None, Ok(wal)) => save_epoch(wal.storage(), wal.dir(), next),
+            (None, Err(e)) => Err(e.clone()),
+        })
     }
 
-    /// The id `new_txid` hands out next.
+    /// The id `new_txid` hands out next (a lower bound of every later one).
     pub(super) fn upcoming_txid(&self, ctx: &Ctx) -> u64 {
-        let n = self.next_txid.wrapping_add(1);
-        (u64::from(ctx.slot) << 48) | (u64::from(self.epoch) << 32) | u64::from(n)
+        self.ids.upcoming(ctx.slot)
+    }
+
+    /// Skip to the last `left` transaction ids of this epoch (tests).
+    #[cfg(test)]
+    pub(super) fn spend_txids_but(&mut self, left: u32) {
+        self.ids.spend_all_but(left);
     }
 
     /// Append a record to the log; the error says why it cannot be. A
@@ -291,7 +298,7 @@ impl<S: Storage> TxnServer<S> {
         if let Some((storage, dir, sync)) = self.deferred.take() {
             // The first record: make the log (empty: nothing to recover),
             // our epoch durable first (`txn_epoch.rs`).
-            self.wal = super::txn_epoch::save_epoch(&storage, &dir, self.epoch)
+            self.wal = super::txn_epoch::save_epoch(&storage, &dir, self.ids.epoch())
                 .and_then(|()| open_wal(storage, &dir, sync).map_err(|e| e.to_string()))
                 .map(|(w, _)| w)
                 .map_err(|e| format!("cannot make the log: {e}"));
@@ -422,7 +429,10 @@ impl<S: Storage> TxnServer<S> {
             Ok(h) => h,
             Err(e) => return reply(ctx, out, lp, TxnReply::Failed(e)),
         };
-        let txid = self.new_txid(ctx);
+        let txid = match self.new_txid(ctx) {
+            Ok(t) => t,
+            Err(e) => return reply(ctx, out, lp, TxnReply::Failed(e)),
+        };
         match hosts.as_slice() {
             [] => {
                 let r = TxnReply::Committed {

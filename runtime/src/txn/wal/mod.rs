@@ -507,6 +507,11 @@ impl<S: Storage> Wal<S> {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+
+    /// The storage the log is kept on.
+    pub fn storage(&self) -> &S {
+        &self.storage
+    }
 }
 
 /// What [`Wal::begin_sync`] did.
