@@ -28,7 +28,7 @@
 //!   comes back, the process beside us has had its turn and handed the CPU
 //!   back: what we wait for next comes from the other half of the CPUs, and
 //!   nothing on ours needs the CPU for it. So the next wait spins
-//!   [`HANDED_BACK_SPIN`] before its first yield ([`take_handed_back`]):
+//!   [`HANDED_BACK_SPIN`] before its first yield (`take_handed_back`):
 //!   back to back the input usually comes within it, and the two switches
 //!   of a yield there and back (the other process's leftover between) are
 //!   off the path. Measured in benches/hops.md, "lat9".
