@@ -186,7 +186,7 @@ impl Doorbell {
         mut ready: impl FnMut() -> Option<T>,
     ) -> Option<T> {
         let bells = &bells[..bells.len().min(4)];
-        // Taken by every wait, whether it waits or not (see `wait_phases`).
+        // Taken by every wait, whether it waits or not (used below).
         let handed_back = crate::handover::take_handed_back();
         if bells.is_empty() {
             return ready();
