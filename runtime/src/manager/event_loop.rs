@@ -37,14 +37,14 @@ impl Manager {
     /// stamped, a third of a manager's work per hop) was on the path: the
     /// next request came while it ran (p50 3.7 -> 3.4 µs without it;
     /// benches/hops.md, "lat9"; paced, it runs after the hand-over, off
-    /// the path). What a turn would act on
-    /// is input other than our LP's (`other_input`: the peers' rings,
-    /// direct rings, registry changes, stop and exit, the transaction
-    /// server's sync, the view), what the parts queued (for our LP, our
-    /// transaction server, the peers, a report among them) or a deadline
-    /// that came (timers, polls; recomputed here, so a part the forward
-    /// changed, a control frame from our LP, say, is asked again). More of
-    /// our LP's frames are the next forward's (the sleep returns at once).
+    /// the path). What a turn would act on is input other than our LP's
+    /// (`other_input`: the peers' rings, direct rings, registry changes,
+    /// stop and exit, the transaction server's sync, the view), what the
+    /// parts queued (for our LP, our transaction server, the peers, a
+    /// report among them) or a deadline that came (timers, polls;
+    /// recomputed here, so a part the forward changed, a control frame
+    /// from our LP, say, is asked again). More of our LP's frames are the
+    /// next forward's (the sleep returns at once).
     fn only_forwarded(&mut self) -> Option<Instant> {
         if self.other_input()
             || !self.queue.is_empty()
@@ -79,6 +79,7 @@ impl Manager {
     /// only first: as if the last turn had ended with it. What it takes off
     /// a paced round trip's manager hop: discovery and the search for rings
     /// to open (0.3-0.5 µs stamped, benches/hops.md).
+    ///
     /// True if it forwarded frames.
     fn forward(&mut self) -> anyhow::Result<bool> {
         if !self.lp.has_input() {
