@@ -82,3 +82,37 @@ fn bad_config_exits_2_and_names_the_line() {
     assert!(err.contains("config.toml:8:"), "no line 8 in: {err}");
     assert!(err.contains("instances"), "field not named: {err}");
 }
+
+/// While two LPs exchange requests back to back (spread within 40 ms), a
+/// manager forwards its LP's frames and goes back to sleep without a turn
+/// while no part wants one (`manager/event_loop.rs`, `only_forwarded`);
+/// its reports must still come at their interval (20 ms here): `status`
+/// shows ping's count of messages growing, from one poll to the next, for
+/// as long as the stream runs. (A manager that skipped its turns while
+/// frames kept coming would report once and never again.) Then `stop`
+/// ends the stream.
+#[test]
+fn reports_keep_coming_during_a_stream() {
+    let dir = TempDir::new("stream");
+    let name = unique("sts");
+    let cfg = pingpong_config(&dir.0, &name, &["rtt", "1000000000"], "", false);
+    let run = Launched::start(&cfg, &name);
+    let sent = |v: &serde_json::Value| lp_entry(v, "ping").and_then(|l| l["msgs_out"].as_u64());
+    let mut last = 0;
+    for round in 0..5 {
+        let v = wait_status(&name, "ping's count of messages growing", |v| {
+            sent(v).is_some_and(|n| n > last)
+        });
+        last = sent(&v).unwrap_or(last);
+        assert!(last > 0, "round {round}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let stop = Command::new(bin()).args(["stop", &name]).output().unwrap();
+    assert!(
+        stop.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stop.stderr)
+    );
+    let (_, _, err) = run.wait(Duration::from_secs(60));
+    assert!(session_dirs(&name).is_empty(), "session left behind: {err}");
+}

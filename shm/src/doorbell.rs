@@ -186,6 +186,8 @@ impl Doorbell {
         mut ready: impl FnMut() -> Option<T>,
     ) -> Option<T> {
         let bells = &bells[..bells.len().min(4)];
+        // Taken by every wait, whether it waits or not (used below).
+        let handed_back = crate::handover::take_handed_back();
         if bells.is_empty() {
             return ready();
         }
@@ -194,6 +196,16 @@ impl Doorbell {
             return Some(v);
         }
         let start = Instant::now();
+        let strategy = match strategy.yields {
+            // Back from a hand-over after a publish: the input comes from
+            // another CPU, and nothing on ours needs it meanwhile
+            // (`shmcollab_shm::handover`, `HANDED_BACK_SPIN`).
+            1.. if handed_back => WaitStrategy {
+                spin: strategy.spin.max(crate::handover::HANDED_BACK_SPIN),
+                ..strategy
+            },
+            _ => strategy,
+        };
         let got = Self::wait_phases(bells, strategy, start, timeout, ready);
         let end = Instant::now();
         crate::handover::waited(Some((end - start, end)));
@@ -411,6 +423,43 @@ mod tests {
             Some(0),
             "seen while spinning, not from the sleep phase"
         );
+    }
+
+    /// Back from a hand-over after a publish (spread, in a stream), a wait
+    /// spins before its first yield (`handover::HANDED_BACK_SPIN`): a
+    /// condition that turns true on the third probe is seen while
+    /// spinning, with no sleeper registered. Without the hand-over, and in
+    /// the next wait (the first one took it), the same wait yields once and
+    /// then sleeps (no spin after its yield), and the third probe is the
+    /// sleep phase's re-check, with the sleeper registered. A wait that
+    /// sleeps at once (compact) never spins: its second probe is that
+    /// re-check.
+    #[test]
+    fn a_wait_spins_first_only_after_a_hand_over_came_back() {
+        const ONE_YIELD: WaitStrategy = WaitStrategy {
+            spin: Duration::ZERO,
+            yields: 1,
+            yield_for: Duration::from_secs(10),
+            respin: Duration::ZERO,
+        };
+        let bell = Doorbell::new();
+        let probe = |strategy: WaitStrategy, n: u32| {
+            let mut probes = 0u32;
+            bell.wait_until(strategy, Some(Duration::from_secs(30)), || {
+                probes += 1;
+                (probes == n).then(|| bell.sleepers.load(Ordering::SeqCst))
+            })
+        };
+        crate::handover::pretend_handed_back();
+        assert_eq!(probe(ONE_YIELD, 3), Some(0), "seen while spinning");
+        assert_eq!(probe(ONE_YIELD, 3), Some(1), "taken by the first wait");
+        crate::handover::pretend_handed_back();
+        assert_eq!(
+            probe(WaitStrategy::SLEEP, 2),
+            Some(1),
+            "compact: asleep at once"
+        );
+        assert_eq!(probe(ONE_YIELD, 3), Some(1), "and taken by it");
     }
 
     #[test]

@@ -24,7 +24,14 @@
 //!   the publish lets it run at once; without it, it ran only when the
 //!   publisher's rest of the turn ended in its wait's yield. Only in a
 //!   stream ([`STREAM_WAIT`]): paced, it measured worse. Measured in
-//!   benches/README.md, "The hand-over after a publish".
+//!   benches/README.md, "The hand-over after a publish". When the yield
+//!   comes back, the process beside us has had its turn and handed the CPU
+//!   back: what we wait for next comes from the other half of the CPUs, and
+//!   nothing on ours needs the CPU for it. So the next wait spins
+//!   [`HANDED_BACK_SPIN`] before its first yield (`take_handed_back`):
+//!   back to back the input usually comes within it, and the two switches
+//!   of a yield there and back (the other process's leftover between) are
+//!   off the path. Measured in benches/hops.md, "lat9".
 //! * [`HandOver::Off`]: no mode, or a garbage mode word: wait as before.
 //!
 //! Process-wide: the load mode is the collaboration's. A yield with nobody
@@ -149,7 +156,39 @@ pub(crate) fn waited(took: Option<(Duration, Instant)>) {
 pub(crate) fn after_publish() {
     if get() == HandOver::AfterPublish && streaming(LAST_WAIT.with(Cell::get)) {
         hand_over();
+        HANDED_BACK.with(|c| c.set(true));
     }
+}
+
+/// How long a wait spins before its first yield when the thread's last
+/// hand-over after a publish came back since its previous wait (spread, in
+/// a stream; see the module doc). Back to back, the input came within 1-2
+/// µs of the hand-over's return in most round trips: p50 4.1 -> 3.7 µs
+/// (0.5-1.5 µs all did as well; 2-4 µs cost CPU and p99; benches/hops.md,
+/// "lat9"); after a pause there is no hand-over, so no spin: a paced
+/// requester that spun instead of yielding kept the CPU from the process
+/// beside it, the next hop (paced at 100 µs, p50 4.7 -> 7.8-9.4 µs with a
+/// spin of 1-2 µs before every first yield).
+pub const HANDED_BACK_SPIN: Duration = Duration::from_micros(1);
+
+thread_local! {
+    /// A hand-over after a publish came back since this thread's last wait
+    /// began.
+    static HANDED_BACK: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether a hand-over after a publish came back since the last call; each
+/// wait for input takes it as it begins, so it says something only about
+/// the way from that hand-over to this wait.
+#[inline]
+pub(crate) fn take_handed_back() -> bool {
+    HANDED_BACK.with(|c| c.replace(false))
+}
+
+/// For tests elsewhere in the crate: as if a hand-over had just come back.
+#[cfg(test)]
+pub(crate) fn pretend_handed_back() {
+    HANDED_BACK.with(|c| c.set(true));
 }
 
 /// Whether a publish now, after a last wait that ended as `last` says, is

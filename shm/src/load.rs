@@ -120,13 +120,29 @@ mod tests {
     #[test]
     fn each_mode_hands_over_its_way() {
         use crate::handover::{get, without_wake_hand_over, HandOver};
+        use std::time::Duration;
         follow(LoadMode::Compact);
         assert_eq!(get(), HandOver::AfterWake);
         assert_eq!(without_wake_hand_over(get), HandOver::Off);
         assert_eq!(get(), HandOver::AfterWake, "restored after the send");
+        // No hand-over came back while compact (its hand-over is after a
+        // wake, not a publish).
+        crate::handover::waited(None);
+        crate::handover::after_publish();
+        assert!(!crate::handover::take_handed_back());
         follow(LoadMode::Spread);
         assert_eq!(get(), HandOver::AfterPublish);
         assert_eq!(without_wake_hand_over(get), HandOver::AfterPublish);
+        // Spread, in a stream: the hand-over after a publish comes back and
+        // says so, once (the next wait spins first, see `HANDED_BACK_SPIN`).
+        crate::handover::waited(None);
+        crate::handover::after_publish();
+        assert!(crate::handover::take_handed_back());
+        assert!(!crate::handover::take_handed_back(), "taken once");
+        // After a long wait, a publish is not in a stream: no hand-over.
+        crate::handover::waited(Some((Duration::from_millis(1), std::time::Instant::now())));
+        crate::handover::after_publish();
+        assert!(!crate::handover::take_handed_back());
         follow(LoadMode::Paired);
         assert_eq!(get(), HandOver::AfterWake);
         follow(LoadMode::Compact);

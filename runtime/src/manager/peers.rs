@@ -74,8 +74,7 @@ pub(super) struct Peer {
     /// For each generation of the peer we sealed for, the next sequence
     /// number (see `drop_tx`; the few newest generations are kept).
     pub sealed: std::collections::BTreeMap<u32, u64>,
-    /// The segment of `tx`, to see whether the file is still the one we
-    /// write.
+    /// The segment of `tx`, to see whether the file is still ours.
     pub tx_seg: Option<Segment>,
     /// Where the sealer of each direct ring we stopped writing was, by
     /// (peer generation, LP generation): a ring offered again for the same
@@ -338,6 +337,11 @@ impl Peers {
         let each = self.map.values();
         let each = each.map(|p| p.pending.payload_bytes() + p.direct_pending.payload_bytes());
         each.fold((0, 0), |(most, all), b| (most.max(b), all + b))
+    }
+
+    /// Nothing waits to be written to any peer (a state report included).
+    pub fn idle(&self) -> bool {
+        self.queued() == 0 && self.map.values().all(|p| p.report.is_none())
     }
 
     /// Messages queued towards peers.
