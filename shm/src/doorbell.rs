@@ -5,7 +5,9 @@
 //! ```text
 //! offset size field
 //!      0    4 seq      bumped by a ring when someone sleeps; the futex word
-//!      4    4 sleepers number of processes between "I am going to sleep" and waking
+//!      4    4 sleepers bits 0-30: number of processes between "I am going to
+//!                      sleep" and waking; bit 31 (`WOKEN`): woken since the
+//!                      last of them registered
 //! ```
 //!
 //! Protocol (a Dekker-style handshake, so no wakeup is ever lost):
@@ -18,6 +20,18 @@
 //!   condition, and only then calls FUTEX_WAIT on `seq` with the value it
 //!   loaded. Either the waker sees `sleepers != 0`, or the sleeper's re-check
 //!   sees the published data.
+//! * one FUTEX_WAKE per registration: the waker that finds sleepers sets
+//!   `WOKEN` (an RMW) and calls FUTEX_WAKE only if the bit was clear; a
+//!   sleeper clears it when it registers and when it leaves. A woken
+//!   process may wait a long time for a CPU (a manager behind 255 others on
+//!   its CPU in a mesh flood); until it runs and leaves, every publish of
+//!   its producer found `sleepers != 0` and made a system call that woke
+//!   nobody: 99.9% of the LPs' 1.2 M FUTEX_WAKEs in a flood of 5.12 M
+//!   messages (benches/README.md, "Scale: one wake-up per sleep"). A waker
+//!   that finds `WOKEN` set skips: the one that set it bumps `seq` after its
+//!   RMW, so the sleeper wakes (or never sleeps), and its next registration
+//!   (an RMW later in the word's order) synchronises with the skipped
+//!   waker's RMW, so its re-check sees that waker's data.
 //!
 //! Every field is untrusted: garbage here costs at most a spurious wakeup or
 //! a sleep that ends at its timeout, never memory unsafety. A waker that
@@ -53,9 +67,17 @@ pub struct Doorbell {
     /// SYNC: bumped with Release after the waker's data is published; the
     /// sleeper loads it with Acquire before re-checking.
     seq: AtomicU32,
-    /// Count of sleepers. SYNC: SeqCst on both sides (the handshake above).
+    /// Count of sleepers (bits 0-30) and `WOKEN` (bit 31). SYNC: SeqCst on
+    /// both sides (the handshake above); the waker's `WOKEN` RMW is AcqRel
+    /// and pairs with the sleeper's registering RMW.
     sleepers: AtomicU32,
 }
+
+/// Bit of `sleepers`: a waker has woken the sleepers since the last one
+/// registered (further rings skip their FUTEX_WAKE).
+const WOKEN: u32 = 1 << 31;
+/// Bits of `sleepers` that count the sleepers.
+const COUNT: u32 = !WOKEN;
 #[cfg(not(loom))]
 const _: () = assert!(std::mem::size_of::<Doorbell>() == 8);
 
@@ -124,10 +146,10 @@ impl Doorbell {
     #[inline]
     pub fn ring(&self) {
         // SYNC: orders the caller's publishing store before the load of
-        // `sleepers`; pairs with the SeqCst increment in `wait_until`.
+        // `sleepers`; pairs with the SeqCst registration in `register`.
         fence(Ordering::SeqCst);
-        if self.sleepers.load(Ordering::Relaxed) != 0 {
-            self.notify();
+        if self.sleepers.load(Ordering::Relaxed) & COUNT != 0 {
+            self.wake_once();
         }
     }
 
@@ -135,9 +157,45 @@ impl Doorbell {
     /// visible. Use where a later full `ring` is guaranteed.
     #[inline]
     pub fn ring_relaxed(&self) {
-        if self.sleepers.load(Ordering::Relaxed) != 0 {
+        if self.sleepers.load(Ordering::Relaxed) & COUNT != 0 {
+            self.wake_once();
+        }
+    }
+
+    /// Wake the registered sleepers unless a waker did since the last of
+    /// them registered (module doc).
+    #[cold]
+    fn wake_once(&self) {
+        // SYNC: AcqRel; a sleeper's next registration (an RMW later in this
+        // word's order) reads from this RMW's release sequence, so it sees
+        // what this waker published even when it skips the wake.
+        if self.sleepers.fetch_or(WOKEN, Ordering::AcqRel) & WOKEN == 0 {
             self.notify();
         }
+    }
+
+    /// Count the caller as a sleeper and clear `WOKEN` (one RMW); then it
+    /// loads `seq` and re-checks its condition before it sleeps.
+    fn register(&self) {
+        // SYNC: SeqCst; pairs with the fence in `ring` (the handshake) and,
+        // as an acquire, with the `WOKEN` RMW of a waker that skipped.
+        // Garbage in the word wraps within the count: a lost wake-up at
+        // worst, which `MAX_SLEEP` bounds.
+        let _ = self
+            .sleepers
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
+                Some((v & COUNT).wrapping_add(1) & COUNT)
+            });
+    }
+
+    /// Undo [`Doorbell::register`] once awake (clears `WOKEN` too: the
+    /// next waker finds either no sleeper or one that registered anew).
+    fn leave(&self) {
+        let _ = self
+            .sleepers
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
+                Some((v & COUNT).wrapping_sub(1) & COUNT)
+            });
     }
 
     /// Bump the sequence and wake every sleeper, unconditionally. With
@@ -223,16 +281,16 @@ impl Doorbell {
             return Ok((r, Self::wait_until_any(bells, strategy, timeout, ready)));
         }
         let start = Instant::now();
-        // SYNC: SeqCst increment, then (after `publish`) the re-check;
+        // SYNC: SeqCst registration, then (after `publish`) the re-check;
         // pairs with the fence in `ring`, as in `wait_phases`.
         let mut words = [(&bells[0].seq, 0u32); 4];
         for (w, b) in words.iter_mut().zip(bells) {
-            b.sleepers.fetch_add(1, Ordering::SeqCst);
+            b.register();
             *w = (&b.seq, b.seq.load(Ordering::Acquire));
         }
         let awake = || {
             for b in bells {
-                b.sleepers.fetch_sub(1, Ordering::SeqCst);
+                b.leave();
             }
         };
         let r = match publish() {
@@ -309,16 +367,16 @@ impl Doorbell {
                 }
                 None => cap,
             };
-            // SYNC: SeqCst increment, then the re-check below; pairs with the
+            // SYNC: SeqCst registration, then the re-check below; pairs with the
             // fence in `ring`.
             let mut seen = [0u32; 4];
             for (b, s) in bells.iter().zip(seen.iter_mut()) {
-                b.sleepers.fetch_add(1, Ordering::SeqCst);
+                b.register();
                 *s = b.seq.load(Ordering::Acquire);
             }
             let awake = || {
                 for b in bells {
-                    b.sleepers.fetch_sub(1, Ordering::SeqCst);
+                    b.leave();
                 }
             };
             if let Some(v) = ready() {
