@@ -1,5 +1,6 @@
 //! End-to-end test of placement: a light collaboration on one CPU
-//! (compact), a busy one spread with LPs and managers on separate CPUs,
+//! (compact), a busy one spread with LPs and managers on separate CPUs
+//! (mixed on every CPU when there are over 64 processes a CPU),
 //! CPU-bound LPs let onto every CPU (how the LP programs get built:
 //! `tests/common/mod.rs`).
 
@@ -225,6 +226,44 @@ fn a_light_collaboration_is_compact_and_a_saturating_one_spreads() {
     assert_placed(&procs, spread, "still spread");
     let (_, _, err) = stop(run, &name);
     assert!(err.contains("load heavy"), "{err}");
+}
+
+/// Over 64 processes a CPU (130 LPs and their managers on 2 CPUs), spread
+/// mixes LPs and managers on every CPU instead of keeping them apart (a
+/// mesh flood's LPs cost more CPU per message than its managers: apart,
+/// the LPs' CPU was the bottleneck; benches/README.md). Fixed `placement =
+/// "spread"`, so that idle LPs spread; read from the processes' affinity
+/// once every LP is ready, and again six governor periods later.
+#[test]
+fn many_processes_a_cpu_are_mixed_when_spread() {
+    let _serial = one_at_a_time();
+    let Some(all) = two_cpus() else {
+        return;
+    };
+    const N: usize = 130;
+    let dir = TempDir::new("mixed");
+    let name = unique("mix");
+    let cfg = idle_config(&dir.0, &name, N);
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let text = text.replacen(
+        "report_interval_ms",
+        "placement = \"spread\"\nreport_interval_ms",
+        1,
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let run = launch_on(&all, &cfg, &name);
+    let v = wait_status(&name, "130 ready LPs", |v| all_ready(v, N));
+    let mut procs = vec![(Role::Supervisor, run.pid().to_string())];
+    for (_, lp, mgr) in lps_and_managers(&v) {
+        procs.push((Role::Manager, mgr));
+        procs.push((Role::Lp, lp));
+    }
+    let mixed = |_: Role| all.clone();
+    wait_placed(&procs, mixed, "mixed");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_placed(&procs, mixed, "still mixed");
+    let (_, _, err) = stop(run, &name);
+    assert!(err.contains("LPs and managers mixed on CPUs"), "{err}");
 }
 
 /// `placement = "paired"`: each LP on the one CPU of its own manager, the

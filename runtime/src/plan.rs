@@ -74,20 +74,51 @@ pub struct CpuSplit {
     pub managers: Vec<usize>,
 }
 
+/// Processes per CPU above which spread mixes them: LPs and managers each
+/// on every CPU (`CpuSplit::for_cpus`). In a mesh flood of 256 LPs on 2
+/// CPUs an LP cost more CPU per message than a manager, so the LPs' CPU
+/// was the bottleneck while the managers' yielded its slack away: mixed,
+/// 8% more messages a second (10 of 10 alternating rounds), 128 LPs
+/// 4 of 4; at 32 and 64 LPs no difference showed (benches/README.md,
+/// "Scale: one wake-up per sleep; LPs and managers mixed").
+pub const MIX_ABOVE_PER_CPU: usize = 64;
+
 impl CpuSplit {
     /// The split for `procs` processes over the CPUs in `allowed`: the first
-    /// half (rounded up) for LPs, the rest for managers; `None` when every
-    /// process can have a CPU of its own or there is only one CPU.
+    /// half (rounded up) for LPs, the rest for managers; with more than
+    /// [`MIX_ABOVE_PER_CPU`] processes a CPU, every CPU for both (spread
+    /// then mixes them; compact and paired deal as before). `None` when
+    /// every process can have a CPU of its own or there is only one CPU.
     pub fn for_cpus(allowed: &[usize], procs: usize) -> Option<CpuSplit> {
         let n = allowed.len();
         if n < 2 || procs <= n {
             return None;
+        }
+        if procs > MIX_ABOVE_PER_CPU * n {
+            return Some(CpuSplit {
+                lps: allowed.to_vec(),
+                managers: allowed.to_vec(),
+            });
         }
         let half = n.div_ceil(2);
         Some(CpuSplit {
             lps: allowed[..half].to_vec(),
             managers: allowed[half..].to_vec(),
         })
+    }
+
+    /// Whether spread mixes LPs and managers on every CPU (many processes
+    /// a CPU) rather than keeping them apart.
+    pub fn mixed(&self) -> bool {
+        self.lps == self.managers
+    }
+
+    /// Every CPU of the split, ascending, once each.
+    pub fn all(&self) -> Vec<usize> {
+        let mut all: Vec<usize> = self.lps.iter().chain(&self.managers).copied().collect();
+        all.sort_unstable();
+        all.dedup();
+        all
     }
 
     /// The one CPU of every process of the collaboration (the supervisor
@@ -273,7 +304,30 @@ mod tests {
             managers: Vec::new(),
         };
         assert_eq!(empty.for_slot(LoadMode::Paired, 3), (&[][..], &[][..]));
+        assert!(!s.mixed());
+        assert_eq!(s.all(), [2, 5, 7]);
         assert_eq!((s.lps, s.managers), (vec![2, 5], vec![7]));
+    }
+
+    /// Over 64 processes a CPU, spread mixes LPs and managers on every
+    /// CPU; compact keeps its one CPU and paired deals the slots over
+    /// every CPU in turn as before. At 64 a CPU (32 LPs on 2) it splits.
+    #[test]
+    fn many_processes_a_cpu_mix_when_spread() {
+        let at = |procs| CpuSplit::for_cpus(&[0, 1], procs).unwrap();
+        let apart = at(2 * MIX_ABOVE_PER_CPU);
+        assert!(!apart.mixed());
+        assert_eq!((&apart.lps[..], &apart.managers[..]), (&[0][..], &[1][..]));
+        let s = at(2 * MIX_ABOVE_PER_CPU + 1);
+        assert!(s.mixed());
+        assert_eq!(s.for_slot(LoadMode::Spread, 7), (&[0, 1][..], &[0, 1][..]));
+        assert_eq!(s.for_slot(LoadMode::Compact, 7), (&[0][..], &[0][..]));
+        let paired: Vec<_> = (0..4).map(|i| s.for_slot(LoadMode::Paired, i).0).collect();
+        assert_eq!(paired, [&[0][..], &[1], &[0], &[1]]);
+        assert_eq!(s.all(), [0, 1]);
+        let s = CpuSplit::for_cpus(&[2, 5, 7], 512).unwrap();
+        assert_eq!(s.for_slot(LoadMode::Spread, 0).1, &[2, 5, 7]);
+        assert_eq!(s.compact(), &[2]);
     }
 }
 

@@ -5,7 +5,9 @@
 //! ```text
 //! offset size field
 //!      0    4 seq      bumped by a ring when someone sleeps; the futex word
-//!      4    4 sleepers number of processes between "I am going to sleep" and waking
+//!      4    4 sleepers bits 0-30: number of processes between "I am going to
+//!                      sleep" and waking; bit 31 (`WOKEN`): woken since the
+//!                      last of them registered
 //! ```
 //!
 //! Protocol (a Dekker-style handshake, so no wakeup is ever lost):
@@ -18,6 +20,18 @@
 //!   condition, and only then calls FUTEX_WAIT on `seq` with the value it
 //!   loaded. Either the waker sees `sleepers != 0`, or the sleeper's re-check
 //!   sees the published data.
+//! * one FUTEX_WAKE per registration: the waker that finds sleepers sets
+//!   `WOKEN` (an RMW) and calls FUTEX_WAKE only if the bit was clear; a
+//!   sleeper clears it when it registers and when it leaves. A woken
+//!   process may wait a long time for a CPU (a manager behind 255 others on
+//!   its CPU in a mesh flood); until it runs and leaves, every publish of
+//!   its producer found `sleepers != 0` and made a system call that woke
+//!   nobody: 99.9% of the LPs' 1.2 M FUTEX_WAKEs in a flood of 5.12 M
+//!   messages (benches/README.md, "Scale: one wake-up per sleep"). A waker
+//!   that finds `WOKEN` set skips: the one that set it bumps `seq` after its
+//!   RMW, so the sleeper wakes (or never sleeps), and its next registration
+//!   (an RMW later in the word's order) synchronises with the skipped
+//!   waker's RMW, so its re-check sees that waker's data.
 //!
 //! Every field is untrusted: garbage here costs at most a spurious wakeup or
 //! a sleep that ends at its timeout, never memory unsafety. A waker that
@@ -53,9 +67,17 @@ pub struct Doorbell {
     /// SYNC: bumped with Release after the waker's data is published; the
     /// sleeper loads it with Acquire before re-checking.
     seq: AtomicU32,
-    /// Count of sleepers. SYNC: SeqCst on both sides (the handshake above).
+    /// Count of sleepers (bits 0-30) and `WOKEN` (bit 31). SYNC: SeqCst on
+    /// both sides (the handshake above); the waker's `WOKEN` RMW is AcqRel
+    /// and pairs with the sleeper's registering RMW.
     sleepers: AtomicU32,
 }
+
+/// Bit of `sleepers`: a waker has woken the sleepers since the last one
+/// registered (further rings skip their FUTEX_WAKE).
+const WOKEN: u32 = 1 << 31;
+/// Bits of `sleepers` that count the sleepers.
+const COUNT: u32 = !WOKEN;
 #[cfg(not(loom))]
 const _: () = assert!(std::mem::size_of::<Doorbell>() == 8);
 
@@ -124,10 +146,10 @@ impl Doorbell {
     #[inline]
     pub fn ring(&self) {
         // SYNC: orders the caller's publishing store before the load of
-        // `sleepers`; pairs with the SeqCst increment in `wait_until`.
+        // `sleepers`; pairs with the SeqCst registration in `register`.
         fence(Ordering::SeqCst);
-        if self.sleepers.load(Ordering::Relaxed) != 0 {
-            self.notify();
+        if self.sleepers.load(Ordering::Relaxed) & COUNT != 0 {
+            self.wake_once();
         }
     }
 
@@ -135,9 +157,45 @@ impl Doorbell {
     /// visible. Use where a later full `ring` is guaranteed.
     #[inline]
     pub fn ring_relaxed(&self) {
-        if self.sleepers.load(Ordering::Relaxed) != 0 {
+        if self.sleepers.load(Ordering::Relaxed) & COUNT != 0 {
+            self.wake_once();
+        }
+    }
+
+    /// Wake the registered sleepers unless a waker did since the last of
+    /// them registered (module doc).
+    #[cold]
+    fn wake_once(&self) {
+        // SYNC: AcqRel; a sleeper's next registration (an RMW later in this
+        // word's order) reads from this RMW's release sequence, so it sees
+        // what this waker published even when it skips the wake.
+        if self.sleepers.fetch_or(WOKEN, Ordering::AcqRel) & WOKEN == 0 {
             self.notify();
         }
+    }
+
+    /// Count the caller as a sleeper and clear `WOKEN` (one RMW); then it
+    /// loads `seq` and re-checks its condition before it sleeps.
+    fn register(&self) {
+        // SYNC: SeqCst; pairs with the fence in `ring` (the handshake) and,
+        // as an acquire, with the `WOKEN` RMW of a waker that skipped.
+        // Garbage in the word wraps within the count: a lost wake-up at
+        // worst, which `MAX_SLEEP` bounds.
+        let _ = self
+            .sleepers
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
+                Some((v & COUNT).wrapping_add(1) & COUNT)
+            });
+    }
+
+    /// Undo [`Doorbell::register`] once awake (clears `WOKEN` too: the
+    /// next waker finds either no sleeper or one that registered anew).
+    fn leave(&self) {
+        let _ = self
+            .sleepers
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
+                Some((v & COUNT).wrapping_sub(1) & COUNT)
+            });
     }
 
     /// Bump the sequence and wake every sleeper, unconditionally. With
@@ -235,16 +293,16 @@ impl Doorbell {
             return Ok((r, Self::wait_until_any(bells, strategy, timeout, ready)));
         }
         let start = Instant::now();
-        // SYNC: SeqCst increment, then (after `publish`) the re-check;
+        // SYNC: SeqCst registration, then (after `publish`) the re-check;
         // pairs with the fence in `ring`, as in `wait_phases`.
         let mut words = [(&bells[0].seq, 0u32); 4];
         for (w, b) in words.iter_mut().zip(bells) {
-            b.sleepers.fetch_add(1, Ordering::SeqCst);
+            b.register();
             *w = (&b.seq, b.seq.load(Ordering::Acquire));
         }
         let awake = || {
             for b in bells {
-                b.sleepers.fetch_sub(1, Ordering::SeqCst);
+                b.leave();
             }
         };
         let r = match publish() {
@@ -321,16 +379,16 @@ impl Doorbell {
                 }
                 None => cap,
             };
-            // SYNC: SeqCst increment, then the re-check below; pairs with the
+            // SYNC: SeqCst registration, then the re-check below; pairs with the
             // fence in `ring`.
             let mut seen = [0u32; 4];
             for (b, s) in bells.iter().zip(seen.iter_mut()) {
-                b.sleepers.fetch_add(1, Ordering::SeqCst);
+                b.register();
                 *s = b.seq.load(Ordering::Acquire);
             }
             let awake = || {
                 for b in bells {
-                    b.sleepers.fetch_sub(1, Ordering::SeqCst);
+                    b.leave();
                 }
             };
             if let Some(v) = ready() {
@@ -387,204 +445,5 @@ impl Doorbell {
 }
 
 #[cfg(all(test, not(loom)))]
-mod tests {
-    use super::*;
-    use std::sync::atomic::AtomicBool;
-    use std::sync::Arc;
-
-    /// The strategy `launch` gives oversubscribed processes.
-    const RESPIN: WaitStrategy = WaitStrategy {
-        spin: Duration::ZERO,
-        yields: 1000,
-        yield_for: Duration::from_micros(200),
-        respin: Duration::from_micros(5),
-    };
-
-    #[test]
-    fn respin_sees_a_condition_that_turns_true_while_spinning() {
-        let bell = Doorbell::new();
-        // Yielding and spinning for up to 10 s: a preempted test thread
-        // cannot fall through to the sleep before probe 20.
-        let strategy = WaitStrategy {
-            yield_for: Duration::from_secs(10),
-            ..RESPIN
-        };
-        let mut probes = 0u32;
-        // False on the first probes (the one before yielding included),
-        // true during the spin that follows a yield; it reports whether a
-        // sleeper was registered at that moment (the sleep phase re-checks
-        // with `sleepers` raised).
-        let got = bell.wait_until(strategy, Some(Duration::from_secs(30)), || {
-            probes += 1;
-            (probes == 20).then(|| bell.sleepers.load(Ordering::SeqCst))
-        });
-        assert_eq!(
-            got,
-            Some(0),
-            "seen while spinning, not from the sleep phase"
-        );
-    }
-
-    /// Back from a hand-over after a publish (spread, in a stream), a wait
-    /// spins before its first yield (`handover::HANDED_BACK_SPIN`): a
-    /// condition that turns true on the third probe is seen while
-    /// spinning, with no sleeper registered. Without the hand-over, and in
-    /// the next wait (the first one took it), the same wait yields once and
-    /// then sleeps (no spin after its yield), and the third probe is the
-    /// sleep phase's re-check, with the sleeper registered. A wait that
-    /// sleeps at once (compact) never spins: its second probe is that
-    /// re-check.
-    #[test]
-    fn a_wait_spins_first_only_after_a_hand_over_came_back() {
-        const ONE_YIELD: WaitStrategy = WaitStrategy {
-            spin: Duration::ZERO,
-            yields: 1,
-            yield_for: Duration::from_secs(10),
-            respin: Duration::ZERO,
-        };
-        let bell = Doorbell::new();
-        let probe = |strategy: WaitStrategy, n: u32| {
-            let mut probes = 0u32;
-            bell.wait_until(strategy, Some(Duration::from_secs(30)), || {
-                probes += 1;
-                (probes == n).then(|| bell.sleepers.load(Ordering::SeqCst))
-            })
-        };
-        crate::handover::pretend_handed_back();
-        assert_eq!(probe(ONE_YIELD, 3), Some(0), "seen while spinning");
-        assert_eq!(probe(ONE_YIELD, 3), Some(1), "taken by the first wait");
-        crate::handover::pretend_handed_back();
-        assert_eq!(
-            probe(WaitStrategy::SLEEP, 2),
-            Some(1),
-            "compact: asleep at once"
-        );
-        assert_eq!(probe(ONE_YIELD, 3), Some(1), "and taken by it");
-    }
-
-    #[test]
-    fn respin_ends_in_a_sleep_that_a_ring_wakes() {
-        let bell = Arc::new(Doorbell::new());
-        let flag = Arc::new(AtomicBool::new(false));
-        let (b, f) = (bell.clone(), flag.clone());
-        let t = std::thread::spawn(move || {
-            // Long past the 200 µs of yielding and spinning: the waiter is
-            // asleep on the futex by then (or about to be).
-            std::thread::sleep(Duration::from_millis(50));
-            f.store(true, Ordering::SeqCst);
-            b.ring();
-        });
-        let start = Instant::now();
-        let got = bell.wait_until(RESPIN, Some(Duration::from_secs(30)), || {
-            flag.load(Ordering::SeqCst).then_some(())
-        });
-        t.join().unwrap();
-        assert_eq!(got, Some(()));
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "woken by the ring, not the timeout"
-        );
-    }
-
-    /// Issue 11 item 10: a waiter whose `sleepers` count is zeroed (by a
-    /// process that should not write there) gets no FUTEX_WAKE; it used to
-    /// sleep for ever in a wait without a timeout. Now it re-checks.
-    #[test]
-    fn a_wait_for_ever_survives_a_zeroed_sleepers_word() {
-        let bell = Arc::new(Doorbell::new());
-        let flag = Arc::new(AtomicBool::new(false));
-        let (b, f) = (bell.clone(), flag.clone());
-        let (done_tx, done_rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            b.wait_until(WaitStrategy::SLEEP, None, || {
-                f.load(Ordering::SeqCst).then_some(())
-            });
-            let _ = done_tx.send(());
-        });
-        while bell.sleepers.load(Ordering::SeqCst) == 0 {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        bell.sleepers.store(0, Ordering::SeqCst);
-        flag.store(true, Ordering::SeqCst);
-        bell.ring(); // sees no sleeper: no wake-up
-                     // Hang guard only (a lost waiter never returns).
-        assert!(
-            done_rx.recv_timeout(Duration::from_secs(60)).is_ok(),
-            "the waiter slept for ever after its wake-up was lost"
-        );
-    }
-
-    /// A compact requester is a sleeper before its request leaves: a reply
-    /// published between its last check and its sleep rings it (the
-    /// registration is what makes the replier's `ring` see it). Spread, it
-    /// publishes first and waits as usual. A failed publish leaves no
-    /// sleeper behind (every ring would then make a system call).
-    #[test]
-    fn publish_then_wait_registers_before_publishing() {
-        let bell = Doorbell::new();
-        let flag = AtomicBool::new(false);
-        let mut checks = 0;
-        let got = Doorbell::publish_then_wait(
-            &[&bell],
-            WaitStrategy::SLEEP,
-            Some(Duration::from_secs(30)),
-            || Ok::<_, ()>(bell.sleepers.load(Ordering::SeqCst)),
-            || {
-                checks += 1;
-                let seen = flag.load(Ordering::SeqCst);
-                if checks == 1 {
-                    // The reply lands right after this check said no.
-                    flag.store(true, Ordering::SeqCst);
-                    bell.ring();
-                }
-                seen.then_some(checks)
-            },
-        );
-        let (sleepers_at_publish, checks_at_return) = (got.unwrap().0, got.unwrap().1);
-        assert_eq!(sleepers_at_publish, 1, "registered before publishing");
-        assert_eq!(checks_at_return, Some(2), "found after the one sleep");
-        assert_eq!(
-            bell.seq(),
-            1,
-            "the reply's ring saw the sleeper and woke it"
-        );
-        assert_eq!(bell.sleepers.load(Ordering::SeqCst), 0);
-
-        let spread = Doorbell::publish_then_wait(
-            &[&bell],
-            RESPIN,
-            Some(Duration::from_secs(30)),
-            || Ok::<_, ()>(bell.sleepers.load(Ordering::SeqCst)),
-            || Some(()),
-        );
-        assert_eq!(
-            spread,
-            Ok((0, Some(()))),
-            "spread: no sleeper while publishing"
-        );
-
-        let failed: Result<((), Option<()>), &str> = Doorbell::publish_then_wait(
-            &[&bell],
-            WaitStrategy::SLEEP,
-            Some(Duration::from_secs(30)),
-            || Err("ring full"),
-            || None,
-        );
-        assert_eq!(failed, Err("ring full"));
-        assert_eq!(bell.sleepers.load(Ordering::SeqCst), 0, "no sleeper left");
-    }
-
-    #[test]
-    fn respin_honours_the_timeout() {
-        let bell = Doorbell::new();
-        let start = Instant::now();
-        let got: Option<()> = bell.wait_until(RESPIN, Some(Duration::from_millis(20)), || None);
-        assert_eq!(got, None);
-        let took = start.elapsed();
-        assert!(took >= Duration::from_millis(20), "{took:?}");
-        assert!(
-            took < Duration::from_secs(10),
-            "{took:?}: the timeout was not honoured"
-        );
-    }
-}
+#[path = "doorbell_tests.rs"]
+mod tests;

@@ -108,9 +108,7 @@ impl LpProc {
             // Not before we placed ourselves (its first start): it has our
             // CPUs then, these already, and moving it anyway cost 4% of a
             // manager's CPU at launch (perf, 1,024 LPs).
-            let mut all: Vec<usize> = split.lps.iter().chain(&split.managers).copied().collect();
-            all.sort_unstable();
-            all.dedup();
+            let all = split.all();
             if process_cpus(None) != all {
                 set_process_cpus(pid, &all);
             }

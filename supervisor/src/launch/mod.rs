@@ -278,7 +278,16 @@ fn place(plan: &mut Plan) -> Vec<(&'static str, String)> {
     let env = crowded_env(plan.lps.len(), cpus);
     if plan.placement != Placement::None {
         plan.cpus = CpuSplit::for_cpus(&allowed, 2 * plan.lps.len());
-        if let Some(c) = &plan.cpus {
+        if let Some(c) = plan.cpus.as_ref().filter(|c| c.mixed()) {
+            eprintln!(
+                "shmcollab: {} LPs and managers on {} CPUs: mixed on CPUs {:?} once ready \
+                 (over {} a CPU; placement = \"none\" in the config turns this off)",
+                2 * plan.lps.len(),
+                c.lps.len(),
+                c.lps,
+                shmcollab_runtime::plan::MIX_ABOVE_PER_CPU
+            );
+        } else if let Some(c) = &plan.cpus {
             eprintln!(
                 "shmcollab: {} LPs and managers on {} CPUs: LPs on CPUs {:?}, managers on \
                  CPUs {:?} once ready (placement = \"none\" in the config turns this off)",

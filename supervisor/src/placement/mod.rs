@@ -151,8 +151,7 @@ impl Governor {
     /// may widen them to `split.lps` and `split.managers` together, with
     /// the mode following the load (`placement = "auto"`) or fixed.
     pub fn new(split: CpuSplit, placement: Placement) -> Governor {
-        let mut all = split.lps.clone();
-        all.extend_from_slice(&split.managers);
+        let all = split.all();
         let now = Instant::now();
         Governor {
             split,
@@ -261,12 +260,14 @@ impl Governor {
             return false;
         }
         let a = self.slow.advance(now, seen, true);
-        // An LP that computes keeps the collaboration spread.
+        // An LP that computes keeps the collaboration spread. (Mixed,
+        // every LP is on every CPU: only its CPU use says so.)
         let lp_wide = self.lps.values().any(|w| w.hot > 0)
-            || seen
-                .ready
-                .iter()
-                .any(|r| process_cpus(Some(r.1)) == self.all);
+            || !self.split.mixed()
+                && seen
+                    .ready
+                    .iter()
+                    .any(|r| process_cpus(Some(r.1)) == self.all);
         let s = Sample {
             cpu_ns: a.cpu_ns,
             msgs: a.msgs,
@@ -404,6 +405,10 @@ impl Governor {
             // The actual CPUs decide, not what was done last: the LP's
             // manager placed it when it became ready, and places a
             // restarted one anew.
+            if self.split.mixed() {
+                // Spread, every LP is on every CPU already.
+                continue;
+            }
             let on = process_cpus(Some(*pid));
             if w.hot >= HOT_PERIODS && on == self.split.lps {
                 if set_process_cpus(*pid, &self.all) {
@@ -454,6 +459,11 @@ fn say_mode(mode: LoadMode, split: &CpuSplit, s: Option<Sample>) {
             "shmcollab: paired ({why}): each LP on its manager's CPU, pairs over CPUs {:?} \
              and {:?}, waits sleep",
             split.lps, split.managers
+        ),
+        _ if split.mixed() => eprintln!(
+            "shmcollab: load heavy ({why}): LPs and managers mixed on CPUs {:?}, waits spin \
+             first",
+            split.lps
         ),
         _ => eprintln!(
             "shmcollab: load heavy ({why}): LPs on CPUs {:?}, managers on CPUs {:?}, waits \
