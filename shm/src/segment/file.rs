@@ -32,6 +32,10 @@ struct Mapped {
     map: memmap2::MmapRaw,
     path: PathBuf,
     file: File,
+    /// (device, inode) of `file`, read at the first [`Segment::replaced`]
+    /// (an open file keeps them: the check then costs one `stat`, not two;
+    /// a manager runs it for each of its rings ten times a second).
+    id: std::sync::OnceLock<(u64, u64)>,
 }
 
 impl std::fmt::Debug for Segment {
@@ -208,6 +212,7 @@ impl Segment {
                 map,
                 path,
                 file,
+                id: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -290,11 +295,17 @@ impl Segment {
     /// taken away, say) is not taken as proof: false.
     pub fn replaced(&self) -> bool {
         use std::os::unix::fs::MetadataExt;
-        let Ok(ours) = self.inner.file.metadata() else {
-            return false;
+        let (dev, ino) = match self.inner.id.get() {
+            Some(&id) => id,
+            None => {
+                let Ok(m) = self.inner.file.metadata() else {
+                    return false;
+                };
+                *self.inner.id.get_or_init(|| (m.dev(), m.ino()))
+            }
         };
         match std::fs::symlink_metadata(&self.inner.path) {
-            Ok(now) => now.dev() != ours.dev() || now.ino() != ours.ino(),
+            Ok(now) => now.dev() != dev || now.ino() != ino,
             Err(e) => e.kind() == io::ErrorKind::NotFound,
         }
     }
