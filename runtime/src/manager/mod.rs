@@ -12,6 +12,7 @@
 //! | delivery | `deliver.rs` | what each route does, for frames from the LP and from peers |
 //! | back-pressure | `backlog.rs` | how much is queued per source and per peer before frames wait in their rings |
 //! | peers | `peers.rs` | the rings to and from each peer manager, their queues, the direct rings we write |
+//! | direct out | `direct_out.rs` | the direct rings we write into peers' LPs: opened on an OFFER, given up (UNSWITCH), their sealers' sequences |
 //! | discovery | `discovery.rs` | the registry's slots and change counter -> the known peers up and gone; ring requests (rings are made when a pair first talks) |
 //! | direct path | `direct.rs` | the direct rings into our LP, as a state machine per ring |
 //! | coordinator | `coordinator.rs` | the role's election and the published aggregate |
@@ -55,6 +56,7 @@ mod context;
 mod coordinator;
 mod deliver;
 mod direct;
+mod direct_out;
 mod discovery;
 mod event_loop;
 mod heal;
