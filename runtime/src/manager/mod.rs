@@ -39,7 +39,9 @@
 //!    (tag, sequence number), unpacked, source stamped with a's slot.
 //! 3. `deliver.rs` `FromLp::take` -> [`router::route`]: `Route::Peer(b)`
 //!    -> `peers.rs` `Peers::send`: queued for b's LP's direct ring (or b's
-//!    ring, on the 6-hop path).
+//!    ring, on the 6-hop path). A lone message (nothing behind it in the
+//!    LP's ring, nothing queued before it: `Peers::send_lone`) skips the
+//!    queue: sealed into that ring and published at once, as in 4.
 //! 4. `peers.rs` `Peers::pump_out` -> `link/tx.rs` `TxLink::drain`: sealed
 //!    (batched) into the direct ring into LP b, with the key derived from
 //!    LP b's own link key; LP b's doorbell rung.
@@ -69,6 +71,8 @@ mod lp_proc;
 mod lp_side;
 mod peer_side;
 mod peers;
+#[cfg(test)]
+mod peers_tests;
 mod reports;
 pub mod router;
 mod serve_txn;

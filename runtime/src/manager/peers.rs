@@ -159,6 +159,30 @@ impl Peer {
         (work, dropped)
     }
 
+    /// Seal a message straight into the ring it goes to (the direct ring
+    /// into the peer's LP if it offered one, else the peer's ring) and
+    /// publish it, if nothing waits for that ring (order per pair: what
+    /// waits goes first). `Some(true)`: written; `Some(false)`: it can never
+    /// be (too large; dropped, as the drain would); `None`: nothing written,
+    /// queue it (no ring yet, something waits, the ring is full or
+    /// corrupt: the pump deals with those as with any queued message).
+    fn write_now(&mut self, h: &FrameHeader, payload: &[u8]) -> Option<bool> {
+        let link = match self.direct.as_mut() {
+            Some(_) if !self.direct_pending.is_empty() => return None,
+            Some(d) => &mut d.link,
+            None if !self.pending.is_empty() || self.report.is_some() => return None,
+            None => self.tx.as_mut()?,
+        };
+        match link.write_one(h, payload) {
+            Ok(true) => {
+                link.flush();
+                Some(true)
+            }
+            Ok(false) | Err(SendError::Corrupt(_)) => None,
+            Err(_) => Some(false),
+        }
+    }
+
     /// The peer's LP ended for good: what waits for it (its state report
     /// too) is dropped; the number of messages dropped.
     pub fn finish(&mut self) -> usize {
@@ -236,6 +260,25 @@ impl Peers {
             peer.pending.push(h, payload);
         }
         true
+    }
+
+    /// As [`Peers::send`], for a lone message (nothing known to follow it
+    /// from its source, see [`crate::link::RxLink::next_lone`]): written
+    /// and published at once when nothing waits for its ring before it,
+    /// instead of queued and written at the end of the pump. Back to back,
+    /// the outbox (the push, the drain up to the reserve) was 130-150 ns of
+    /// each manager hop (benches/hops.md, "lat10"). A message that does not
+    /// fit now is queued as by [`Peers::send`]; false if the peer's LP
+    /// ended for good or the message can never be written (dropped).
+    pub fn send_lone(&mut self, s: u32, h: &FrameHeader, payload: &[u8]) -> bool {
+        let peer = self.entry(s);
+        if peer.finished {
+            return false;
+        }
+        match peer.write_now(h, payload) {
+            Some(written) => written,
+            None => self.send(s, h, payload),
+        }
     }
 
     /// Queue a frame for peer manager `s` itself (its transaction server),
