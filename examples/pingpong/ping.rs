@@ -17,7 +17,7 @@
 //! `ping afterlife N FILE`: ends pong, then sends N messages to the
 //! sub-function it hosted (they cannot be delivered: they must neither
 //! block nor vanish uncounted), then waits until FILE exists.
-use shmcollab::runtime::{Lp, LpError};
+use shmcollab::runtime::{Lp, LpError, Message};
 use std::time::{Duration, Instant};
 
 #[path = "pace.rs"]
@@ -122,9 +122,10 @@ fn rtt(lp: &mut Lp, n: u64, size: usize) -> Result<(), LpError> {
     let msg = vec![0x42u8; size];
     let warm = (n / 10).max(1);
     let mut samples = Vec::with_capacity(n as usize);
+    let mut r = Message::default();
     for i in 0..warm + n {
         let t = Instant::now();
-        let r = lp.request("pong", &msg, Duration::from_secs(10))?;
+        lp.request_into("pong", &msg, Duration::from_secs(10), &mut r)?;
         assert_eq!(r.payload.len(), size);
         if i >= warm {
             samples.push(t.elapsed().as_nanos() as u64);
@@ -166,10 +167,12 @@ fn paced(lp: &mut Lp, n: u64, interval_us: u64, size: usize) -> Result<(), LpErr
     let n = n.max(1);
     let msg = vec![0x42u8; size];
     let mut pacer = pace::Pacer::new(Duration::from_micros(interval_us));
+    // The reply's buffer is reused (no allocation per round trip).
+    let mut r = Message::default();
     let mut once = |lp: &mut Lp| -> Result<u64, LpError> {
         pacer.wait();
         let t = Instant::now();
-        let r = lp.request("pong", &msg, Duration::from_secs(10))?;
+        lp.request_into("pong", &msg, Duration::from_secs(10), &mut r)?;
         let ns = t.elapsed().as_nanos() as u64;
         assert_eq!(r.payload.len(), size);
         Ok(ns)

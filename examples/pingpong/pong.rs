@@ -7,7 +7,7 @@
 //! it sends replies with correlation ids 1..=2000 to the LP in SLOT, as if
 //! answering requests that LP has not sent yet, reports `forged = done`,
 //! waits until the file `PONG_FORGE_UNTIL` exists (if set) and exits 0.
-use shmcollab::runtime::{Lp, LpError, MessageKind};
+use shmcollab::runtime::{Lp, LpError, Message, MessageKind};
 use std::io::Write;
 
 fn main() -> Result<(), LpError> {
@@ -43,8 +43,11 @@ fn main() -> Result<(), LpError> {
         return Ok(());
     }
     let mut count = 0u64;
+    // Received into the same message: its buffers are reused (no
+    // allocation per message).
+    let mut m = Message::default();
     loop {
-        let m = lp.recv()?;
+        lp.recv_into(&mut m)?;
         match m.kind {
             MessageKind::Request if m.payload == b"end" => {
                 lp.reply(&m, count.to_string().as_bytes())?;

@@ -70,8 +70,24 @@ impl RxLink {
         scratch: &mut Vec<u8>,
         mut f: impl FnMut(FrameHeader, &[u8]),
     ) -> Result<Step, RingError> {
-        self.read(scratch, false, |h, p| {
+        self.read(scratch, false, |h, p, _| {
             f(h, p);
+            true
+        })
+    }
+
+    /// As [`RxLink::next`], telling `f` whether the message is lone: the
+    /// frame is one message (not a batch) and nothing was published after
+    /// it when the ring's tail was last read (see
+    /// [`shmcollab_shm::ring::ReadFrame::last_known`]). A forwarder writes a
+    /// lone message on at once and queues the others, to batch them.
+    pub fn next_lone(
+        &mut self,
+        scratch: &mut Vec<u8>,
+        mut f: impl FnMut(FrameHeader, &[u8], bool),
+    ) -> Result<Step, RingError> {
+        self.read(scratch, false, |h, p, lone| {
+            f(h, p, lone);
             true
         })
     }
@@ -82,20 +98,23 @@ impl RxLink {
     pub fn next_held(
         &mut self,
         scratch: &mut Vec<u8>,
-        f: impl FnMut(FrameHeader, &[u8]) -> bool,
+        mut f: impl FnMut(FrameHeader, &[u8]) -> bool,
     ) -> Result<Step, RingError> {
-        self.read(scratch, true, f)
+        self.read(scratch, true, |h, p, _| f(h, p))
     }
 
+    /// `f` gets each message and whether it is lone (see
+    /// [`RxLink::next_lone`]).
     fn read(
         &mut self,
         scratch: &mut Vec<u8>,
         hold: bool,
-        mut f: impl FnMut(FrameHeader, &[u8]) -> bool,
+        mut f: impl FnMut(FrameHeader, &[u8], bool) -> bool,
     ) -> Result<Step, RingError> {
         let Some(frame) = self.c.peek()? else {
             return Ok(Step::Empty);
         };
+        let last = frame.last_known();
         // Copied out of shared memory first: only the copy is checked.
         frame.copy_to(scratch);
         let opened = self.opener.open_copied(scratch);
@@ -103,8 +122,9 @@ impl RxLink {
             frame.release();
             return Ok(Step::Rejected);
         };
+        let lone = last && h.kind != shmcollab_shm::frame::kind::BATCH;
         let mut taken = 0;
-        let ok = super::unpack(&h, scratch, |h, p| taken += usize::from(f(h, p)));
+        let ok = super::unpack(&h, scratch, |h, p| taken += usize::from(f(h, p, lone)));
         let held = hold && taken > 0;
         if !held {
             frame.release();
@@ -241,6 +261,41 @@ mod tests {
         }
         assert_eq!(got, [0, 1, 2, 3, 4, 9]);
         assert_eq!(f.rx.stats().accepted, 2);
+    }
+
+    /// Lone: a frame of one message with nothing published after it; a
+    /// batch's messages and a frame with others behind it are not.
+    #[test]
+    fn only_the_last_single_frame_is_lone() {
+        let mut f = fixture(Resync::Never);
+        let mut q = Outbox::new();
+        for i in 0..3u32 {
+            q.push(&data(i), b"m");
+        }
+        f.tx.drain(&mut q);
+        f.tx.write_one(&data(3), b"m").unwrap();
+        f.tx.write_one(&data(4), b"m").unwrap();
+        f.tx.flush();
+        let mut got = Vec::new();
+        let mut scratch = Vec::new();
+        let mut read = |rx: &mut RxLink, got: &mut Vec<(u32, bool)>| {
+            while let Step::Opened { .. } = rx
+                .next_lone(&mut scratch, |h, _, lone| got.push((h.dst, lone)))
+                .unwrap()
+            {}
+        };
+        read(&mut f.rx, &mut got);
+        let want = [(0, false), (1, false), (2, false), (3, false), (4, true)];
+        assert_eq!(got, want);
+        // A lone batch is still a batch: its messages are not lone.
+        for i in 5..7u32 {
+            q.push(&data(i), b"m");
+        }
+        f.tx.drain(&mut q);
+        f.tx.flush();
+        got.clear();
+        read(&mut f.rx, &mut got);
+        assert_eq!(got, [(5, false), (6, false)]);
     }
 
     #[test]

@@ -296,6 +296,7 @@ impl Lp {
         let plan = &self.plan;
         let inbox = &mut self.inbox;
         let txn_replies = &mut self.txn_replies;
+        let spares = &mut self.spares;
         let mut ctls = Vec::new();
         let mut taken = DirectStats::default();
         let Some(link) = self.rx.link(r) else {
@@ -313,7 +314,7 @@ impl Lp {
                 txn_replies.insert(h.aux, p.to_vec());
                 return true;
             }
-            let Some(m) = Message::from_frame(plan, &h, p) else {
+            let Some(m) = Message::from_frame(plan, spares, &h, p) else {
                 return false;
             };
             taken.msgs += 1;

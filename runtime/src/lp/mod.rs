@@ -23,6 +23,7 @@
 
 mod fds;
 mod inbound;
+mod recycle;
 mod request;
 mod txn;
 mod txn_memory;
@@ -194,6 +195,8 @@ pub struct Lp {
     /// See [`Lp::forged_replies`].
     forged_replies: u64,
     scratch: Vec<u8>,
+    /// Buffers of messages handed back ([`Lp::recv_into`]).
+    spares: recycle::Spares,
 }
 
 fn env_var(name: &str) -> Result<String, LpError> {
@@ -271,6 +274,7 @@ impl Lp {
             txn_memory: txn_memory::TxnMemory::default(),
             forged_replies: 0,
             scratch: Vec::with_capacity(4096),
+            spares: recycle::Spares::default(),
         })
     }
 
@@ -529,7 +533,12 @@ fn send_error(e: SendError) -> LpError {
 impl Message {
     /// The message of a frame from the manager; `None` for kinds an LP
     /// does not receive.
-    fn from_frame(plan: &Handover, h: &FrameHeader, payload: &[u8]) -> Option<Message> {
+    fn from_frame(
+        plan: &Handover,
+        spares: &mut recycle::Spares,
+        h: &FrameHeader,
+        payload: &[u8],
+    ) -> Option<Message> {
         let kind = match h.kind {
             kind::DATA => MessageKind::Data,
             kind::REQUEST => MessageKind::Request,
@@ -539,7 +548,7 @@ impl Message {
         };
         let addressed = matches!(kind, MessageKind::Data | MessageKind::Request);
         let to = if h.flags & FLAG_DST_LP == 0 && addressed {
-            plan.subfn_name(h.dst).map(str::to_owned)
+            plan.subfn_name(h.dst).map(|n| spares.name(n))
         } else {
             None
         };
@@ -548,7 +557,7 @@ impl Message {
             to,
             kind,
             corr: h.aux,
-            payload: payload.to_vec(),
+            payload: spares.payload(payload),
         })
     }
 }

@@ -33,7 +33,9 @@ pub(super) struct FromLp<'a> {
 }
 
 impl FromLp<'_> {
-    pub fn take(&mut self, h: FrameHeader, p: &[u8]) {
+    /// A message from our LP; `lone`: nothing known to follow it (see
+    /// [`Peers::send_lone`]).
+    pub fn take(&mut self, h: FrameHeader, p: &[u8], lone: bool) {
         self.framed = true;
         let ctx = self.ctx;
         if h.kind != kind::CONTROL {
@@ -53,6 +55,8 @@ impl FromLp<'_> {
                 // rest for its LP (on the direct path when there is one).
                 let sent = if h.kind == kind::TXN {
                     self.peers.send_to_manager(s, &h, p)
+                } else if lone {
+                    self.peers.send_lone(s, &h, p)
                 } else {
                     self.peers.send(s, &h, p)
                 };

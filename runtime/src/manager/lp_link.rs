@@ -85,8 +85,9 @@ impl LpLink {
         self.rx.set_opener(Opener::new(keys.1.clone()));
     }
 
-    /// Take up to `budget` frames out of the LP's ring; `f` gets each
-    /// message, its source already stamped with our slot.
+    /// Take up to `budget` frames out of the LP's ring; `route` gets each
+    /// message, its source already stamped with our slot, and whether it is
+    /// lone (see [`crate::link::RxLink::next_lone`]: written on at once).
     ///
     /// Garbage in the ring (whatever the LP, or anyone who can write it,
     /// put there) never ends the manager: the ring is reset in place, the
@@ -98,14 +99,14 @@ impl LpLink {
         slot: u32,
         budget: usize,
         scratch: &mut Vec<u8>,
-        mut route: impl FnMut(FrameHeader, &[u8]),
+        mut route: impl FnMut(FrameHeader, &[u8], bool),
     ) -> Result<Pumped, RingError> {
         let mut done = Pumped::default();
         while done.frames < budget {
             // The manager stamps the source: an LP cannot claim to be another.
-            let step = self.rx.next(scratch, |mut h, p| {
+            let step = self.rx.next_lone(scratch, |mut h, p, lone| {
                 h.src = slot;
-                route(h, p);
+                route(h, p, lone);
             });
             let step = match step {
                 Ok(s) => s,

@@ -132,7 +132,9 @@ impl Manager {
         let slot = self.ctx.slot;
         let pumped = self
             .lp
-            .pump(slot, budget, &mut self.scratch, |h, p| sink.take(h, p))
+            .pump(slot, budget, &mut self.scratch, |h, p, lone| {
+                sink.take(h, p, lone)
+            })
             .map_err(|e| anyhow!("LP ring: {e}"))?;
         let (ctl, framed, own_txn) = (std::mem::take(&mut sink.ctl), sink.framed, sink.own_txn);
         self.pumped_own_txn += own_txn;

@@ -12,6 +12,7 @@
 //! | delivery | `deliver.rs` | what each route does, for frames from the LP and from peers |
 //! | back-pressure | `backlog.rs` | how much is queued per source and per peer before frames wait in their rings |
 //! | peers | `peers.rs` | the rings to and from each peer manager, their queues, the direct rings we write |
+//! | direct out | `direct_out.rs` | the direct rings we write into peers' LPs: opened on an OFFER, given up (UNSWITCH), their sealers' sequences |
 //! | discovery | `discovery.rs` | the registry's slots and change counter -> the known peers up and gone; ring requests (rings are made when a pair first talks) |
 //! | direct path | `direct.rs` | the direct rings into our LP, as a state machine per ring |
 //! | coordinator | `coordinator.rs` | the role's election and the published aggregate |
@@ -38,7 +39,9 @@
 //!    (tag, sequence number), unpacked, source stamped with a's slot.
 //! 3. `deliver.rs` `FromLp::take` -> [`router::route`]: `Route::Peer(b)`
 //!    -> `peers.rs` `Peers::send`: queued for b's LP's direct ring (or b's
-//!    ring, on the 6-hop path).
+//!    ring, on the 6-hop path). A lone message (nothing behind it in the
+//!    LP's ring, nothing queued before it: `Peers::send_lone`) skips the
+//!    queue: sealed into that ring and published at once, as in 4.
 //! 4. `peers.rs` `Peers::pump_out` -> `link/tx.rs` `TxLink::drain`: sealed
 //!    (batched) into the direct ring into LP b, with the key derived from
 //!    LP b's own link key; LP b's doorbell rung.
@@ -55,6 +58,7 @@ mod context;
 mod coordinator;
 mod deliver;
 mod direct;
+mod direct_out;
 mod discovery;
 mod event_loop;
 mod heal;
@@ -67,6 +71,8 @@ mod lp_proc;
 mod lp_side;
 mod peer_side;
 mod peers;
+#[cfg(test)]
+mod peers_tests;
 mod reports;
 pub mod router;
 mod serve_txn;

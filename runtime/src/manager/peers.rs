@@ -2,19 +2,19 @@
 //! by us when it asks for one; old generations' rings drained to the end),
 //! the ring we write to it (made by it), the queue of what waits for room
 //! or for that ring, the newest state report for it (the coordinator), and
-//! the writer's side of the direct path: the ring into the peer's LP that
-//! the peer offered, with its own queue.
+//! the direct ring into the peer's LP that the peer offered, with its own
+//! queue (opening and giving it up: `direct_out.rs`).
 //!
 //! Discovery (who is up, in which generation) and getting a ring when a
 //! pair first talks are in `discovery.rs`.
 
 use super::context::Ctx;
+use super::direct_out::DirectOut;
 use crate::ctl::PeerCtl;
 use crate::link::{Outbox, RxLink, Step, TxLink};
-use crate::wire;
-use shmcollab_shm::auth::{RxStats, Sealer};
+use shmcollab_shm::auth::RxStats;
 use shmcollab_shm::frame::FrameHeader;
-use shmcollab_shm::ring::{data_bell_ref, open_ring, Producer, SendError};
+use shmcollab_shm::ring::SendError;
 use shmcollab_shm::segment::Segment;
 use std::collections::BTreeMap;
 
@@ -28,17 +28,6 @@ pub(super) struct Inbound {
     pub name: String,
     /// The ring (we made it: we heal its fixed fields).
     pub seg: shmcollab_shm::segment::Segment,
-}
-
-/// The direct ring into a peer's LP, written by us.
-pub(super) struct DirectOut {
-    link: TxLink,
-    /// Its segment, to see whether the file is still the one we write.
-    seg: Segment,
-    /// The generation of the peer it serves.
-    b_gen: u32,
-    /// The generation of the peer's LP it serves.
-    lp_gen: u32,
 }
 
 /// One peer manager.
@@ -68,9 +57,9 @@ pub(super) struct Peer {
     /// of `pending`; an older one not yet sent is replaced.
     report: Option<(FrameHeader, Vec<u8>)>,
     /// The direct ring into the peer's LP, once offered.
-    direct: Option<DirectOut>,
+    pub(super) direct: Option<DirectOut>,
     /// Messages for the peer's LP waiting for room in `direct`.
-    direct_pending: Outbox,
+    pub(super) direct_pending: Outbox,
     /// For each generation of the peer we sealed for, the next sequence
     /// number (see `drop_tx`; the few newest generations are kept).
     pub sealed: std::collections::BTreeMap<u32, u64>,
@@ -80,7 +69,7 @@ pub(super) struct Peer {
     /// (peer generation, LP generation): a ring offered again for the same
     /// pair has the same key, and its sealer goes on from there (no nonce
     /// reuse; the few newest are kept).
-    direct_sealed: BTreeMap<(u32, u32), u64>,
+    pub(super) direct_sealed: BTreeMap<(u32, u32), u64>,
 }
 
 impl Peer {
@@ -119,23 +108,6 @@ impl Peer {
             sealed: std::collections::BTreeMap::new(),
             tx_seg: None,
             direct_sealed: BTreeMap::new(),
-        }
-    }
-
-    /// The peer's manager changed or left: the direct ring into its LP is
-    /// gone with it; what waits for it goes the 6-hop way, after what
-    /// already waits there.
-    pub fn unsplit_direct(&mut self) {
-        if let Some(d) = self.direct.take() {
-            let next = self.direct_sealed.entry((d.b_gen, d.lp_gen)).or_default();
-            *next = (*next).max(d.link.next_seq());
-            while self.direct_sealed.len() > 16 {
-                self.direct_sealed.pop_first();
-            }
-        }
-        if !self.direct_pending.is_empty() {
-            let later = std::mem::take(&mut self.direct_pending);
-            later.for_each(|h, p| self.pending.push(&h, p));
         }
     }
 
@@ -185,6 +157,30 @@ impl Peer {
             work = true;
         }
         (work, dropped)
+    }
+
+    /// Seal a message straight into the ring it goes to (the direct ring
+    /// into the peer's LP if it offered one, else the peer's ring) and
+    /// publish it, if nothing waits for that ring (order per pair: what
+    /// waits goes first). `Some(true)`: written; `Some(false)`: it can never
+    /// be (too large; dropped, as the drain would); `None`: nothing written,
+    /// queue it (no ring yet, something waits, the ring is full or
+    /// corrupt: the pump deals with those as with any queued message).
+    fn write_now(&mut self, h: &FrameHeader, payload: &[u8]) -> Option<bool> {
+        let link = match self.direct.as_mut() {
+            Some(_) if !self.direct_pending.is_empty() => return None,
+            Some(d) => &mut d.link,
+            None if !self.pending.is_empty() || self.report.is_some() => return None,
+            None => self.tx.as_mut()?,
+        };
+        match link.write_one(h, payload) {
+            Ok(true) => {
+                link.flush();
+                Some(true)
+            }
+            Ok(false) | Err(SendError::Corrupt(_)) => None,
+            Err(_) => Some(false),
+        }
     }
 
     /// The peer's LP ended for good: what waits for it (its state report
@@ -264,6 +260,25 @@ impl Peers {
             peer.pending.push(h, payload);
         }
         true
+    }
+
+    /// As [`Peers::send`], for a lone message (nothing known to follow it
+    /// from its source, see [`crate::link::RxLink::next_lone`]): written
+    /// and published at once when nothing waits for its ring before it,
+    /// instead of queued and written at the end of the pump. Back to back,
+    /// the outbox (the push, the drain up to the reserve) was 130-150 ns of
+    /// each manager hop (benches/hops.md, "lat10"). A message that does not
+    /// fit now is queued as by [`Peers::send`]; false if the peer's LP
+    /// ended for good or the message can never be written (dropped).
+    pub fn send_lone(&mut self, s: u32, h: &FrameHeader, payload: &[u8]) -> bool {
+        let peer = self.entry(s);
+        if peer.finished {
+            return false;
+        }
+        match peer.write_now(h, payload) {
+            Some(written) => written,
+            None => self.send(s, h, payload),
+        }
     }
 
     /// Queue a frame for peer manager `s` itself (its transaction server),
@@ -492,68 +507,6 @@ impl Peers {
         per_peer.collect()
     }
 
-    /// Peer `b` offers its LP's direct ring of `lp_gen` (b's generation
-    /// `b_gen`): write there from now on, behind a SWITCH on b's ring.
-    pub fn on_offer(&mut self, ctx: &Ctx, b: u32, lp_gen: u32, b_gen: u32) {
-        let key = ctx.direct_key((ctx.slot, ctx.generation), (b, b_gen), lp_gen);
-        let Some(peer) = self.map.get_mut(&b) else {
-            return;
-        };
-        if !peer.up || peer.generation != b_gen || peer.finished {
-            return;
-        }
-        if peer.direct.as_ref().is_some_and(|d| d.lp_gen >= lp_gen) {
-            return;
-        }
-        let name = wire::direct_ring(ctx.slot, ctx.generation, b, b_gen, lp_gen);
-        let Ok(seg) = open_ring(&ctx.session, &name) else {
-            return;
-        };
-        // The LP waits on its main ring's doorbell: ring that one.
-        let bell = open_ring(&ctx.session, &wire::lp_in_ring(b, b_gen))
-            .ok()
-            .and_then(|s| data_bell_ref(&s).ok());
-        let Some(tx) = bell.and_then(|bell| Producer::attach(&seg, Some(bell)).ok()) else {
-            return;
-        };
-        if let Some(old) = peer.direct.as_mut() {
-            old.link.flush();
-        }
-        let sealer = match peer.direct_sealed.get(&(b_gen, lp_gen)) {
-            Some(&next) => Sealer::resume(key, next),
-            None => Sealer::new(key),
-        };
-        peer.direct = Some(DirectOut {
-            link: TxLink::new(tx, sealer),
-            seg,
-            b_gen,
-            lp_gen,
-        });
-        // For this generation of b only (`to_gen`): a SWITCH still queued
-        // when b restarts must not match the new b's ring.
-        let switch = PeerCtl::Switch {
-            lp_gen,
-            from_gen: ctx.generation,
-            to_gen: b_gen,
-        };
-        self.tell(ctx, b, switch);
-    }
-
-    /// Peer `b` found garbage in the direct ring we write for its LP of
-    /// `lp_gen` and dropped it: what we queue for that LP goes the 6-hop
-    /// way again, behind an UNSWITCH.
-    pub fn on_revoke(&mut self, ctx: &Ctx, b: u32, lp_gen: u32, b_gen: u32) {
-        let Some(peer) = self.map.get_mut(&b) else {
-            return;
-        };
-        if peer.generation != b_gen {
-            return;
-        }
-        if peer.direct.as_ref().is_some_and(|d| d.lp_gen == lp_gen) {
-            peer.give_up_direct(ctx);
-        }
-    }
-
     /// Rings we write whose files were replaced (a reader made its ring
     /// again after garbage in the registry made a healthy peer look gone
     /// and back, or another process unlinked it): what we wrote there
@@ -577,24 +530,5 @@ impl Peers {
             self.connect(ctx);
         }
         n
-    }
-}
-
-impl Peer {
-    /// Stop writing the direct ring into the peer's LP: UNSWITCH, then what
-    /// waits for it goes the 6-hop way.
-    fn give_up_direct(&mut self, ctx: &Ctx) {
-        let Some(out) = self.direct.as_mut() else {
-            return;
-        };
-        out.link.flush();
-        let lp_gen = out.lp_gen;
-        let m = PeerCtl::Unswitch {
-            lp_gen,
-            from_gen: ctx.generation,
-        };
-        // UNSWITCH goes ahead of what now takes the 6-hop way.
-        self.pending.push(&super::ctl_header(ctx.slot), &m.encode());
-        self.unsplit_direct();
     }
 }

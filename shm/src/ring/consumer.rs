@@ -335,6 +335,15 @@ impl<'a> ReadFrame<'a> {
         self.len == 0
     }
 
+    /// Whether nothing was published after this frame when the consumer
+    /// last read the producer's tail (no shared load: more may have come
+    /// since). A reader that batches what it forwards can tell a lone
+    /// frame from one in a stream by it.
+    #[inline]
+    pub fn last_known(&self) -> bool {
+        self.consumer.cached_tail - self.consumer.head == self.rec as u64
+    }
+
     /// Replace the contents of `out` with a copy of the frame.
     #[inline]
     pub fn copy_to(&self, out: &mut Vec<u8>) {

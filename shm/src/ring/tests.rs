@@ -250,3 +250,34 @@ fn the_wait_hint_goes_from_producer_to_consumer() {
     p.set_wait_hint(1);
     assert_eq!(c.wait_hint(), 1);
 }
+
+/// `last_known`: true for the last frame the consumer saw published, false
+/// while more follow (wrapped ones, behind a padding record, included);
+/// what comes after the tail was read shows at the next read of it.
+#[test]
+fn last_known_tells_a_lone_frame_from_one_in_a_stream() {
+    let (mut p, mut c) = heap_ring(256);
+    p.try_send(&[1; 8]).unwrap();
+    let f = c.peek().unwrap().unwrap();
+    assert!(f.last_known(), "the only frame");
+    // Published after the tail was read: not seen until the next peek.
+    p.try_send(&[2; 8]).unwrap();
+    assert!(f.last_known());
+    f.release();
+    let f = c.peek().unwrap().unwrap();
+    assert!(f.last_known());
+    f.release();
+    // A stream, wrapping the ring (padding records between some frames).
+    for round in 0..20u8 {
+        for i in 0..3u8 {
+            p.try_send(&[round ^ i; 40]).unwrap();
+        }
+        for i in 0..3u8 {
+            let f = c.peek().unwrap().unwrap();
+            assert_eq!(f.to_vec()[0], round ^ i);
+            assert_eq!(f.last_known(), i == 2, "round {round}, frame {i}");
+            f.release();
+        }
+    }
+    assert!(c.peek().unwrap().is_none());
+}
