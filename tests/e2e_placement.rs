@@ -223,9 +223,21 @@ fn a_light_collaboration_is_compact_and_a_saturating_one_spreads() {
     };
     wait_placed(&procs, spread, "spread");
     std::thread::sleep(Duration::from_millis(1500));
-    assert_placed(&procs, spread, "still spread");
+    // Still spread: the managers on theirs. An LP may have been widened to
+    // every CPU meanwhile: the governor does that to an LP that wanted a
+    // CPU outside its waits for half a period, and on a loaded machine the
+    // time it waits on the run queue counts (it then says so, checked
+    // below); a fall back to compact would move the managers.
+    let (widened, off): (Vec<_>, Vec<_>) = misplaced(&procs, spread)
+        .into_iter()
+        .partition(|(r, _, on)| *r == Role::Lp && on.as_ref() == Some(&all));
+    assert!(off.is_empty(), "not still spread: {off:?}");
     let (_, _, err) = stop(run, &name);
     assert!(err.contains("load heavy"), "{err}");
+    assert!(
+        widened.is_empty() || err.contains("is CPU-bound"),
+        "LPs on every CPU without the governor's word: {widened:?}\n{err}"
+    );
 }
 
 /// Over 64 processes a CPU (130 LPs and their managers on 2 CPUs), spread
