@@ -20,7 +20,12 @@ impl Manager {
             }
             let mut due = self.deadline();
             self.sleep(work, due);
-            while self.forward()? {
+            // The light path only after a lone message (a request, back to
+            // back): after a forward of several (a flood), a turn, as
+            // before it. A 256-LP mesh flood made half the messages
+            // without that turn (1.7-2.0 against 3.5 M msgs/s; why not
+            // pinned); back to back loses nothing (benches/hops.md, lat9).
+            while self.forward()? == 1 {
                 match self.only_forwarded() {
                     Some(t) => due = t,
                     None => break,
@@ -80,19 +85,20 @@ impl Manager {
     /// a paced round trip's manager hop: discovery and the search for rings
     /// to open (0.3-0.5 µs stamped, benches/hops.md).
     ///
-    /// True if it forwarded frames.
-    fn forward(&mut self) -> anyhow::Result<bool> {
+    /// The messages it forwarded (0: none).
+    fn forward(&mut self) -> anyhow::Result<usize> {
         if !self.lp.has_input() {
-            return Ok(false);
+            return Ok(0);
         }
+        let before = self.pumped;
         if !self.pump_lp(false)? {
-            return Ok(false);
+            return Ok(0);
         }
         self.forwarded = true;
         // Rings still to open wait for the turn (`Peers::pump_out`).
         let (_, dropped) = self.peers.pump_linked(&self.ctx);
         self.counters.dropped += dropped;
-        Ok(true)
+        Ok((self.pumped - before).max(1))
     }
 
     /// One turn: every part gets to work once. True if anything moved.
