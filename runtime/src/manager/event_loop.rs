@@ -49,7 +49,8 @@ impl Manager {
     /// report among them) or a deadline that came (timers, polls;
     /// recomputed here, so a part the forward changed, a control frame
     /// from our LP, say, is asked again). More of our LP's frames are the
-    /// next forward's (the sleep returns at once).
+    /// next forward's (the sleep returns at once). Asked only after a
+    /// forward of one message (`event_loop`: a flood gets its turn).
     fn only_forwarded(&mut self) -> Option<Instant> {
         if self.other_input()
             || !self.queue.is_empty()
@@ -67,12 +68,7 @@ impl Manager {
         }
         self.forwarded = false;
         self.healer.active_at = now;
-        self.load.turn(
-            &self.ctx,
-            &self.lp,
-            std::mem::take(&mut self.pumped),
-            std::mem::take(&mut self.pumped_own_txn),
-        );
+        self.count_load();
         Some(due)
     }
 
@@ -146,13 +142,18 @@ impl Manager {
         self.maybe_report();
         // Peers' reports are published within 20 ms of their arrival.
         self.coord.publish(&self.ctx, false);
+        self.count_load();
+        Ok(work)
+    }
+
+    /// Give the load mode what our LP sent since it last counted.
+    fn count_load(&mut self) {
         self.load.turn(
             &self.ctx,
             &self.lp,
             std::mem::take(&mut self.pumped),
             std::mem::take(&mut self.pumped_own_txn),
         );
-        Ok(work)
     }
 
     /// Input the loop would act on. Input it leaves alone (back-pressure)

@@ -201,17 +201,7 @@ fn crash_while_forgetting(k: usize, who: usize, image: CrashImage, order: [usize
 
 #[test]
 fn a_crash_at_every_step_while_forgetting_keeps_atomicity_and_forgets_in_the_end() {
-    for image in [CrashImage::KILL, CrashImage::POWER_LOSS] {
-        for who in 0..2 {
-            for order in [[0, 1], [1, 0]] {
-                let mut k = 0;
-                while crash_while_forgetting(k, who, image, order) {
-                    k += 1;
-                }
-                assert!(k >= 6, "the protocol took only {k} steps");
-            }
-        }
-    }
+    at_every_step(crash_while_forgetting);
 }
 
 #[test]
