@@ -28,10 +28,8 @@
 #include <time.h>
 #include <unistd.h>
 #define N 3000
-static double now_ns(void){struct timespec t;clock_gettime(CLOCK_MONOTONIC,&t);return t.tv_sec*1e9+t.tv_nsec;}
-static int cmp(const void*a,const void*b){double x=*(const double*)a,y=*(const double*)b;return x<y?-1:x>y;}
+#include "floor.h"
 static void report(const char*w,double*l){qsort(l,N,sizeof(double),cmp);printf("%-28s p50 %6.2f us p99 %7.2f us\n",w,l[N/2]/1e3,l[N*99/100]/1e3);fflush(stdout);}
-static void pin(int c){cpu_set_t s;CPU_ZERO(&s);CPU_SET(c,&s);sched_setaffinity(0,sizeof s,&s);}
 struct slot{_Atomic unsigned seq; _Atomic unsigned sleepers; _Atomic unsigned long val; char pad[48];};
 static struct slot *S;
 static int mode; // 0: sleep, 1: sleep+handover yield, 2: requester polls by yield
@@ -60,7 +58,7 @@ static void chain(const char*name,int m,int pace_us){
   post(1,~0UL,0); while(wait(0)>0); report(name,lat);
 }
 static void sockpair(int pace_us){int sv[2];socketpair(AF_UNIX,SOCK_STREAM,0,sv);char b[64];
-  if(!fork()){pin(0);close(sv[0]);for(;;){if(read(sv[1],b,64)<=0)exit(0);write(sv[1],b,64);}}
+  if(!fork()){pin(0);close(sv[0]);echo_64(sv[1]);}
   close(sv[1]);pin(0);static double lat[N];double next=now_ns();
   for(int i=0;i<N+100;i++){next+=pace_us*1e3;double t;while((t=now_ns())<next){struct timespec d={0,(long)(next-t)};if(pace_us)nanosleep(&d,0);else break;}
     double t0=now_ns();write(sv[0],b,64);read(sv[0],b,64);if(i>=100)lat[i-100]=now_ns()-t0;}

@@ -28,8 +28,7 @@
 #define N 200000
 struct fwv { unsigned long long val, uaddr; unsigned flags, pad; };
 static _Atomic unsigned *W;
-static double now_ns(void){struct timespec t;clock_gettime(CLOCK_MONOTONIC,&t);return t.tv_sec*1e9+t.tv_nsec;}
-static void pin(int c){cpu_set_t s;CPU_ZERO(&s);CPU_SET(c,&s);sched_setaffinity(0,sizeof s,&s);}
+#include "floor.h"
 // v: 0 FUTEX_WAIT, 1 futex_waitv on one word, 2 on two words.
 static void waitw(int i, unsigned s, int v){
   if(!v){ syscall(SYS_futex,&W[i*16],FUTEX_WAIT,s,0,0,0); return; }

@@ -32,10 +32,8 @@
 #include <unistd.h>
 #define N 3000
 #define PACE_US 1000
-static double now_ns(void){struct timespec t;clock_gettime(CLOCK_MONOTONIC,&t);return t.tv_sec*1e9+t.tv_nsec;}
-static int cmp(const void*a,const void*b){double x=*(const double*)a,y=*(const double*)b;return x<y?-1:x>y;}
+#include "floor.h"
 static double p50(double*l){qsort(l,N,sizeof(double),cmp);return l[N/2]/1e3;}
-static void pin(int c){cpu_set_t s;CPU_ZERO(&s);CPU_SET(c,&s);sched_setaffinity(0,sizeof s,&s);}
 static void pace(double*next){*next+=PACE_US*1e3;double t;while((t=now_ns())<*next){struct timespec d={0,(long)(*next-t)};nanosleep(&d,0);}}
 struct slot{_Atomic unsigned seq; _Atomic unsigned sleepers; _Atomic unsigned long val; char pad[48];};
 static struct slot *S;
@@ -59,7 +57,7 @@ static double chain(void){
   post(1,~0UL); for(int k=1;k<4;k++) waitpid(m[k],0,0); return p50(lat);
 }
 static double sockpair(void){int sv[2];socketpair(AF_UNIX,SOCK_STREAM,0,sv);char b[64]={0};
-  pid_t e=fork(); if(!e){pin(0);close(sv[0]);for(;;){if(read(sv[1],b,64)<=0)_exit(0);write(sv[1],b,64);}}
+  pid_t e=fork(); if(!e){pin(0);close(sv[0]);echo_64(sv[1]);}
   close(sv[1]);pin(0);static double lat[N];double next=now_ns();
   for(int i=0;i<N+100;i++){pace(&next);double t0=now_ns();write(sv[0],b,64);read(sv[0],b,64);if(i>=100)lat[i-100]=now_ns()-t0;}
   close(sv[0]);waitpid(e,0,0);return p50(lat);}

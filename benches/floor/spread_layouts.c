@@ -39,24 +39,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static double now_ns(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e9 + t.tv_nsec;
-}
-
-static int cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static void pin(int cpu) {
-    if (cpu < 0) return;
-    cpu_set_t s;
-    CPU_ZERO(&s);
-    CPU_SET(cpu, &s);
-    sched_setaffinity(0, sizeof s, &s);
-}
+#include "floor.h"
 
 static void busy(double ns) {
     if (ns <= 0) return;
@@ -111,15 +94,7 @@ static void socket_rtt(int n) {
     pin(0);
     if (fork() == 0) {
         close(sv[0]);
-        for (;;) {
-            int got = 0;
-            while (got < 64) {
-                ssize_t r = read(sv[1], b + got, 64 - got);
-                if (r <= 0) _exit(0);
-                got += r;
-            }
-            if (write(sv[1], b, 64) != 64) _exit(1);
-        }
+        echo_64(sv[1]);
     }
     close(sv[1]);
     for (int r = -n / 10; r < n; r++) {

@@ -26,28 +26,13 @@
 
 #define N 20000
 
-static double now_ns(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e9 + t.tv_nsec;
-}
-
-static int cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
+#include "floor.h"
 
 static void report(const char *what, double *lat) {
     qsort(lat, N, sizeof(double), cmp);
     printf("%-32s p50 %6.2f us  p99 %6.2f us\n", what, lat[N / 2] / 1e3, lat[N * 99 / 100] / 1e3);
 }
 
-static void pin(int cpu) {
-    cpu_set_t s;
-    CPU_ZERO(&s);
-    CPU_SET(cpu, &s);
-    sched_setaffinity(0, sizeof s, &s);
-}
 
 typedef struct {
     _Atomic long v;
@@ -157,15 +142,7 @@ static void socket_rtt(void) {
     socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
     if (fork() == 0) {
         close(sv[0]);
-        for (;;) {
-            int got = 0;
-            while (got < 64) {
-                ssize_t n = read(sv[1], b + got, 64 - got);
-                if (n <= 0) _exit(0);
-                got += n;
-            }
-            if (write(sv[1], b, 64) != 64) _exit(1);
-        }
+        echo_64(sv[1]);
     }
     close(sv[1]);
     for (int r = 0; r < N; r++) {
